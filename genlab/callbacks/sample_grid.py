@@ -1,0 +1,101 @@
+"""A grid of samples from one fixed noise batch, saved as PNG and logged to TensorBoard as training goes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+from genlab.callbacks.run_files import log_image, run_dir, to_unit_range
+from genlab.errors import GenlabError
+from genlab.models.base import GenerativeModule, evaluation_mode, iterations_done
+
+
+class SampleGrid(L.Callback):
+    """Every `every_n_iterations` training batches (and at the end) decodes the same fixed noise.
+
+    The noise is drawn once from its own seeded generator and kept in the callback's state, so a resumed
+    run draws exactly the same grid. Conditional models get one row per class.
+
+    Args:
+        every_n_iterations: batches between grids (a batch = one discriminator step; see README).
+        num_samples: images in the grid (rounded down to whole rows per class when conditional).
+        nrow: images per row (default: the square root, or the images per class when conditional).
+        seed: seed of the fixed noise.
+    """
+
+    def __init__(self, every_n_iterations: int = 200, num_samples: int = 64, nrow: int | None = None, seed: int = 0):
+        if every_n_iterations < 1 or num_samples < 1:
+            raise GenlabError("SampleGrid every_n_iterations and num_samples must be at least 1")
+        self.every_n_iterations, self.num_samples, self.nrow, self.seed = every_n_iterations, num_samples, nrow, seed
+        self.noise: Tensor | None = None
+        self.labels: Tensor | None = None
+        self._last_saved = -1
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(every_n_iterations=self.every_n_iterations, num_samples=self.num_samples)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not isinstance(pl_module, GenerativeModule):
+            raise GenlabError(f"SampleGrid needs a generative model; {type(pl_module).__name__} cannot sample")
+
+    def _fixed_inputs(self, model: GenerativeModule) -> tuple[Tensor, Tensor | None]:
+        if self.noise is None:
+            count, self.labels = self.num_samples, None
+            if model.num_classes:
+                per_class = max(1, self.num_samples // model.num_classes)
+                count = per_class * model.num_classes
+                self.labels = torch.arange(model.num_classes).repeat_interleave(per_class)
+            self.noise = model.sample_latent(count, generator=torch.Generator().manual_seed(self.seed)).cpu()
+        labels = self.labels.to(model.device) if self.labels is not None else None
+        return self.noise.to(model.device), labels
+
+    def grid(self, model: GenerativeModule) -> Tensor:
+        """The current grid as a CHW image in [0, 1]."""
+        noise, labels = self._fixed_inputs(model)
+        with evaluation_mode(model):
+            images = to_unit_range(model.decode(noise, labels))
+        if images.dim() != 4:
+            raise GenlabError(
+                f"SampleGrid draws images, but {type(model).__name__} samples have shape {tuple(images.shape[1:])}:"
+                " use ToyGANPlots for 2-D data"
+            )
+        if self.nrow is not None:
+            nrow = self.nrow
+        elif model.num_classes:
+            nrow = len(images) // model.num_classes
+        else:
+            nrow = max(1, round(len(images) ** 0.5))
+        return make_grid(images, nrow=nrow, padding=2, pad_value=1.0)
+
+    def save(self, trainer: L.Trainer, model: GenerativeModule) -> Path | None:
+        iteration = iterations_done(trainer)
+        if iteration == self._last_saved or not trainer.is_global_zero:
+            return None
+        self._last_saved = iteration
+        image = self.grid(model)
+        if trainer.fast_dev_run:  # like logging and checkpointing, files are suppressed in a smoke test
+            return None
+        path = run_dir(trainer) / "samples" / f"iteration_{iteration:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(image, path)
+        log_image(trainer, "samples", image, iteration)
+        return path
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if iterations_done(trainer) % self.every_n_iterations == 0:
+            self.save(trainer, pl_module)  # type: ignore[arg-type]
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.save(trainer, pl_module)  # type: ignore[arg-type]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"noise": self.noise, "labels": self.labels}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.noise, self.labels = state_dict["noise"], state_dict["labels"]

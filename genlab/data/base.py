@@ -1,0 +1,106 @@
+"""The shared part of genlab's data modules: splits held as tensors, served by `TensorLoader`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from genlab.data.loader import TensorLoader
+from genlab.errors import GenlabError
+
+DATA_DIR_ENV = "GENLAB_DATA_DIR"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """The data root: the explicit setting, else $GENLAB_DATA_DIR, else `data/` in the working directory."""
+    return Path(data_dir or os.environ.get(DATA_DIR_ENV) or "data").expanduser()
+
+
+class Split(NamedTuple):
+    """One split: samples (N x data_shape, float in [-1, 1] for images) and integer labels (N,)."""
+
+    samples: Tensor
+    labels: Tensor
+
+
+class Splits(NamedTuple):
+    train: Split
+    val: Split
+    test: Split
+
+
+def split_off(split: Split, held_out: int, seed: int) -> tuple[Split, Split]:
+    """A seeded random (kept, held-out) partition of one split."""
+    if not 0 <= held_out < len(split.labels):
+        raise GenlabError(
+            f"val_size {held_out} must be at least 0 and below the {len(split.labels)} training samples:"
+            " lower data.val_size"
+        )
+    order = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(seed))
+    kept, held = order[: len(order) - held_out], order[len(order) - held_out :]
+    return Split(*(t[kept] for t in split)), Split(*(t[held] for t in split))
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Loads its splits once into tensors (`load_splits`) and batches them by indexing.
+
+    Subclasses set `data_shape` (one sample's shape) and `num_classes` (0 for unlabelled data) so models and
+    callbacks can check themselves against the data before training starts.
+
+    Args:
+        batch_size: training batch size.
+        eval_batch_size: batch size of the validation/test loaders (defaults to batch_size).
+        drop_last: drop the last incomplete training batch (BatchNorm dislikes a batch of 1).
+        seed: seeds the validation split and the per-epoch shuffling; a resumed run reshuffles identically.
+    """
+
+    data_shape: tuple[int, ...]
+    num_classes: int = 0
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        drop_last: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise GenlabError(f"data.batch_size must be at least 1, got {batch_size}")
+        self.batch_size, self.drop_last, self.seed = batch_size, drop_last, seed
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.splits: Splits | None = None
+
+    def load_splits(self) -> Splits:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is None:
+            self.splits = self.load_splits()
+
+    def _loaded(self) -> Splits:
+        if self.splits is None:
+            self.setup()
+        assert self.splits is not None
+        return self.splits
+
+    def train_dataloader(self) -> TensorLoader:
+        return TensorLoader(
+            tuple(self._loaded().train), self.batch_size, shuffle=True, drop_last=self.drop_last, seed=self.seed
+        )
+
+    def val_dataloader(self) -> TensorLoader:
+        return TensorLoader(tuple(self._loaded().val), self.eval_batch_size)
+
+    def test_dataloader(self) -> TensorLoader:
+        return TensorLoader(tuple(self._loaded().test), self.eval_batch_size)
+
+
+def images_to_unit_range(images: Tensor) -> Tensor:
+    """uint8 images (N, C, H, W) in [0, 255] → float32 in [-1, 1]."""
+    return images.to(torch.float32).div_(127.5).sub_(1.0)

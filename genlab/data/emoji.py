@@ -1,0 +1,96 @@
+"""EmojiOne: a folder of RGBA PNGs composited onto a background colour, as RGB images in [-1, 1]."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from genlab.data.base import Split, Splits, TensorDataModule, images_to_unit_range, resolve_data_dir, split_off
+from genlab.errors import GenlabError
+
+
+def load_png(path: Path, background: tuple[int, int, int], image_size: int) -> np.ndarray:
+    """One image as uint8 H x W x 3: alpha composited onto `background`, resized if its size differs."""
+    with Image.open(path) as image:
+        rgba = image.convert("RGBA")
+    if rgba.size != (image_size, image_size):
+        rgba = rgba.resize((image_size, image_size), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGBA", rgba.size, (*background, 255))
+    return np.asarray(Image.alpha_composite(canvas, rgba).convert("RGB"))
+
+
+class EmojiDataModule(TensorDataModule):
+    """EmojiOne emoji (or any folder of PNGs) as 3 x image_size x image_size images, label 0.
+
+    EmojiOne has no official split: by default every image trains and the validation/test loaders serve
+    the training images too, as the seed's FID against the training set does. `val_size` holds some out.
+
+    Args:
+        data_dir: data root; defaults to $GENLAB_DATA_DIR, else `data/`.
+        folder: the PNG folder, relative to data_dir (or absolute).
+        image_size: side length; images of another size are resized (Lanczos).
+        background: RGB colour that transparent pixels are composited onto.
+        on_bad_file: "error" stops on a PNG that cannot be read (naming it); "skip" warns and leaves it out.
+    """
+
+    num_classes = 0
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        folder: str = "EmojiOne/png/32",
+        image_size: int = 32,
+        background: tuple[int, int, int] = (255, 255, 255),
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        val_size: int = 0,
+        on_bad_file: Literal["error", "skip"] = "error",
+        drop_last: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, drop_last=drop_last, seed=seed)
+        self.data_dir = resolve_data_dir(data_dir)
+        self.image_folder = self.data_dir / folder
+        self.image_size, self.background = image_size, tuple(background)
+        self.val_size, self.on_bad_file = val_size, on_bad_file
+        self.data_shape = (3, image_size, image_size)
+
+    def _png_files(self) -> list[Path]:
+        files = sorted(self.image_folder.glob("*.png")) if self.image_folder.is_dir() else []
+        if not files:
+            state = "has no .png files" if self.image_folder.is_dir() else "does not exist"
+            raise GenlabError(
+                f"{self.image_folder.resolve()} {state}: put the EmojiOne 32x32 PNGs there (npm pack"
+                " emojione-assets@4.5.0, folder png/32) or point --data.data_dir / $GENLAB_DATA_DIR at a root"
+                " holding EmojiOne/png/32 (e.g. ../shared/datasets)"
+            )
+        return files
+
+    def prepare_data(self) -> None:
+        self._png_files()
+
+    def load_splits(self) -> Splits:
+        images = []
+        for path in self._png_files():
+            try:
+                images.append(load_png(path, self.background, self.image_size))
+            except (OSError, UnidentifiedImageError, ValueError) as error:
+                if self.on_bad_file == "error":
+                    raise GenlabError(
+                        f"cannot read image {path} ({error}): remove or replace it, or set"
+                        " data.on_bad_file: skip"
+                    ) from None
+                warnings.warn(f"skipping unreadable image {path}: {error}", stacklevel=2)
+        if not images:
+            raise GenlabError(f"no readable PNG in {self.image_folder.resolve()}: replace the files")
+        pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+        everything = Split(images_to_unit_range(pixels), torch.zeros(len(pixels), dtype=torch.long))
+        if self.val_size == 0:
+            return Splits(everything, everything, everything)
+        train, val = split_off(everything, self.val_size, self.seed)
+        return Splits(train, val, val)

@@ -1,0 +1,130 @@
+"""What every genlab model shares: resumable randomness, an iteration counter, and the sampling interface.
+
+Callbacks talk to generative models only through `GenerativeModule`'s small interface:
+`latent_dim`, `num_classes` (0 when unconditional), `sample_latent(n, generator)`, `decode(z, labels)` and
+`sample(n, labels)`, which returns samples in the data's range (images in [-1, 1], NCHW; N x 2 for 2-D toy
+data). A sample grid, a latent interpolation or an FID therefore works for every model alike.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from genlab.errors import GenlabError
+
+_RNG_KEY = "genlab_rng_states"
+
+
+def collect_rng_states() -> dict[str, Any]:
+    """torch (CPU and CUDA), NumPy and Python RNG states, as tensors and ints only.
+
+    Lightning loads checkpoints with `torch.load(weights_only=True)`, which refuses NumPy arrays, so the
+    NumPy state travels as a tensor.
+    """
+    _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    numpy_state = states["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    version, state, gauss = states["python"]
+    random.setstate((version, tuple(state), gauss))
+
+
+@contextmanager
+def evaluation_mode(module: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients for the duration, then the previous mode back."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        module.train(was_training)
+
+
+def iterations_done(trainer: L.Trainer) -> int:
+    """Training batches processed so far, across epochs and resumes.
+
+    Under manual optimization `trainer.global_step` counts optimizer steps (a D and a G step make 2), so
+    schedules such as "every 200 iterations" count batches instead.
+    """
+    return trainer.fit_loop.epoch_loop.batch_progress.total.ready
+
+
+class GenlabModule(L.LightningModule):
+    """A LightningModule whose checkpoints also carry the random number generators' states.
+
+    Lightning restores weights, optimizers, loops and (through `TensorLoader.state_dict`) the data order;
+    with the RNG states too, a run resumed from a checkpoint continues exactly as if it had never stopped.
+    """
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[_RNG_KEY] = collect_rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if _RNG_KEY in checkpoint:
+            restore_rng_states(checkpoint[_RNG_KEY])
+
+    @property
+    def iteration(self) -> int:
+        """Batches trained on so far (0 outside a fit)."""
+        trainer = self._trainer
+        return iterations_done(trainer) if trainer is not None else 0
+
+    def check_data_shape(self, expected: tuple[int, ...], where: str) -> None:
+        """Stop before training when the data module's sample shape disagrees with the networks'."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        data_shape = getattr(datamodule, "data_shape", None)
+        if data_shape is not None and tuple(data_shape) != tuple(expected):
+            raise GenlabError(
+                f"the data ({type(datamodule).__name__}) gives samples of shape {tuple(data_shape)} but {where} is"
+                f" {tuple(expected)}: make the model's shape settings match the data"
+            )
+
+
+class GenerativeModule(GenlabModule):
+    """A model that can draw samples; see the module docstring for the interface callbacks rely on."""
+
+    latent_dim: int
+    num_classes: int = 0
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n latent vectors from the prior, on this module's device."""
+        raise NotImplementedError
+
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Samples for given latent vectors (and labels, for conditional models)."""
+        raise NotImplementedError
+
+    def default_labels(self, n: int) -> Tensor | None:
+        """Balanced labels 0, 1, …, C-1, 0, 1, … for conditional models; None otherwise."""
+        if self.num_classes == 0:
+            return None
+        return torch.arange(n, device=self.device) % self.num_classes
+
+    def sample(self, n: int, labels: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """n samples in eval mode without gradients; labels default to balanced classes when conditional."""
+        if labels is None:
+            labels = self.default_labels(n)
+        with evaluation_mode(self):
+            return self.decode(self.sample_latent(n, generator), labels)

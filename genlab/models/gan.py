@@ -1,0 +1,152 @@
+"""One GAN LightningModule for every adversarial setting the seeds use: unconditional or conditional,
+minimax / least squares / Wasserstein (clipping or gradient penalty) / hinge, any n_critic."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor
+
+from genlab.errors import GenlabError
+from genlab.losses import AdversarialLoss, gradient_penalty, resolve_loss
+from genlab.models.base import GenerativeModule
+from genlab.nets.base import Discriminator, Generator
+
+
+class GAN(GenerativeModule):
+    """Alternating discriminator (critic) and generator updates under manual optimization.
+
+    Every training batch makes one discriminator step; every `n_critic`-th batch is followed by one
+    generator step on fresh noise. In a conditional model the discriminator step's fakes take the real
+    batch's labels and the generator step draws labels uniformly.
+
+    Args:
+        generator, discriminator: the networks (see `genlab.nets`).
+        loss: a name (minimax, non_saturating, least_squares, wasserstein, hinge) or an `AdversarialLoss`
+            object such as `genlab.losses.LeastSquares` with its own settings.
+        n_critic: discriminator steps per generator step.
+        gradient_penalty: weight λ of the WGAN-GP penalty (0 turns it off).
+        clip_weights: clip every critic weight to [-c, c] after each critic step (the original WGAN).
+        noise: prior of the latent vectors: "normal" N(0, I) or "uniform" U(-1, 1).
+        generator_optimizer, discriminator_optimizer: optimizer classes and settings, e.g. Adam with betas.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        discriminator: Discriminator,
+        loss: str | AdversarialLoss = "non_saturating",
+        n_critic: int = 1,
+        gradient_penalty: float = 0.0,
+        clip_weights: float | None = None,
+        noise: Literal["normal", "uniform"] = "normal",
+        generator_optimizer: OptimizerCallable = torch.optim.Adam,
+        discriminator_optimizer: OptimizerCallable = torch.optim.Adam,
+    ) -> None:
+        super().__init__()
+        if n_critic < 1:
+            raise GenlabError(f"model.n_critic must be at least 1, got {n_critic}")
+        if gradient_penalty < 0:
+            raise GenlabError(f"model.gradient_penalty must be 0 or more, got {gradient_penalty}")
+        if clip_weights is not None and clip_weights <= 0:
+            raise GenlabError(f"model.clip_weights must be positive (or null), got {clip_weights}")
+        if generator.num_classes != discriminator.num_classes:
+            raise GenlabError(
+                f"model.generator has num_classes {generator.num_classes} but model.discriminator has"
+                f" {discriminator.num_classes}: give both the same num_classes"
+            )
+        if tuple(generator.out_shape) != tuple(discriminator.in_shape):
+            raise GenlabError(
+                f"model.generator makes samples of shape {tuple(generator.out_shape)} but model.discriminator"
+                f" expects {tuple(discriminator.in_shape)}: make their shape settings agree"
+            )
+        self.automatic_optimization = False
+        self.save_hyperparameters(ignore=["generator", "discriminator", "generator_optimizer",
+                                          "discriminator_optimizer", "loss"])
+        self.generator, self.discriminator = generator, discriminator
+        self.loss = resolve_loss(loss)
+        self.n_critic, self.gp_weight, self.clip_weights, self.noise = n_critic, gradient_penalty, clip_weights, noise
+        self.generator_optimizer, self.discriminator_optimizer = generator_optimizer, discriminator_optimizer
+
+    @property
+    def latent_dim(self) -> int:  # type: ignore[override]
+        return self.generator.latent_dim
+
+    @property
+    def num_classes(self) -> int:  # type: ignore[override]
+        return self.generator.num_classes
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        if generator is not None and generator.device != self.device:
+            z = self._draw_noise(n, generator, torch.device("cpu"))
+            return z.to(self.device)
+        return self._draw_noise(n, generator, self.device)
+
+    def _draw_noise(self, n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+        if self.noise == "uniform":
+            return torch.rand(n, self.latent_dim, generator=generator, device=device) * 2 - 1
+        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.generator(z, labels if self.num_classes else None)
+
+    def setup(self, stage: str) -> None:
+        self.check_data_shape(tuple(self.generator.out_shape), "model.generator's out_shape")
+        datamodule = getattr(self.trainer, "datamodule", None)
+        data_classes = getattr(datamodule, "num_classes", None)
+        if self.num_classes and data_classes is not None and data_classes != self.num_classes:
+            raise GenlabError(
+                f"the conditional model has num_classes {self.num_classes} but the data"
+                f" ({type(datamodule).__name__}) has {data_classes}: set the networks' num_classes to"
+                f" {data_classes}"
+            )
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [
+            self.discriminator_optimizer(self.discriminator.parameters()),
+            self.generator_optimizer(self.generator.parameters()),
+        ]
+
+    def _fake_labels(self, n: int) -> Tensor | None:
+        if not self.num_classes:
+            return None
+        return torch.randint(self.num_classes, (n,), device=self.device)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        real, labels = batch
+        real_labels = labels if self.num_classes else None
+        d_optimizer, g_optimizer = self.optimizers()  # type: ignore[misc]
+        n = real.shape[0]
+
+        with self.toggled_optimizer(d_optimizer):
+            with torch.no_grad():  # fakes share the real batch's labels, so the penalty's mixes are consistent
+                fake = self.generator(self.sample_latent(n), real_labels)
+            real_scores = self.discriminator(real, real_labels)
+            fake_scores = self.discriminator(fake, real_labels)
+            d_loss = self.loss.discriminator(real_scores, fake_scores)
+            logs = {"loss/d": d_loss.detach()}
+            if self.gp_weight:
+                penalty = gradient_penalty(self.discriminator, real, fake, real_labels)
+                d_loss = d_loss + self.gp_weight * penalty
+                logs["loss/gradient_penalty"] = penalty.detach()
+            d_optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            d_optimizer.step()
+            if self.clip_weights is not None:
+                with torch.no_grad():
+                    for parameter in self.discriminator.parameters():
+                        parameter.clamp_(-self.clip_weights, self.clip_weights)
+        logs |= {key: value.detach() for key, value in self.loss.summaries(real_scores, fake_scores).items()}
+
+        if self.iteration % self.n_critic == 0:
+            with self.toggled_optimizer(g_optimizer):
+                fake_labels = self._fake_labels(n)
+                fake_scores = self.discriminator(self.generator(self.sample_latent(n), fake_labels), fake_labels)
+                g_loss = self.loss.generator(fake_scores)
+                g_optimizer.zero_grad(set_to_none=True)
+                self.manual_backward(g_loss)
+                g_optimizer.step()
+            logs["loss/g"] = g_loss.detach()
+        self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False)

@@ -1,0 +1,64 @@
+"""What every generator and discriminator network declares, so models and checks need no guessing."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class Generator(nn.Module):
+    """Maps noise (and, when `num_classes` > 0, class labels) to samples of shape `out_shape`."""
+
+    latent_dim: int
+    num_classes: int = 0
+    out_shape: tuple[int, ...]
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class Discriminator(nn.Module):
+    """Maps samples of shape `in_shape` (and labels when conditional) to one raw score per sample."""
+
+    in_shape: tuple[int, ...]
+    num_classes: int = 0
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def with_one_hot(features: Tensor, labels: Tensor | None, num_classes: int) -> Tensor:
+    """Concatenate one-hot labels to flat features (the seeds' conditioning); a no-op when unconditional."""
+    if num_classes == 0:
+        return features
+    if labels is None:
+        raise ValueError(f"this network is conditional on {num_classes} classes: pass labels")
+    return torch.cat([features, F.one_hot(labels, num_classes).to(features.dtype)], dim=1)
+
+
+def with_label_maps(images: Tensor, labels: Tensor | None, num_classes: int) -> Tensor:
+    """Concatenate one constant channel per class to an image batch (conditioning a conv discriminator)."""
+    if num_classes == 0:
+        return images
+    if labels is None:
+        raise ValueError(f"this network is conditional on {num_classes} classes: pass labels")
+    one_hot = F.one_hot(labels, num_classes).to(images.dtype)[:, :, None, None]
+    return torch.cat([images, one_hot.expand(-1, -1, *images.shape[2:])], dim=1)
+
+
+def xavier_uniform_init(module: nn.Module) -> None:
+    """The seeds' initialisation (CS231n GAN notebook): Xavier-uniform weights of Linear and ConvTranspose2d."""
+    if isinstance(module, (nn.Linear, nn.ConvTranspose2d)):
+        nn.init.xavier_uniform_(module.weight)
+
+
+def dcgan_normal_init(module: nn.Module) -> None:
+    """DCGAN's initialisation (Radford et al.): conv weights ~ N(0, 0.02), BatchNorm scale ~ N(1, 0.02)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny generated data sets (idx files, PNG folders) and an in-process CLI runner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genlab.data.idx import write_idx
+
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
+
+
+def write_tiny_mnist(root: Path, folder: str = "MNIST", train: int = 96, test: int = 32, seed: int = 0) -> Path:
+    """Random 28x28 digits with labels 0..9 in torchvision's raw layout; returns the data root."""
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, count in (("train", train), ("t10k", test)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (count, 28, 28), dtype=np.uint8))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", (np.arange(count) % 10).astype(np.uint8))
+    return root
+
+
+def write_tiny_emoji(folder: Path, count: int = 40, size: int = 32, seed: int = 0) -> Path:
+    """Random RGBA PNGs; returns the folder."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        pixels = rng.integers(0, 256, (size, size, 4), dtype=np.uint8)
+        Image.fromarray(pixels, "RGBA").save(folder / f"emoji_{index:03d}.png")
+    return folder
+
+
+@pytest.fixture()
+def tiny_data(tmp_path: Path) -> Path:
+    """A data root holding tiny MNIST, FashionMNIST and EmojiOne/png/32."""
+    root = tmp_path / "data"
+    write_tiny_mnist(root, "MNIST")
+    write_tiny_mnist(root, "FashionMNIST", seed=1)
+    write_tiny_emoji(root / "EmojiOne" / "png" / "32")
+    return root
+
+
+@pytest.fixture()
+def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Runs `genlab ARGS` in-process with tmp_path as the working directory (so lightning_logs/ lands there)."""
+    from genlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> None:
+        main(list(args))
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def _no_data_dir_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests choose their data root explicitly; a developer's $GENLAB_DATA_DIR must not leak in."""
+    monkeypatch.delenv("GENLAB_DATA_DIR", raising=False)
+
+
+@pytest.fixture()
+def shared_datasets() -> Path:
+    if not (SHARED_DATASETS / "MNIST" / "raw").is_dir():
+        pytest.skip("the real datasets in ../shared/datasets are not here")
+    return SHARED_DATASETS
