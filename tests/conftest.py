@@ -53,6 +53,7 @@ def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., No
     from genlab.cli import main
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["genlab"])  # pytest's own arguments are not the CLI's
 
     def run(*args: str) -> None:
         main(list(args))

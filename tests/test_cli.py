@@ -1,0 +1,110 @@
+"""The real CLI, in-process, end to end on tiny data: fit, checkpoints, sample grids, resume, errors."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import EXPERIMENTS
+
+TINY_GAN = [
+    "--config", str(EXPERIMENTS / "gan_mnist.yaml"),
+    "--model.init_args.generator.init_args.hidden=[32, 32]",
+    "--model.init_args.discriminator.init_args.hidden=[16]",
+    "--data.init_args.batch_size=16",
+    "--data.init_args.val_size=16",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_fit_writes_checkpoint_sample_grid_and_config(run_cli, tiny_data, tmp_path):
+    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=1",
+            "--trainer.callbacks+=genlab.callbacks.SampleGrid", "--trainer.callbacks.every_n_iterations=2")
+    run = tmp_path / "lightning_logs" / "gan_mnist" / "version_0"
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert checkpoint["epoch"] == 0 and checkpoint["global_step"] == 2 * (80 // 16)  # a D and a G step per batch
+    assert any(key.startswith("generator.") for key in checkpoint["state_dict"])
+    grids = sorted(p.name for p in (run / "samples").glob("*.png"))
+    assert "iteration_0000005.png" in grids and "iteration_0000002.png" in grids
+    with Image.open(run / "samples" / "iteration_0000005.png") as grid:
+        assert grid.size == (8 * 30 + 2, 8 * 30 + 2)  # 8x8 tiles of 28 px with 2 px padding
+    assert (run / "config.yaml").is_file()
+    assert list(run.glob("events.out.tfevents.*"))
+
+
+def test_resume_continues_exactly(run_cli, tiny_data, tmp_path):
+    """2 epochs straight == 1 epoch, then --ckpt_path last for 1 more: same weights, same fixed-noise grid."""
+    common = [*TINY_GAN, f"--data.data_dir={tiny_data}"]
+    run_cli("fit", *common, "--trainer.logger.init_args.name=straight", "--trainer.max_epochs=2")
+    run_cli("fit", *common, "--trainer.logger.init_args.name=resumed", "--trainer.max_epochs=1")
+    run_cli("fit", *common, "--trainer.logger.init_args.name=resumed", "--trainer.max_epochs=2", "--ckpt_path=last")
+    straight = tmp_path / "lightning_logs" / "straight" / "version_0"
+    resumed = tmp_path / "lightning_logs" / "resumed" / "version_0"
+    assert not (tmp_path / "lightning_logs" / "resumed" / "version_1").exists()  # continued in the same folder
+    a, b = (load_checkpoint(run / "checkpoints" / "last.ckpt") for run in (straight, resumed))
+    assert a["global_step"] == b["global_step"] == 20
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    for opt_a, opt_b in zip(a["optimizer_states"], b["optimizer_states"]):
+        for state_a, state_b in zip(opt_a["state"].values(), opt_b["state"].values()):
+            assert torch.equal(state_a["exp_avg"], state_b["exp_avg"])
+    final_grid = "iteration_0000010.png"
+    assert (straight / "samples" / final_grid).read_bytes() == (resumed / "samples" / final_grid).read_bytes()
+    assert (resumed / "config.yaml").is_file() and (resumed / "config.resume-1.yaml").is_file()
+
+
+def test_resume_without_a_previous_run_is_one_line(run_cli, tiny_data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--ckpt_path=last")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("genlab: error: --ckpt_path last: no run in")
+    assert "Traceback" not in err
+
+
+def test_missing_data_is_one_line_naming_the_folder(run_cli, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", *TINY_GAN, f"--data.data_dir={tmp_path / 'empty'}", "--data.download=false")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str((tmp_path / "empty" / "MNIST" / "raw").resolve()) in err[0]
+
+
+def test_data_dir_from_environment(run_cli, tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLAB_DATA_DIR", str(tiny_data))
+    run_cli("fit", *TINY_GAN, "--trainer.fast_dev_run=true")
+    assert not (tmp_path / "lightning_logs").exists()  # fast_dev_run writes nothing
+
+
+def test_shape_mismatch_between_data_and_networks_is_reported(run_cli, tiny_data, capsys):
+    with pytest.raises(SystemExit):
+        run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.fast_dev_run=true",
+                "--model.init_args.generator.init_args.out_shape=[3, 32, 32]",
+                "--model.init_args.discriminator.init_args.in_shape=[3, 32, 32]")
+    err = capsys.readouterr().err
+    assert "gives samples of shape (1, 28, 28) but model.generator's out_shape is (3, 32, 32)" in err
+
+
+def test_print_config_and_help(run_cli, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "--config", str(EXPERIMENTS / "dcgan_mnist.yaml"), "--print_config")
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "genlab.nets.InfoGANGenerator" in printed and "save_last: true" in printed
+    with pytest.raises(SystemExit):
+        run_cli("--help")
+    assert "fit" in capsys.readouterr().out
+
+
+def test_unknown_config_key_is_refused(run_cli, tiny_data, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--model.init_args.n_critics=5")
+    assert exit_info.value.code != 0
+    assert "n_critics" in capsys.readouterr().err
