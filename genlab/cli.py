@@ -5,12 +5,15 @@ What genlab adds to LightningCLI:
 - `--ckpt_path last` finds the newest `last.ckpt` of the experiment and continues in the same run folder,
   so TensorBoard shows one unbroken curve; the resumed config is saved beside the first as
   `config.resume-N.yaml` instead of refusing to start;
-- user errors (`GenlabError`) end the program with one line and exit status 2, no traceback.
+- checkpoints are read through `SafeCheckpointIO`, so a damaged file is named in one line with its fallback;
+- user errors (`GenlabError`, and configuration errors from the parser) end the program with one line and exit
+  status 2, no traceback.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,10 +21,38 @@ from typing import Any
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from genlab.callbacks.checkpoint import RunCheckpoint
+from genlab.callbacks.checkpoint import PREVIOUS_NAME, RunCheckpoint, SafeCheckpointIO
 from genlab.errors import GenlabError
 
 TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
+_NOISE = ("Does not validate against any of", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
+
+
+def summarize_parser_error(message: str) -> str:
+    """jsonargparse's nested, multi-line error → one line: the config key, what is wrong, where to look."""
+    lines = [line.strip().lstrip("-").strip() for line in message.splitlines()]
+    if len(lines) == 1:
+        return f"{lines[0]}; `genlab <subcommand> --help` lists the accepted options"
+    keys, owner, detail = [], None, None
+    for line in lines:
+        if match := re.match(r'Parser key "([^"]+)":?\s*(.*)', line):
+            keys.append(match[1])
+            detail = detail or match[2] or None
+        elif match := re.match(r"Problem with given class_path '([^']+)'", line):
+            owner = match[1]
+        elif line and not line.startswith(_NOISE) and detail is None:
+            detail = line
+    where = f" ({owner})" if owner else ""
+    return f"config key {'.'.join(keys)}: {detail}{where}; `genlab fit --print_config` shows the accepted keys"
+
+
+class GenlabArgumentParser(LightningArgumentParser):
+    """Configuration errors in one line (the key, the problem) instead of usage text and a nested report."""
+
+    def error(self, message: str, ex: Exception | None = None) -> None:  # type: ignore[override]
+        if not self.exit_on_error:
+            super().error(message, ex)
+        raise GenlabError(summarize_parser_error(message))
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -46,8 +77,14 @@ def _version_number(folder: Path) -> int:
 
 
 def find_last_checkpoint(experiment_dir: Path) -> Path:
-    """The most recently written `version_*/checkpoints/last.ckpt` of an experiment folder."""
+    """The most recently written `version_*/checkpoints/last.ckpt` of an experiment folder.
+
+    A run killed between keeping `previous.ckpt` and writing the new `last.ckpt` has only the former.
+    """
     candidates = list(experiment_dir.glob("*/checkpoints/last.ckpt"))
+    candidates += [
+        path for path in experiment_dir.glob(f"*/checkpoints/{PREVIOUS_NAME}") if not (path.parent / "last.ckpt").exists()
+    ]
     if not candidates:
         raise GenlabError(
             f"--ckpt_path last: no run in {experiment_dir.resolve()} has a checkpoints/last.ckpt;"
@@ -66,34 +103,62 @@ class GenlabCLI(LightningCLI):
             {"logger": {"class_path": TENSORBOARD, "init_args": {"save_dir": "lightning_logs", "name": "genlab"}}},
         )
         kwargs.setdefault("auto_configure_optimizers", False)
-        kwargs.setdefault("parser_kwargs", {"description": "genlab: train and evaluate deep generative models."})
+        kwargs.setdefault("parser_class", GenlabArgumentParser)
+        kwargs.setdefault(
+            "parser_kwargs",  # no prefix matching: --trainer.max_epoch must not quietly mean max_epochs
+            {"description": "genlab: train and evaluate deep generative models.", "allow_abbrev": False},
+        )
         super().__init__(args=args, run=run, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 1})
 
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        if self._get(self.config_init, "trainer.plugins") is None:
+            kwargs.setdefault("plugins", [SafeCheckpointIO()])
+        if self._get(self.config_init, "trainer.strategy") == "ddp" and not self.model.automatic_optimization:
+            # A GAN's discriminator step leaves the generator unused (and the other way round), which plain
+            # DDP refuses; letting DDP find the unused parameters is what alternating updates need.
+            kwargs.setdefault("strategy", "ddp_find_unused_parameters_true")
+        return super().instantiate_trainer(**kwargs)
+
     def before_instantiate_classes(self) -> None:
+        """Resolve `--ckpt_path last`, and let a resumed fit continue in its checkpoint's own run folder."""
         config = self.config[self.subcommand] if self.subcommand else self.config
-        if config.get("ckpt_path") != "last":
-            return
+        ckpt_path = config.get("ckpt_path")
         logger = config.trainer.logger
-        if not (isinstance(logger, dict) or hasattr(logger, "class_path")) or logger.class_path != TENSORBOARD:
-            return  # another logger: Lightning's own meaning of "last" applies
-        init_args = logger.init_args
-        experiment_dir = Path(init_args.save_dir) / (init_args.name or "")
-        checkpoint = find_last_checkpoint(experiment_dir)
-        config.ckpt_path = os.fspath(checkpoint)
-        if self.subcommand == "fit":
-            init_args.version = _version_number(checkpoint.parent.parent)
+        if ckpt_path is None or not hasattr(logger, "class_path") or logger.class_path != TENSORBOARD:
+            return  # another logger: Lightning's own meaning of the path applies
+        experiment_dir = Path(logger.init_args.save_dir) / (logger.init_args.name or "")
+        if ckpt_path == "last":
+            config.ckpt_path = os.fspath(find_last_checkpoint(experiment_dir))
+        checkpoint = Path(config.ckpt_path)
+        run = checkpoint.parent.parent
+        if self.subcommand == "fit" and checkpoint.parent.name == "checkpoints" and run.parent.resolve() == experiment_dir.resolve():
+            logger.init_args.version = _version_number(run) if _version_number(run) >= 0 else run.name
+
+
+def user_error(error: BaseException) -> GenlabError | None:
+    """The GenlabError behind an exception, if any (jsonargparse wraps errors raised while instantiating)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, GenlabError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def main(args: list[str] | None = None) -> None:
     """Console entry point; `args` lets tests drive the real CLI in-process."""
     try:
         GenlabCLI(args=args)
-    except GenlabError as error:
-        print(f"genlab: error: {error}", file=sys.stderr)
+    except Exception as error:
+        if (cause := user_error(error)) is None:
+            raise
+        print(f"genlab: error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -1,20 +1,96 @@
-"""Lightning's ModelCheckpoint with genlab's defaults and fixes."""
+"""Checkpoints that survive crashes: periodic saves counted in iterations, the previous `last.ckpt` kept,
+and a one-line error naming the file (and the fallback) when a checkpoint cannot be read."""
 
 from __future__ import annotations
 
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from genlab.errors import GenlabError
+from genlab.models.base import iterations_done
+
+PREVIOUS_NAME = "previous.ckpt"
+
+
+def fallback_checkpoint(broken: Path) -> Path | None:
+    """The best other checkpoint beside a broken one: `previous.ckpt`, else the newest other `.ckpt`."""
+    previous = broken.parent / PREVIOUS_NAME
+    if previous.is_file() and previous != broken:
+        return previous
+    others = [p for p in broken.parent.glob("*.ckpt") if p != broken]
+    return max(others, key=lambda p: p.stat().st_mtime) if others else None
+
+
+def looks_complete(path: Path) -> bool:
+    """A cheap structural check (torch checkpoints are zip archives whose directory sits at the end)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO (atomic writes through a temporary file), with readable load errors."""
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        path = Path(path)
+        if not path.is_file():
+            raise GenlabError(f"checkpoint {path} does not exist: check --ckpt_path")
+        try:
+            if map_location is None:
+                return super().load_checkpoint(path, weights_only=weights_only)
+            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
+            reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+            fallback = fallback_checkpoint(path)
+            hint = f"resume from the previous one: --ckpt_path {fallback}" if fallback else "no other checkpoint is there"
+            raise GenlabError(f"checkpoint {path} is truncated or corrupt ({reason}): {hint}") from None
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that keeps `last.ckpt` for `--ckpt_path last`.
+    """ModelCheckpoint with `save_last`, periodic saves every N iterations and the previous last kept.
 
-    Lightning 2.6 writes `last.ckpt` at the end of a `fast_dev_run` although it promises to suppress
-    checkpointing there; this subclass keeps the promise. Note that `every_n_train_steps` counts optimizer
-    steps, and a GAN makes two per iteration (one D, one G step).
+    Args:
+        every_n_iterations: also save every N training batches (iterations). Lightning's own
+            `every_n_train_steps` counts optimizer steps, of which a GAN makes 1 + 1/n_critic per iteration.
+        keep_previous: before `last.ckpt` is replaced, keep the old one as `previous.ckpt`, so one damaged
+            file never costs the run.
+        (other arguments: see Lightning's ModelCheckpoint)
     """
 
+    def __init__(self, *args: Any, every_n_iterations: int | None = None, keep_previous: bool = True, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if every_n_iterations is not None and every_n_iterations < 1:
+            raise GenlabError(f"checkpoint.every_n_iterations must be at least 1 (or null), got {every_n_iterations}")
+        self.every_n_iterations, self.keep_previous = every_n_iterations, keep_previous
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any, **kwargs: Any) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        if (
+            self.every_n_iterations
+            and iterations_done(trainer) % self.every_n_iterations == 0
+            and not self._should_skip_saving_checkpoint(trainer)
+        ):
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
+
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
+        if self.keep_previous and self.save_last and trainer.is_global_zero and self.dirpath:
+            last = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+            if last.is_file() and not last.is_symlink() and looks_complete(last):  # never keep a broken one
+                os.replace(last, last.parent / PREVIOUS_NAME)
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning 2.6 writes last.ckpt at the end of a fast_dev_run although it promises not to checkpoint.
         if trainer.fast_dev_run:
             return
         super().on_train_end(trainer, pl_module)

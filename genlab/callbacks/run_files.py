@@ -5,13 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import Tensor
 
 
 def run_dir(trainer: L.Trainer) -> Path:
-    """The folder of this run (the logger's version folder): samples, plots and metrics go under it."""
-    return Path(trainer.log_dir or trainer.default_root_dir)
+    """The folder of this run (the logger's version folder): samples, plots and metrics go under it.
+
+    The same folder as `trainer.log_dir`, without its broadcast: that is a collective call, which would hang a
+    DDP run when only rank 0 asks (and only rank 0 writes files).
+    """
+    if not trainer.loggers:
+        return Path(trainer.default_root_dir)
+    logger = trainer.loggers[0]
+    folder = logger.log_dir if isinstance(logger, (TensorBoardLogger, CSVLogger)) else logger.save_dir
+    return Path(folder or trainer.default_root_dir)
 
 
 def to_unit_range(images: Tensor) -> Tensor:

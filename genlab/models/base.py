@@ -8,6 +8,7 @@ data). A sample grid, a latent interpolation or an FID therefore works for every
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,19 +72,74 @@ def iterations_done(trainer: L.Trainer) -> int:
     return trainer.fit_loop.epoch_loop.batch_progress.total.ready
 
 
+def _distributed() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _shape_mismatches(saved: dict[str, Tensor], current: dict[str, Tensor]) -> list[str]:
+    problems = [
+        f"{key} is {tuple(value.shape)} in the checkpoint but {tuple(current[key].shape)} in the model"
+        for key, value in saved.items()
+        if key in current and hasattr(value, "shape") and tuple(value.shape) != tuple(current[key].shape)
+    ]
+    missing = sorted(set(current) - set(saved))
+    unexpected = sorted(set(saved) - set(current))
+    if missing:
+        problems.append(f"the checkpoint lacks {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    if unexpected:
+        problems.append(f"the model has no {unexpected[0]}" + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
+    return problems
+
+
 class GenlabModule(L.LightningModule):
-    """A LightningModule whose checkpoints also carry the random number generators' states.
+    """A LightningModule whose checkpoints also carry every process's random number generator states.
 
     Lightning restores weights, optimizers, loops and (through `TensorLoader.state_dict`) the data order;
     with the RNG states too, a run resumed from a checkpoint continues exactly as if it had never stopped.
+    Under DDP each process gets its own seed (the base seed + its rank), so processes draw different noise.
     """
 
+    def setup(self, stage: str) -> None:
+        rank, world_size = _distributed()
+        if stage == "fit" and world_size > 1:
+            base_seed = int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed()))
+            _seed_all(base_seed + rank)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[_RNG_KEY] = collect_rng_states()
+        states = collect_rng_states()
+        rank, world_size = _distributed()
+        if world_size > 1:
+            gathered: list[Any] = [None] * world_size
+            torch.distributed.all_gather_object(gathered, states)
+            checkpoint[_RNG_KEY] = {"per_rank": gathered}
+        else:
+            checkpoint[_RNG_KEY] = {"per_rank": [states]}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if _RNG_KEY in checkpoint:
-            restore_rng_states(checkpoint[_RNG_KEY])
+        if problems := _shape_mismatches(checkpoint.get("state_dict", {}), self.state_dict()):
+            raise GenlabError(
+                f"the checkpoint does not fit this model ({'; '.join(problems[:2])}): load it with the config it"
+                " was trained with (config.yaml in its run folder) or fix the network settings"
+            )
+        per_rank = checkpoint.get(_RNG_KEY, {}).get("per_rank")
+        if per_rank:
+            rank, _ = _distributed()
+            restore_rng_states(per_rank[rank] if rank < len(per_rank) else per_rank[0])
+
+    def build_optimizer(self, factory: Any, parameters: Any, key: str) -> torch.optim.Optimizer:
+        """Instantiate a YAML-chosen optimizer, turning bad settings (a negative lr, …) into one line."""
+        try:
+            return factory(parameters)
+        except (ValueError, TypeError) as error:
+            raise GenlabError(f"{key}: {error}: fix the optimizer's init_args in the config") from None
 
     @property
     def iteration(self) -> int:

@@ -1,0 +1,16 @@
+"""A callback for crash tests: after a given iteration it sleeps, so the test can SIGKILL the run there."""
+
+import time
+
+import lightning as L
+
+from genlab.models.base import iterations_done
+
+
+class PauseAfterIteration(L.Callback):
+    def __init__(self, iteration: int, seconds: float = 120.0) -> None:
+        self.iteration, self.seconds = iteration, seconds
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        if iterations_done(trainer) == self.iteration:
+            time.sleep(self.seconds)

@@ -1,0 +1,157 @@
+"""Faults survived and bad input answered: corrupt checkpoints, SIGKILL and resume, DDP, one-line errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import EXPERIMENTS, REPO, write_tiny_mnist
+from tests.test_cli import TINY_GAN, load_checkpoint
+
+GENLAB = [sys.executable, "-m", "genlab.cli"]
+
+
+def error_line(capsys: pytest.CaptureFixture) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("genlab: error: ")
+    return lines[0]
+
+
+def test_previous_checkpoint_is_kept_and_a_corrupt_one_is_named(run_cli, tiny_data, tmp_path, capsys):
+    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=2")
+    checkpoints = tmp_path / "lightning_logs" / "gan_mnist" / "version_0" / "checkpoints"
+    assert load_checkpoint(checkpoints / "previous.ckpt")["global_step"] == 10  # the end of epoch 1
+    assert load_checkpoint(checkpoints / "last.ckpt")["global_step"] == 20
+    previous_bytes = (checkpoints / "previous.ckpt").read_bytes()
+    last = checkpoints / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # truncated, as by a full disk
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=3", "--ckpt_path=last")
+    assert exit_info.value.code == 2
+    line = error_line(capsys)
+    relative = checkpoints.relative_to(tmp_path)  # --ckpt_path last resolves inside the working directory
+    assert f"checkpoint {relative / 'last.ckpt'} is truncated or corrupt" in line
+    assert line.endswith(f"resume from the previous one: --ckpt_path {relative / 'previous.ckpt'}")
+    assert (checkpoints / "previous.ckpt").read_bytes() == previous_bytes  # the good one is untouched
+    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=3",
+            f"--ckpt_path={checkpoints / 'previous.ckpt'}")
+    assert load_checkpoint(checkpoints / "last.ckpt")["global_step"] == 30
+
+
+def test_checkpoint_from_other_network_settings_is_explained(run_cli, tiny_data, tmp_path, capsys):
+    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=1")
+    checkpoint = tmp_path / "lightning_logs" / "gan_mnist" / "version_0" / "checkpoints" / "last.ckpt"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=2",
+                "--model.init_args.generator.init_args.latent_dim=50", f"--ckpt_path={checkpoint}")
+    line = error_line(capsys)
+    assert "generator.net.0.weight is (32, 96) in the checkpoint but (32, 50) in the model" in line
+    assert "config.yaml" in line
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("--model.init_args.n_critic=0", "model.n_critic must be at least 1, got 0"),
+        ("--model.init_args.generator_optimizer.init_args.lr=-0.001",
+         "model.generator_optimizer: Invalid learning rate: -0.001"),
+        ("--data.init_args.batch_size=0", "data.batch_size must be at least 1, got 0"),
+        ("--model.init_args.generator.init_args.latent_dimm=4",
+         "config key model.generator: Option 'latent_dimm' is not accepted (genlab.nets.MLPGenerator)"),
+        ("--model.init_args.loss=wasserstien", "unknown model.loss 'wasserstien'"),
+        ("--trainer.max_epoch=3", "unrecognized arguments: --trainer.max_epoch=3"),
+        ("--model.init_args.generator.init_args.num_classes=10",
+         "model.generator has num_classes 10 but model.discriminator has 0"),
+    ],
+)
+def test_bad_settings_get_one_line_before_training(override, expected, run_cli, tiny_data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=1", override)
+    assert exit_info.value.code == 2
+    assert expected in error_line(capsys)
+    assert not list(tmp_path.glob("lightning_logs/*/*/checkpoints/*.ckpt"))  # stopped before training
+
+
+@pytest.mark.parametrize(
+    "yaml, expected",
+    [
+        ("model:\n  init_args:\n    n_critics: 5\n", "Option 'n_critics' is not accepted (genlab.models.GAN)"),
+        ("trainer:\n  max_epoch: 5\n", "does not accept option 'trainer.max_epoch'"),
+    ],
+)
+def test_unknown_key_in_a_yaml_file(yaml, expected, run_cli, tiny_data, tmp_path, capsys):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml)
+    with pytest.raises(SystemExit):
+        run_cli("fit", *TINY_GAN, "--config", str(extra), f"--data.data_dir={tiny_data}")
+    assert expected in error_line(capsys)
+
+
+def _subprocess_env(data: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "GENLAB_DATA_DIR": str(data), "OMP_NUM_THREADS": "1"}
+
+
+def _fit_command(*extra: str) -> list[str]:
+    return [*GENLAB, "fit", *TINY_GAN, "--trainer.max_epochs=3", *extra]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_loses_nothing_since_the_checkpoint(tmp_path):
+    data = write_tiny_mnist(tmp_path / "data")
+    env = _subprocess_env(data)
+    subprocess.run(_fit_command("--trainer.logger.init_args.name=straight"), cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    killed = tmp_path / "lightning_logs" / "killed" / "version_0" / "checkpoints"
+    process = subprocess.Popen(
+        _fit_command("--trainer.logger.init_args.name=killed", "--checkpoint.every_n_iterations=7",
+                     "--trainer.callbacks+=tests.pause.PauseAfterIteration", "--trainer.callbacks.iteration=8"),
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (killed / "epoch=1-step=14.ckpt").exists():  # iteration 7, in the middle of epoch 2
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its checkpoint"
+        time.sleep(0.2)
+    time.sleep(1.0)  # paused after iteration 8: one iteration past the checkpoint is lost
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert load_checkpoint(killed / "last.ckpt")["global_step"] == 14
+    subprocess.run(_fit_command("--trainer.logger.init_args.name=killed", "--ckpt_path=last"), cwd=tmp_path,
+                   env=env, check=True, capture_output=True)
+    straight = load_checkpoint(tmp_path / "lightning_logs" / "straight" / "version_0" / "checkpoints" / "last.ckpt")
+    resumed = load_checkpoint(killed / "last.ckpt")
+    assert straight["global_step"] == resumed["global_step"] == 30
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_writes_once_and_resumes(tmp_path):
+    data = write_tiny_mnist(tmp_path / "data", train=112)
+    env = _subprocess_env(data)
+    ddp = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
+           "--trainer.callbacks+=genlab.callbacks.SampleGrid", "--trainer.callbacks.every_n_iterations=3"]
+    first = subprocess.run([*GENLAB, "fit", *TINY_GAN, *ddp, "--trainer.max_epochs=1"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    runs = list((tmp_path / "lightning_logs" / "gan_mnist").iterdir())
+    assert [r.name for r in runs] == ["version_0"]
+    run = runs[0]
+    # 96 training images, batch 16, two ranks: 3 batches per rank and epoch
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 2 * 3
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["iteration_0000003.png"]
+    rng = load_checkpoint(run / "checkpoints" / "last.ckpt")["genlab_rng_states"]["per_rank"]
+    assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])  # each rank its own noise
+    second = subprocess.run([*GENLAB, "fit", *TINY_GAN, *ddp, "--trainer.max_epochs=2", "--ckpt_path=last"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 2 * 6
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["iteration_0000003.png", "iteration_0000006.png"]
+    assert (run / "config.resume-1.yaml").is_file()
