@@ -94,11 +94,11 @@ def test_emoji_composites_alpha_onto_the_background(tmp_path):
 
 def test_emoji_errors_name_the_folder_and_the_file(tmp_path):
     with pytest.raises(GenlabError, match="does not exist: put the EmojiOne 32x32 PNGs there"):
-        EmojiDataModule(data_dir=str(tmp_path)).prepare_data()
+        EmojiDataModule(data_dir=str(tmp_path), download=False).prepare_data()
     folder = tmp_path / "EmojiOne" / "png" / "32"
     folder.mkdir(parents=True)
     with pytest.raises(GenlabError, match="has no .png files"):
-        EmojiDataModule(data_dir=str(tmp_path)).prepare_data()
+        EmojiDataModule(data_dir=str(tmp_path), download=False).prepare_data()
     Image.new("RGBA", (32, 32)).save(folder / "good.png")
     (folder / "broken.png").write_bytes(b"not a png")
     with pytest.raises(GenlabError, match=r"cannot read image .*broken.png.*on_bad_file: skip"):

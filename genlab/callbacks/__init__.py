@@ -1,6 +1,9 @@
 """Callbacks that talk to models only through `GenerativeModule`'s sampling interface."""
 
 from genlab.callbacks.checkpoint import RunCheckpoint, SafeCheckpointIO
+from genlab.callbacks.denoising import DenoisingTriplets
+from genlab.callbacks.interpolation import LatentInterpolation
 from genlab.callbacks.sample_grid import SampleGrid
+from genlab.callbacks.toy_plots import ToyGANPlots
 
-__all__ = ["RunCheckpoint", "SafeCheckpointIO", "SampleGrid"]
+__all__ = ["DenoisingTriplets", "LatentInterpolation", "RunCheckpoint", "SafeCheckpointIO", "SampleGrid", "ToyGANPlots"]

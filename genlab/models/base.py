@@ -12,11 +12,13 @@ import os
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from genlab.errors import GenlabError
@@ -133,6 +135,35 @@ class GenlabModule(L.LightningModule):
         if per_rank:
             rank, _ = _distributed()
             restore_rng_states(per_rank[rank] if rank < len(per_rank) else per_rank[0])
+
+    #: what a non-finite loss or gradient does: "stop" saves the last good state and ends the run with one
+    #: line naming the iteration and the side; "skip" leaves that update out and counts it.
+    on_divergence: Literal["stop", "skip"] = "stop"
+    skipped_updates: int = 0
+
+    def step_is_finite(self, side: str, *values: Tensor) -> bool:
+        """Whether an update may go ahead: all `values` (a loss, a gradient norm) finite on every process.
+
+        Costs one host synchronisation per update. Call it after backward and before `optimizer.step()`, so the
+        weights are still the last good ones when it stops the run.
+        """
+        finite = bool(torch.stack([torch.isfinite(value.detach()).all() for value in values]).all())
+        if self._trainer is not None and self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if finite:
+            return True
+        if self.on_divergence == "skip":
+            self.skipped_updates += 1
+            rank_zero_warn(f"iteration {self.iteration}: non-finite {side} update skipped ({self.skipped_updates} so far)")
+            return False
+        folder = Path(getattr(self.trainer.checkpoint_callback, "dirpath", None) or self.trainer.default_root_dir)
+        path = folder / f"diverged-iteration_{self.iteration:07d}.ckpt"
+        self.trainer.save_checkpoint(path)
+        raise GenlabError(
+            f"training diverged at iteration {self.iteration}: the {side} loss or gradients are NaN or infinite;"
+            f" the last good state is saved in {path}; lower the learning rate, or set"
+            " model.init_args.on_divergence: skip"
+        )
 
     def build_optimizer(self, factory: Any, parameters: Any, key: str) -> torch.optim.Optimizer:
         """Instantiate a YAML-chosen optimizer, turning bad settings (a negative lr, …) into one line."""

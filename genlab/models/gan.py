@@ -7,12 +7,17 @@ from typing import Literal
 
 import torch
 from lightning.pytorch.cli import OptimizerCallable
-from torch import Tensor
+from torch import Tensor, nn
 
 from genlab.errors import GenlabError
 from genlab.losses import AdversarialLoss, gradient_penalty, resolve_loss
 from genlab.models.base import GenerativeModule
 from genlab.nets.base import Discriminator, Generator
+
+
+def gradient_norm(module: nn.Module) -> Tensor:
+    """Total L2 norm of a module's current gradients, as a tensor (fused per device; no host sync)."""
+    return torch.nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None])
 
 
 class GAN(GenerativeModule):
@@ -21,6 +26,10 @@ class GAN(GenerativeModule):
     Every training batch makes one discriminator step; every `n_critic`-th batch is followed by one
     generator step on fresh noise. In a conditional model the discriminator step's fakes take the real
     batch's labels and the generator step draws labels uniformly.
+
+    Mode-collapse signals logged every step: `d/real`, `d/fake` (mean D(x), D(G(z))), the gradient norms
+    `grad_norm/d`, `grad_norm/g` (after backward, before the step) and, for Wasserstein losses,
+    `wasserstein_estimate`.
 
     Args:
         generator, discriminator: the networks (see `genlab.nets`).
@@ -52,6 +61,11 @@ class GAN(GenerativeModule):
             raise GenlabError(f"model.gradient_penalty must be 0 or more, got {gradient_penalty}")
         if clip_weights is not None and clip_weights <= 0:
             raise GenlabError(f"model.clip_weights must be positive (or null), got {clip_weights}")
+        if gradient_penalty and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
+            raise GenlabError(  # BatchNorm mixes the batch, so ∇D(x̂) is no longer a per-sample gradient
+                f"model.gradient_penalty needs a critic without BatchNorm, but {type(discriminator).__name__} has"
+                " BatchNorm layers: choose another discriminator or set gradient_penalty: 0"
+            )
         if generator.num_classes != discriminator.num_classes:
             raise GenlabError(
                 f"model.generator has num_classes {generator.num_classes} but model.discriminator has"
@@ -93,6 +107,7 @@ class GAN(GenerativeModule):
         return self.generator(z, labels if self.num_classes else None)
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         self.check_data_shape(tuple(self.generator.out_shape), "model.generator's out_shape")
         datamodule = getattr(self.trainer, "datamodule", None)
         data_classes = getattr(datamodule, "num_classes", None)
@@ -105,8 +120,9 @@ class GAN(GenerativeModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [
-            self.discriminator_optimizer(self.discriminator.parameters()),
-            self.generator_optimizer(self.generator.parameters()),
+            self.build_optimizer(self.discriminator_optimizer, self.discriminator.parameters(),
+                                 "model.discriminator_optimizer"),
+            self.build_optimizer(self.generator_optimizer, self.generator.parameters(), "model.generator_optimizer"),
         ]
 
     def _fake_labels(self, n: int) -> Tensor | None:
@@ -133,6 +149,7 @@ class GAN(GenerativeModule):
                 logs["loss/gradient_penalty"] = penalty.detach()
             d_optimizer.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
+            logs["grad_norm/d"] = gradient_norm(self.discriminator)
             d_optimizer.step()
             if self.clip_weights is not None:
                 with torch.no_grad():
@@ -147,6 +164,7 @@ class GAN(GenerativeModule):
                 g_loss = self.loss.generator(fake_scores)
                 g_optimizer.zero_grad(set_to_none=True)
                 self.manual_backward(g_loss)
+                logs["grad_norm/g"] = gradient_norm(self.generator)
                 g_optimizer.step()
             logs["loss/g"] = g_loss.detach()
         self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False)

@@ -1,0 +1,128 @@
+"""Scores from a genlab-trained classifier (MNIST, Fashion-MNIST): IS, m-IS, a Fréchet distance on its
+penultimate features and the predicted-label histogram, all from one forward pass per image.
+
+The classifier sees images exactly as generated (float, [-1, 1], the range it was trained on): no
+quantisation. The Fréchet distance here is reported as `classifier/fd`, never as FID: FID means Inception-v3
+pool features, and numbers on another network are not comparable with it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from torch import Tensor
+
+from genlab.errors import GenlabError
+from genlab.metrics.scores import FrechetDistance, InceptionScore, LabelHistogram, ModifiedInceptionScore
+from genlab.metrics.suite import EvaluationPlan, MetricSuite, SuiteResult
+from genlab.nets.classifier import LoadedClassifier, load_classifier
+
+
+class ClassifierMetrics(MetricSuite):
+    """IS, m-IS, Fréchet distance and label histogram from a classifier checkpoint.
+
+    Scores: `classifier/is` (± `is_std`), `classifier/m_is` (± `m_is_std` over classes), `classifier/fd`,
+    `classifier/label_tv` (total variation between the predicted-label distributions of generated and real
+    images: 0 when the generator covers the classes as the data does, near 1 under mode collapse) and, for a
+    conditional generator, `classifier/label_accuracy` (how often a sample is classified as the label it was
+    generated for).
+
+    Args:
+        checkpoint: the classifier's `.ckpt`, or a folder whose newest `last.ckpt` to use (an experiment folder
+            such as `lightning_logs/classifier_mnist`, or one run's folder).
+        splits: IS splits. IS cannot exceed the samples per split, so each split needs at least as many samples
+            as the classifier has classes.
+        split_seed: seed of the permutation the IS splits are cut from (2020, torch-fidelity's); null keeps the
+            sample order (Salimans et al.'s code).
+    """
+
+    name = "classifier"
+
+    def __init__(self, checkpoint: str = "lightning_logs/classifier_mnist", splits: int = 10,
+                 split_seed: int | None = 2020) -> None:
+        super().__init__()
+        if splits < 1:
+            raise GenlabError(f"ClassifierMetrics splits must be at least 1, got {splits}")
+        self.checkpoint, self.splits, self.split_seed = checkpoint, splits, split_seed
+        self.loaded: LoadedClassifier | None = None
+        self.conditional = False
+
+    def prepare(self, plan: EvaluationPlan) -> None:
+        if self.loaded is None:
+            self.loaded = load_classifier(self.checkpoint)
+            self.network = self.loaded.network
+        net, path = self.loaded.network, self.loaded.path
+        if tuple(net.in_shape) != tuple(plan.data_shape):
+            raise GenlabError(f"the classifier {path} reads images of shape {tuple(net.in_shape)} but the data gives"
+                              f" {tuple(plan.data_shape)}: point checkpoint at a classifier trained on this data")
+        if self.loaded.data is not None and self.loaded.data != plan.data_name:
+            raise GenlabError(f"the classifier {path} was trained on {self.loaded.data} but this run's data is"
+                              f" {plan.data_name}: point checkpoint at a classifier trained on {plan.data_name}")
+        if plan.model_classes and plan.model_classes != net.num_classes:
+            raise GenlabError(f"the generator is conditioned on {plan.model_classes} classes but the classifier {path}"
+                              f" knows {net.num_classes}: use a classifier of the same classes")
+        if plan.num_fake < self.splits * net.num_classes:
+            raise GenlabError(
+                f"classifier IS over {self.splits} splits needs {net.num_classes} samples per split (IS cannot exceed"
+                f" the samples per split), i.e. {self.splits * net.num_classes}, but the plan has {plan.num_fake}:"
+                " raise num_samples"
+            )
+        if min(plan.num_fake, plan.num_real) <= net.feature_dim:
+            raise GenlabError(
+                f"a Fréchet distance on the classifier's {net.feature_dim} features needs more than {net.feature_dim}"
+                f" images per side, but the plan has {plan.num_fake} generated and {plan.num_real} real"
+                f" ({plan.real_split}) images: use more samples"
+            )
+        self.conditional = plan.model_classes > 0
+        self.inception_score = InceptionScore(self.splits, self.split_seed)
+        self.modified_score = ModifiedInceptionScore()
+        self.frechet = FrechetDistance(net.feature_dim)
+        self.histogram = LabelHistogram(net.num_classes)
+
+    def update(self, images: Tensor, real: bool, labels: Tensor | None = None) -> None:
+        logits, features = self.network.logits_and_features(images.float())
+        probs = logits.double().softmax(1)
+        self.frechet.update(features, real)
+        self.histogram.update(probs, real, labels if self.conditional and not real else None)
+        if not real:
+            self.inception_score.update(probs)
+            self.modified_score.update(probs)
+
+    def compute(self) -> SuiteResult:
+        is_mean, is_std = self.inception_score.compute()
+        m_mean, m_std = self.modified_score.compute()
+        histogram = self.histogram.compute()
+        fake, real = histogram["fake"].double(), histogram["real"].double()
+        scores = {
+            "classifier/is": float(is_mean), "classifier/is_std": float(is_std),
+            "classifier/m_is": float(m_mean), "classifier/m_is_std": float(m_std),
+            "classifier/fd": float(self.frechet.compute()),
+            "classifier/label_tv": float(0.5 * (fake / fake.sum() - real / real.sum()).abs().sum()),
+        }
+        joint = histogram["joint"]
+        if self.conditional:
+            scores["classifier/label_accuracy"] = float(joint.diagonal().sum() / joint.sum())
+        extras = {"label_histogram": {"generated": fake.long().tolist(), "real": real.long().tolist(),
+                                      "requested_vs_predicted": joint.tolist() if self.conditional else None}}
+        return SuiteResult(scores, extras)
+
+    def settings(self) -> dict[str, Any]:
+        loaded = self.loaded
+        net = loaded.network if loaded else None
+        return {
+            "network": type(net).__name__ if net else None,
+            "checkpoint": os.fspath(loaded.path) if loaded else self.checkpoint,
+            "checkpoint_sha256": loaded.sha256 if loaded else None,
+            "trained_on": loaded.data if loaded else None,
+            "val_accuracy": loaded.accuracy if loaded else None,
+            "input": "float images in [-1, 1] as generated (no quantisation)",
+            "is": (f"exp(E KL(p(y|x) || p(y))); mean and population std (ddof 0) over {self.splits} splits cut after"
+                   + (f" numpy RandomState({self.split_seed}).permutation" if self.split_seed is not None
+                      else " no shuffle")),
+            "m_is": "DeLiGAN m-IS: exp(mean KL(p_i || p_j) over all pairs within a predicted class); mean and"
+                    " population std over classes with >= 2 samples",
+            "fd": f"Frechet distance of Gaussians fitted to the classifier's {net.feature_dim if net else '?'}-d"
+                  " penultimate features (float64, unbiased covariances); not FID",
+            "label_tv": "total variation between predicted-label distributions of generated and real images",
+        }

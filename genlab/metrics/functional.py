@@ -1,0 +1,94 @@
+"""The scores as pure functions of probability tables and feature statistics, computed in float64.
+
+Conventions (each written into every result by the metric classes):
+- Inception Score: IS = exp(E_x KL(p(y|x) || p(y))) within each of `splits` equal parts of the samples,
+  reported as the mean and the population standard deviation (ddof 0) over the parts. The parts are taken
+  after a permutation drawn from `numpy.random.RandomState(seed)`, exactly torch-fidelity's convention
+  (seed 2020 there), so the same probabilities give the same score on every run and every process count.
+  Salimans et al.'s original code uses the same ddof-0 std but no shuffle; torchmetrics' std is ddof 1
+  over an unseeded shuffle.
+- Modified Inception Score (Gurumurthy et al., DeLiGAN 2017): within each predicted class c,
+  m-IS_c = exp(E_{x_i, x_j in c} KL(p(y|x_i) || p(y|x_j))), all pairs including i = j, as the authors' code
+  does; reported as the mean (and population std) over the classes that hold at least two samples.
+- Fréchet distance between Gaussians fitted to two feature sets (unbiased covariances):
+  |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)), the trace of the square root taken from the eigenvalues of
+  S1 S2 as torch-fidelity and torchmetrics do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def _check_probabilities(probs: Tensor) -> Tensor:
+    if probs.dim() != 2 or len(probs) == 0:
+        raise ValueError(f"expected an N x C table of class probabilities, got shape {tuple(probs.shape)}")
+    probs = probs.to(torch.float64)
+    if (probs < 0).any() or not torch.allclose(probs.sum(1), torch.ones_like(probs[:, 0]), atol=1e-4):
+        raise ValueError("every row of a probability table must be non-negative and sum to 1")
+    return probs
+
+
+def kl_to_marginal(probs: Tensor) -> Tensor:
+    """KL(p(y|x_i) || p(y)) for every row i, p(y) being the mean row; 0·log 0 counts as 0."""
+    marginal = probs.mean(0, keepdim=True)
+    return (torch.special.xlogy(probs, probs) - torch.special.xlogy(probs, marginal)).sum(1)
+
+
+def split_order(n: int, seed: int | None) -> Tensor:
+    """The sample order the splits are cut from: torch-fidelity's seeded NumPy permutation, or as given (None)."""
+    if seed is None:
+        return torch.arange(n)
+    return torch.from_numpy(np.random.RandomState(seed).permutation(n))
+
+
+def inception_score(probs: Tensor, splits: int = 10, seed: int | None = 2020) -> tuple[float, float]:
+    """(mean, population std) of exp(E[KL(p(y|x) || p(y))]) over `splits` parts; see the module docstring."""
+    probs = _check_probabilities(probs)
+    n = len(probs)
+    if not 1 <= splits <= n:
+        raise ValueError(f"cannot cut {n} samples into {splits} splits")
+    probs = probs[split_order(n, seed)]
+    scores = torch.stack([kl_to_marginal(probs[i * n // splits : (i + 1) * n // splits]).mean().exp()
+                          for i in range(splits)])
+    return float(scores.mean()), float(scores.std(unbiased=False))
+
+
+def modified_inception_score(probs: Tensor) -> tuple[float, float]:
+    """(mean, population std) over predicted classes of exp(mean over pairs in the class of KL(p_i || p_j)).
+
+    E_i E_j KL(p_i || p_j) = E_i[sum_y p_i log p_i] - sum_y E_i[p_i(y)] E_j[log p_j(y)], so the all-pairs mean
+    costs one pass. A class with fewer than two samples has no pairs and is left out.
+    """
+    probs = _check_probabilities(probs)
+    predicted = probs.argmax(1)
+    scores = []
+    for c in predicted.unique():
+        group = probs[predicted == c]
+        if len(group) < 2:
+            continue
+        entropy_term = torch.special.xlogy(group, group).sum(1).mean()
+        mean, mean_log = group.mean(0), torch.log(group).mean(0)
+        cross_term = torch.where(mean > 0, mean * mean_log, torch.zeros_like(mean)).sum()  # 0·log 0 = 0
+        scores.append((entropy_term - cross_term).exp())
+    if not scores:
+        raise ValueError("m-IS needs a predicted class with at least two samples")
+    values = torch.stack(scores)
+    return float(values.mean()), float(values.std(unbiased=False))
+
+
+def gaussian_statistics(total: Tensor, outer: Tensor, count: int) -> tuple[Tensor, Tensor]:
+    """Mean and unbiased covariance from a feature sum, a sum of outer products and the sample count."""
+    mean = total.to(torch.float64) / count
+    covariance = (outer.to(torch.float64) - count * torch.outer(mean, mean)) / (count - 1)
+    return mean, covariance
+
+
+def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -> float:
+    """Fréchet (2-Wasserstein) distance between N(mu1, sigma1) and N(mu2, sigma2), in float64."""
+    mu1, mu2, sigma1, sigma2 = (t.to(torch.float64) for t in (mu1, mu2, sigma1, sigma2))
+    trace_sqrt = torch.linalg.eigvals(sigma1 @ sigma2).sqrt().real.sum()
+    distance = (mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt
+    return float(distance)

@@ -1,0 +1,189 @@
+"""The scores as `torchmetrics.Metric`s: they accumulate over batches and synchronise across DDP processes.
+
+Probability tables and features are gathered with `dist_reduce_fx="cat"` (the IS splits, m-IS classes and
+KID subsets need every sample, in order: process r's samples follow process r-1's, so a run on W processes
+that feeds process r the r-th contiguous share gives the single-process numbers); Fréchet statistics and
+label counts are sums. `keep_real=True` keeps the real side across `reset()`, so a fixed reference set is
+read once per run. The formulas and their conventions are in `genlab.metrics.functional`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities.data import dim_zero_cat
+
+from genlab.errors import GenlabError
+from genlab.metrics.functional import frechet_distance, gaussian_statistics, inception_score, modified_inception_score
+
+
+class _RealFakeMetric(Metric):
+    """A metric with a real and a fake side; `keep_real` survives `reset()` with the real side intact."""
+
+    is_differentiable = False
+    full_state_update = False
+    _real_states: tuple[str, ...] = ()
+
+    def __init__(self, keep_real: bool = False) -> None:
+        super().__init__()
+        self.keep_real = keep_real
+
+    def reset(self) -> None:
+        kept = {name: getattr(self, name) for name in self._real_states} if self.keep_real else {}
+        super().reset()
+        for name, value in kept.items():
+            setattr(self, name, value)
+
+
+class _ProbabilityTable(Metric):
+    """Collects N x C class probabilities p(y|x) of generated samples (float64)."""
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("probs", default=[], dist_reduce_fx="cat")
+
+    def update(self, probs: Tensor) -> None:
+        self.probs.append(probs.detach().to(torch.float64))
+
+    def table(self) -> Tensor:
+        return dim_zero_cat(self.probs)
+
+
+class InceptionScore(_ProbabilityTable):
+    """exp(E[KL(p(y|x) || p(y))]) as (mean, population std) over `splits` parts cut after a permutation seeded
+    `seed` (torch-fidelity's convention; `seed=None` keeps the given order, as Salimans et al.'s code)."""
+
+    def __init__(self, splits: int = 10, seed: int | None = 2020) -> None:
+        super().__init__()
+        if splits < 1:
+            raise GenlabError(f"InceptionScore splits must be at least 1, got {splits}")
+        self.splits, self.seed = splits, seed
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        probs = self.table()
+        if len(probs) < self.splits:
+            raise GenlabError(f"the Inception Score of {len(probs)} samples in {self.splits} splits is meaningless:"
+                              " draw more samples")
+        mean, std = inception_score(probs, self.splits, self.seed)
+        return torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
+
+
+class ModifiedInceptionScore(_ProbabilityTable):
+    """m-IS (DeLiGAN): exp(E_{i,j} KL(p(y|x_i) || p(y|x_j))) within each predicted class, (mean, std) over classes."""
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        mean, std = modified_inception_score(self.table())
+        return torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
+
+
+class FrechetDistance(_RealFakeMetric):
+    """Fréchet distance between Gaussians fitted to real and generated features (float64 sums).
+
+    Refuses to compute unless each side has more samples than feature dimensions: below that the covariance
+    is singular and the number is dominated by the estimate's bias (or comes out negative/complex).
+    """
+
+    higher_is_better = False
+    _real_states = ("real_sum", "real_outer", "real_count")
+
+    def __init__(self, num_features: int, keep_real: bool = False) -> None:
+        super().__init__(keep_real)
+        self.num_features = num_features
+        for side in ("real", "fake"):
+            self.add_state(f"{side}_sum", torch.zeros(num_features, dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(f"{side}_outer", torch.zeros(num_features, num_features, dtype=torch.float64),
+                           dist_reduce_fx="sum")
+            self.add_state(f"{side}_count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, features: Tensor, real: bool) -> None:
+        features = features.detach().to(torch.float64).flatten(1)
+        if features.shape[1] != self.num_features:
+            raise ValueError(f"expected {self.num_features} features per sample, got {features.shape[1]}")
+        side = "real" if real else "fake"
+        setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + features.sum(0))
+        setattr(self, f"{side}_outer", getattr(self, f"{side}_outer") + features.T @ features)
+        setattr(self, f"{side}_count", getattr(self, f"{side}_count") + len(features))
+
+    def compute(self) -> Tensor:
+        counts = {side: int(getattr(self, f"{side}_count")) for side in ("real", "fake")}
+        if min(counts.values()) <= self.num_features:
+            raise GenlabError(
+                f"a Fréchet distance on {self.num_features} features needs more than {self.num_features} samples per"
+                f" side, got {counts['fake']} generated and {counts['real']} real: use more samples"
+            )
+        real = gaussian_statistics(self.real_sum, self.real_outer, counts["real"])
+        fake = gaussian_statistics(self.fake_sum, self.fake_outer, counts["fake"])
+        return torch.tensor(frechet_distance(*fake, *real), dtype=torch.float64)
+
+
+class KernelDistance(_RealFakeMetric):
+    """Kernel Inception Distance (Bińkowski et al.): the unbiased MMD² with the cubic polynomial kernel
+    k(x, y) = (x·y / d + 1)³, as (mean, population std) over `subsets` random subsets of `subset_size` per side.
+
+    Computed by torch-fidelity's own `kid_features_to_metric` (its subset draws seeded `seed`), so the numbers
+    are the reference implementation's.
+    """
+
+    higher_is_better = False
+    _real_states = ("real_features",)
+
+    def __init__(self, subsets: int = 100, subset_size: int = 1000, seed: int = 2020, keep_real: bool = False) -> None:
+        super().__init__(keep_real)
+        if subsets < 1 or subset_size < 2:
+            raise GenlabError(f"KID needs subsets >= 1 and subset_size >= 2, got {subsets} and {subset_size}")
+        self.subsets, self.subset_size, self.seed = subsets, subset_size, seed
+        self.add_state("real_features", default=[], dist_reduce_fx="cat")
+        self.add_state("fake_features", default=[], dist_reduce_fx="cat")
+
+    def update(self, features: Tensor, real: bool) -> None:
+        (self.real_features if real else self.fake_features).append(features.detach().flatten(1))
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
+        real, fake = dim_zero_cat(self.real_features).cpu(), dim_zero_cat(self.fake_features).cpu()
+        if min(len(real), len(fake)) < self.subset_size:
+            raise GenlabError(
+                f"KID subsets of {self.subset_size} need at least that many samples per side, got {len(fake)} generated"
+                f" and {len(real)} real: use more samples or a smaller kid_subset_size"
+            )
+        result: dict[str, Any] = kid_features_to_metric(
+            fake, real, kid_subsets=self.subsets, kid_subset_size=self.subset_size, rng_seed=self.seed, verbose=False
+        )
+        return (torch.tensor(result[KEY_METRIC_KID_MEAN], dtype=torch.float64),
+                torch.tensor(result[KEY_METRIC_KID_STD], dtype=torch.float64))
+
+
+class LabelHistogram(_RealFakeMetric):
+    """Counts of predicted labels for generated and real images; for a conditional generator also the counts
+    of (requested label, predicted label) pairs, whose diagonal is how often a sample shows what was asked."""
+
+    _real_states = ("real_counts",)
+
+    def __init__(self, num_classes: int, keep_real: bool = False) -> None:
+        super().__init__(keep_real)
+        self.num_classes = num_classes
+        self.add_state("fake_counts", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("real_counts", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("joint", torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, probs: Tensor, real: bool, requested: Tensor | None = None) -> None:
+        predicted = probs.argmax(1)
+        counts = torch.bincount(predicted, minlength=self.num_classes)
+        if real:
+            self.real_counts = self.real_counts + counts
+            return
+        self.fake_counts = self.fake_counts + counts
+        if requested is not None:
+            pairs = requested.long() * self.num_classes + predicted
+            self.joint = self.joint + torch.bincount(pairs, minlength=self.num_classes**2).view(self.num_classes, -1)
+
+    def compute(self) -> dict[str, Tensor]:
+        return {"fake": self.fake_counts.clone(), "real": self.real_counts.clone(), "joint": self.joint.clone()}

@@ -1,0 +1,67 @@
+"""A metric suite: one feature network and the scores computed from its outputs, so that each image goes
+through the network once however many scores use it (torchmetrics' own FID, IS and KID each run their own
+Inception-v3).
+
+`genlab.callbacks.GenerativeMetrics` drives suites through this interface: `prepare` (in `setup`, before any
+training: load the network, refuse sample counts too small to mean anything), `update` with batches of real
+and generated images in [-1, 1], `compute`, `reset`. `settings()` is what defines the scores (network,
+checkpoint, splits, resize path, …) and is written beside every result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """What a suite is about to be fed, known before training starts."""
+
+    data_shape: tuple[int, ...]
+    data_name: str  # the data module's class name, e.g. "MNISTDataModule"
+    data_classes: int  # label classes of the data (0 when unlabelled)
+    model_classes: int  # classes the generator is conditioned on (0 when unconditional)
+    num_fake: int
+    num_real: int
+    real_split: str
+
+
+@dataclass
+class SuiteResult:
+    """Scores by name (`<suite>/<score>`, with `<score>_std` where the score has a spread) and other outputs."""
+
+    scores: dict[str, float]
+    extras: dict[str, Any]
+
+
+class MetricSuite(nn.Module):
+    """Base class; `name` prefixes the suite's score names (`classifier/is`, `inception/fid`)."""
+
+    name: str = "suite"
+
+    def prepare(self, plan: EvaluationPlan) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def update(self, images: Tensor, real: bool, labels: Tensor | None = None) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def compute(self) -> SuiteResult:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def reset(self, keep_real: bool = False) -> None:
+        """Forget the generated side; the real side too unless `keep_real`."""
+        for metric in self.metrics():
+            if hasattr(metric, "keep_real"):
+                metric.keep_real = keep_real
+            metric.reset()
+
+    def metrics(self) -> list[nn.Module]:
+        from torchmetrics import Metric
+
+        return [module for module in self.children() if isinstance(module, Metric)]
+
+    def settings(self) -> dict[str, Any]:  # pragma: no cover - interface
+        raise NotImplementedError
