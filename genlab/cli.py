@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from genlab.callbacks.metrics import GenerativeMetrics
+from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.checkpoint import PREVIOUS_NAME, RunCheckpoint, SafeCheckpointIO
 from genlab.errors import GenlabError
 
@@ -113,6 +116,11 @@ class GenlabCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 1})
+        parser.add_argument(
+            "--evaluate", type=bool, default=True,
+            help="run the config's GenerativeMetrics callbacks (false: train or test without scoring, e.g. offline"
+                 " without the Inception weights)",
+        )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         if self._get(self.config_init, "trainer.plugins") is None:
@@ -121,7 +129,12 @@ class GenlabCLI(LightningCLI):
             # A GAN's discriminator step leaves the generator unused (and the other way round), which plain
             # DDP refuses; letting DDP find the unused parameters is what alternating updates need.
             kwargs.setdefault("strategy", "ddp_find_unused_parameters_true")
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        if not self._get(self.config_init, "evaluate", True):
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, GenerativeMetrics)]
+        if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in trainer.callbacks):
+            trainer.callbacks.append(WriteSamples())  # PNGs and a grid in the run folder
+        return trainer
 
     def before_instantiate_classes(self) -> None:
         """Resolve `--ckpt_path last`, and let a resumed fit continue in its checkpoint's own run folder."""
@@ -158,7 +171,8 @@ def main(args: list[str] | None = None) -> None:
     except Exception as error:
         if (cause := user_error(error)) is None:
             raise
-        print(f"genlab: error: {cause}", file=sys.stderr)
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
+            print(f"genlab: error: {cause}", file=sys.stderr)  # once, not once per DDP process
         raise SystemExit(2) from None
 
 

@@ -16,6 +16,7 @@ TINY_GAN = [
     "--data.init_args.val_size=16",
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
+    "--evaluate=false",  # the YAML's classifier metrics need a trained classifier (tests/test_metrics.py has one)
 ]
 
 

@@ -238,7 +238,7 @@ FAMILY = {
 def _run(config: str, data: Path, *extra: str) -> GenlabCLI:
     return GenlabCLI(args=[
         "fit", "--config", str(EXPERIMENTS / f"{config}.yaml"), f"--data.data_dir={data}", "--data.batch_size=8",
-        "--data.val_size=16", "--trainer.enable_progress_bar=false", *extra,
+        "--data.val_size=16", "--trainer.enable_progress_bar=false", "--evaluate=false", *extra,
     ])
 
 

@@ -3,7 +3,9 @@
 from genlab.callbacks.checkpoint import RunCheckpoint, SafeCheckpointIO
 from genlab.callbacks.denoising import DenoisingTriplets
 from genlab.callbacks.interpolation import LatentInterpolation
+from genlab.callbacks.metrics import GenerativeMetrics
+from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.sample_grid import SampleGrid
 from genlab.callbacks.toy_plots import ToyGANPlots
 
-__all__ = ["DenoisingTriplets", "LatentInterpolation", "RunCheckpoint", "SafeCheckpointIO", "SampleGrid", "ToyGANPlots"]
+__all__ = ["DenoisingTriplets", "GenerativeMetrics", "LatentInterpolation", "RunCheckpoint", "SafeCheckpointIO", "SampleGrid", "ToyGANPlots", "WriteSamples"]

@@ -100,6 +100,10 @@ class TensorDataModule(L.LightningDataModule):
     def test_dataloader(self) -> TensorLoader:
         return TensorLoader(tuple(self._loaded().test), self.eval_batch_size)
 
+    def predict_dataloader(self) -> TensorLoader:
+        """The test split: `genlab predict` draws one sample per item (with its label, for conditional models)."""
+        return self.test_dataloader()
+
 
 def images_to_unit_range(images: Tensor) -> Tensor:
     """uint8 images (N, C, H, W) in [0, 255] → float32 in [-1, 1]."""

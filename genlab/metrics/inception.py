@@ -36,6 +36,7 @@ from genlab.metrics.suite import EvaluationPlan, MetricSuite, SuiteResult
 WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_NAME}"
 INCEPTION_CLASSES = 1008
+FORWARD_CHUNK = 64  # images per Inception forward pass, whatever batch the caller feeds
 RESIZE = "bilinear to 299x299, TensorFlow-1.x-exact (torch-fidelity), no antialiasing"
 
 
@@ -194,6 +195,10 @@ class InceptionMetrics(MetricSuite):
             )
 
     def update(self, images: Tensor, real: bool, labels: Tensor | None = None) -> None:
+        for chunk in images.split(FORWARD_CHUNK):  # 299x299 activations: ~30 MB per image
+            self._update(chunk, real)
+
+    def _update(self, images: Tensor, real: bool) -> None:
         features, logits = self.features(images)
         self.frechet.update(features, real)
         if self.kid_subsets:

@@ -9,6 +9,7 @@ read once per run. The formulas and their conventions are in `genlab.metrics.fun
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -32,7 +33,8 @@ class _RealFakeMetric(Metric):
         self.keep_real = keep_real
 
     def reset(self) -> None:
-        kept = {name: getattr(self, name) for name in self._real_states} if self.keep_real else {}
+        # copies: torchmetrics empties list states in place on reset
+        kept = {name: copy.copy(getattr(self, name)) for name in self._real_states} if self.keep_real else {}
         super().reset()
         for name, value in kept.items():
             setattr(self, name, value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +24,15 @@ from torch import Tensor, nn
 from genlab.errors import GenlabError
 
 _RNG_KEY = "genlab_rng_states"
+_SKIPPED_KEY = "genlab_skipped_updates"
+DIVERGENCE_POLICIES = ("stop", "skip")
+
+
+def divergence_policy(value: str) -> Literal["stop", "skip"]:
+    """A model's `on_divergence` argument, checked (the CLI checks it too; Python callers get this line)."""
+    if value not in DIVERGENCE_POLICIES:
+        raise GenlabError(f"model.on_divergence must be 'stop' or 'skip', got {value!r}")
+    return value  # type: ignore[return-value]
 
 
 def collect_rng_states() -> dict[str, Any]:
@@ -101,6 +110,15 @@ def _shape_mismatches(saved: dict[str, Tensor], current: dict[str, Tensor]) -> l
     return problems
 
 
+def _rewind_batch_progress(checkpoint: dict[str, Any]) -> None:
+    """Count the batch in progress as not begun, so a run resumed from a mid-batch checkpoint redoes it under
+    its own iteration number (Lightning would count it twice)."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
+    if progress:
+        for counts in (progress["total"], progress["current"]):
+            counts["ready"] = counts["started"] = counts["completed"]
+
+
 class GenlabModule(L.LightningModule):
     """A LightningModule whose checkpoints also carry every process's random number generator states.
 
@@ -124,6 +142,9 @@ class GenlabModule(L.LightningModule):
             checkpoint[_RNG_KEY] = {"per_rank": gathered}
         else:
             checkpoint[_RNG_KEY] = {"per_rank": [states]}
+        checkpoint[_SKIPPED_KEY] = self.skipped_updates
+        if self._saving_mid_batch:
+            _rewind_batch_progress(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if problems := _shape_mismatches(checkpoint.get("state_dict", {}), self.state_dict()):
@@ -131,39 +152,105 @@ class GenlabModule(L.LightningModule):
                 f"the checkpoint does not fit this model ({'; '.join(problems[:2])}): load it with the config it"
                 " was trained with (config.yaml in its run folder) or fix the network settings"
             )
+        self.skipped_updates = int(checkpoint.get(_SKIPPED_KEY, 0))
         per_rank = checkpoint.get(_RNG_KEY, {}).get("per_rank")
         if per_rank:
             rank, _ = _distributed()
             restore_rng_states(per_rank[rank] if rank < len(per_rank) else per_rank[0])
 
-    #: what a non-finite loss or gradient does: "stop" saves the last good state and ends the run with one
-    #: line naming the iteration and the side; "skip" leaves that update out and counts it.
+    #: what a non-finite loss, gradient or weight does: "stop" saves the last good state and ends the run with
+    #: one line naming the iteration and the side; "skip" leaves that update out and counts it.
     on_divergence: Literal["stop", "skip"] = "stop"
     skipped_updates: int = 0
+    _good_buffers: list[Tensor] | None = None
+    _update_loss: Tensor | None = None
+    _saving_mid_batch: bool = False
 
-    def step_is_finite(self, side: str, *values: Tensor) -> bool:
-        """Whether an update may go ahead: all `values` (a loss, a gradient norm) finite on every process.
+    def remember_buffers(self) -> None:
+        """Copy the buffers (BatchNorm running statistics) before a forward pass changes them in place.
 
-        Costs one host synchronisation per update. Call it after backward and before `optimizer.step()`, so the
-        weights are still the last good ones when it stops the run.
+        A non-finite forward pass spoils them before any check can run; `step_is_finite` puts the copies back,
+        so a skipped update leaves no trace and a diagnostic checkpoint holds the last good statistics.
+        Models without buffers pay nothing.
         """
-        finite = bool(torch.stack([torch.isfinite(value.detach()).all() for value in values]).all())
+        self._good_buffers = [buffer.detach().clone() for buffer in self.buffers()]
+
+    def _restore_buffers(self) -> None:
+        if self._good_buffers is not None:
+            with torch.no_grad():
+                for buffer, good in zip(self.buffers(), self._good_buffers):
+                    buffer.copy_(good)
+
+    def _grad_scaler_active(self) -> bool:
+        """float16 mixed precision: overflowing gradients are routine and the GradScaler skips those steps."""
+        plugin = getattr(self._trainer, "precision_plugin", None) if self._trainer is not None else None
+        return getattr(plugin, "scaler", None) is not None
+
+    def step_is_finite(self, side: str, loss: Tensor | None, parameters: Iterable[Tensor],
+                       grad_norm: Tensor | None = None) -> bool:
+        """Whether an update of `parameters` may go ahead: loss, gradient norm and weight norm all finite.
+
+        Call it after backward and before `optimizer.step()`, so the weights are still the last good ones when
+        it stops the run. Costs one host synchronisation (and, under DDP, one all-reduce) per update.
+        `grad_norm` defaults to the norm of the parameters' gradients; under float16 mixed precision
+        gradients are left to the GradScaler. Non-finite weights stop the run even in skip mode: skipping
+        updates cannot repair them.
+        """
+        parameters = list(parameters)
+        values = {"loss": loss.detach()} if loss is not None else {}
+        if not self._grad_scaler_active():
+            gradients = [p.grad for p in parameters if p.grad is not None]
+            values["gradients"] = grad_norm if grad_norm is not None else torch.nn.utils.get_total_norm(gradients)
+        values["weights"] = torch.nn.utils.get_total_norm(parameters)
+        flags = torch.stack([torch.isfinite(value).all().to(self.device) for value in values.values()]).tolist()
+        finite = all(flags)
         if self._trainer is not None and self.trainer.world_size > 1:
-            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+            finite = bool(self.trainer.strategy.reduce_boolean_decision(finite, all=True))
         if finite:
             return True
-        if self.on_divergence == "skip":
+        self._restore_buffers()
+        broken = [name for name, ok in zip(values, flags) if not ok]
+        if self.on_divergence == "skip" and "weights" not in broken:
             self.skipped_updates += 1
-            rank_zero_warn(f"iteration {self.iteration}: non-finite {side} update skipped ({self.skipped_updates} so far)")
+            if self.skipped_updates & (self.skipped_updates - 1) == 0:  # 1, 2, 4, 8, …: a trace, not a flood
+                rank_zero_warn(f"iteration {self.iteration}: non-finite {side} update skipped"
+                               f" ({self.skipped_updates} so far)")
             return False
+        raise GenlabError(self._save_diverged_state(side, broken))
+
+    def _save_diverged_state(self, side: str, broken: list[str]) -> str:
+        """Save the current state beside the run's checkpoints; return the one-line message for the user."""
         folder = Path(getattr(self.trainer.checkpoint_callback, "dirpath", None) or self.trainer.default_root_dir)
         path = folder / f"diverged-iteration_{self.iteration:07d}.ckpt"
-        self.trainer.save_checkpoint(path)
-        raise GenlabError(
-            f"training diverged at iteration {self.iteration}: the {side} loss or gradients are NaN or infinite;"
-            f" the last good state is saved in {path}; lower the learning rate, or set"
-            " model.init_args.on_divergence: skip"
-        )
+        self._saving_mid_batch = True
+        try:
+            self.trainer.save_checkpoint(path, weights_only=False)  # every process takes part; rank 0 writes
+        finally:
+            self._saving_mid_batch = False
+        start = f"training diverged at iteration {self.iteration}: the {side}"
+        if "weights" in broken:  # an earlier update overflowed although its loss and gradients were finite
+            return (f"{start} weights are NaN or infinite (the state is saved for inspection in {path});"
+                    " lower the learning rate")
+        if not broken:  # under DDP: finite here, not on another process
+            what = "update is NaN or infinite on another process"
+        else:
+            what = " and ".join(broken) + (" is" if broken == ["loss"] else " are") + " NaN or infinite"
+        return (f"{start} {what}; the last good state is saved in {path}; lower the learning rate, or set"
+                " model.init_args.on_divergence: skip")
+
+    def check_automatic_update(self, optimizer: torch.optim.Optimizer) -> None:
+        """The divergence guard for automatic optimization; call it from `on_before_optimizer_step`.
+
+        Checks the loss the training step kept in `_update_loss` with the gradients and weights. A skipped
+        update sets every gradient to None, which torch optimizers step over (zeros would still move Adam's
+        weights through its momentum). Returning None from `training_step` instead is refused under DDP.
+        """
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        if not self.step_is_finite("model", self._update_loss, parameters):
+            for parameter in parameters:
+                parameter.grad = None
+        if self.on_divergence == "skip":
+            self.log("divergence/skipped_updates", float(self.skipped_updates), on_step=True, on_epoch=False)
 
     def build_optimizer(self, factory: Any, parameters: Any, key: str) -> torch.optim.Optimizer:
         """Instantiate a YAML-chosen optimizer, turning bad settings (a negative lr, …) into one line."""
@@ -215,3 +302,15 @@ class GenerativeModule(GenlabModule):
             labels = self.default_labels(n)
         with evaluation_mode(self):
             return self.decode(self.sample_latent(n, generator), labels)
+
+    #: seed of the samples `genlab predict` draws: batch b uses seed + b, so any process count gives the same images
+    predict_seed: int = 0
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        """Nothing per batch: `genlab test` scores a generator through `GenerativeMetrics` at the epoch's end."""
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor | None]:
+        """One generated image per test-split item, with that item's label when the model is conditional."""
+        labels = batch[1].to(self.device) if self.num_classes and len(batch) > 1 else None
+        generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
+        return {"images": self.sample(len(batch[0]), labels, generator=generator), "labels": labels}

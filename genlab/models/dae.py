@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from genlab.data.corruption import Corruption, PatchNoise
-from genlab.models.base import GenlabModule
+from genlab.models.base import GenlabModule, divergence_policy
 
 #: PSNR of an exact copy would be infinite; per-image errors are floored here, which caps PSNR at 100 dB.
 _MSE_FLOOR = 1e-10
@@ -45,6 +47,9 @@ class DenoisingAutoencoder(GenlabModule):
         corruption: how clean images are corrupted; default `PatchNoise()` (one 8x8 patch of noise per image).
         optimizer: optimizer class and settings.
         eval_seed: seed of the validation/test corruption.
+        on_divergence: when the loss, gradients or weights turn NaN or infinite, "stop" saves the last good
+            state as checkpoints/diverged-iteration_N.ckpt and ends the run with one line naming the iteration;
+            "skip" leaves that update out (logged as `divergence/skipped_updates`).
     """
 
     def __init__(
@@ -53,12 +58,14 @@ class DenoisingAutoencoder(GenlabModule):
         corruption: Corruption | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         eval_seed: int = 0,
+        on_divergence: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["network", "corruption", "optimizer"])
         self.network = network
         self.corruption = corruption if corruption is not None else PatchNoise()
         self.optimizer, self.eval_seed = optimizer, eval_seed
+        self.on_divergence = divergence_policy(on_divergence)
 
     def corrupt(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return self.corruption(images, generator)
@@ -76,10 +83,15 @@ class DenoisingAutoencoder(GenlabModule):
         return self.build_optimizer(self.optimizer, self.parameters(), "model.optimizer")
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        self.remember_buffers()
         clean = batch[0]
         loss = F.mse_loss(self.restore(self.corrupt(clean)), clean)
         self.log("loss/mse", loss.detach(), on_step=True, on_epoch=False)
+        self._update_loss = loss.detach()  # checked with the gradients before the step
         return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.check_automatic_update(optimizer)
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], batch_idx: int, prefix: str) -> None:
         clean = batch[0]

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from genlab.errors import GenlabError
 from genlab.losses import AdversarialLoss, gradient_penalty, resolve_loss
-from genlab.models.base import GenerativeModule
+from genlab.models.base import GenerativeModule, divergence_policy
 from genlab.nets.base import Discriminator, Generator
 
 
@@ -40,6 +40,9 @@ class GAN(GenerativeModule):
         clip_weights: clip every critic weight to [-c, c] after each critic step (the original WGAN).
         noise: prior of the latent vectors: "normal" N(0, I) or "uniform" U(-1, 1).
         generator_optimizer, discriminator_optimizer: optimizer classes and settings, e.g. Adam with betas.
+        on_divergence: when a side's loss, gradients or weights turn NaN or infinite, "stop" saves the last
+            good state as checkpoints/diverged-iteration_N.ckpt and ends the run with one line naming the
+            iteration and the side; "skip" leaves that update out (logged as `divergence/skipped_updates`).
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class GAN(GenerativeModule):
         noise: Literal["normal", "uniform"] = "normal",
         generator_optimizer: OptimizerCallable = torch.optim.Adam,
         discriminator_optimizer: OptimizerCallable = torch.optim.Adam,
+        on_divergence: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         if n_critic < 1:
@@ -83,6 +87,7 @@ class GAN(GenerativeModule):
         self.loss = resolve_loss(loss)
         self.n_critic, self.gp_weight, self.clip_weights, self.noise = n_critic, gradient_penalty, clip_weights, noise
         self.generator_optimizer, self.discriminator_optimizer = generator_optimizer, discriminator_optimizer
+        self.on_divergence = divergence_policy(on_divergence)
 
     @property
     def latent_dim(self) -> int:  # type: ignore[override]
@@ -137,6 +142,7 @@ class GAN(GenerativeModule):
         n = real.shape[0]
 
         with self.toggled_optimizer(d_optimizer):
+            self.remember_buffers()  # BatchNorm statistics, put back if this update turns out non-finite
             with torch.no_grad():  # fakes share the real batch's labels, so the penalty's mixes are consistent
                 fake = self.generator(self.sample_latent(n), real_labels)
             real_scores = self.discriminator(real, real_labels)
@@ -150,21 +156,30 @@ class GAN(GenerativeModule):
             d_optimizer.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
             logs["grad_norm/d"] = gradient_norm(self.discriminator)
-            d_optimizer.step()
-            if self.clip_weights is not None:
-                with torch.no_grad():
-                    for parameter in self.discriminator.parameters():
-                        parameter.clamp_(-self.clip_weights, self.clip_weights)
+            if self.step_is_finite("discriminator", d_loss, self.discriminator.parameters(), logs["grad_norm/d"]):
+                d_optimizer.step()
+                if self.clip_weights is not None:
+                    with torch.no_grad():
+                        for parameter in self.discriminator.parameters():
+                            parameter.clamp_(-self.clip_weights, self.clip_weights)
+            else:
+                d_optimizer.zero_grad(set_to_none=True)
         logs |= {key: value.detach() for key, value in self.loss.summaries(real_scores, fake_scores).items()}
 
         if self.iteration % self.n_critic == 0:
             with self.toggled_optimizer(g_optimizer):
+                self.remember_buffers()
                 fake_labels = self._fake_labels(n)
                 fake_scores = self.discriminator(self.generator(self.sample_latent(n), fake_labels), fake_labels)
                 g_loss = self.loss.generator(fake_scores)
                 g_optimizer.zero_grad(set_to_none=True)
                 self.manual_backward(g_loss)
                 logs["grad_norm/g"] = gradient_norm(self.generator)
-                g_optimizer.step()
+                if self.step_is_finite("generator", g_loss, self.generator.parameters(), logs["grad_norm/g"]):
+                    g_optimizer.step()
+                else:
+                    g_optimizer.zero_grad(set_to_none=True)
             logs["loss/g"] = g_loss.detach()
+        if self.on_divergence == "skip":
+            logs["divergence/skipped_updates"] = float(self.skipped_updates)
         self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False)

@@ -3,13 +3,15 @@ unchanged, and `encode`/`reconstruct` add what latent interpolation needs."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from genlab.errors import GenlabError
 from genlab.likelihoods import PixelLikelihood, kl_to_standard_normal, resolve_likelihood
-from genlab.models.base import GenerativeModule
+from genlab.models.base import GenerativeModule, divergence_policy
 from genlab.nets.vae import VAEDecoder, VAEEncoder
 
 
@@ -30,6 +32,9 @@ class VAE(GenerativeModule):
         likelihood: "bernoulli" (BCE on logits), "continuous_bernoulli", or a `genlab.likelihoods` object
             such as `ContinuousBernoulli` with its own `log_normalizer_weight`.
         optimizer: optimizer class and settings (the seed: Adam, lr 1e-3).
+        on_divergence: when the loss, gradients or weights turn NaN or infinite, "stop" saves the last good
+            state as checkpoints/diverged-iteration_N.ckpt and ends the run with one line naming the iteration;
+            "skip" leaves that update out (logged as `divergence/skipped_updates`).
     """
 
     def __init__(
@@ -38,6 +43,7 @@ class VAE(GenerativeModule):
         decoder: VAEDecoder,
         likelihood: str | PixelLikelihood = "bernoulli",
         optimizer: OptimizerCallable = torch.optim.Adam,
+        on_divergence: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         if encoder.latent_dim != decoder.latent_dim:
@@ -54,6 +60,7 @@ class VAE(GenerativeModule):
         self.encoder, self.decoder = encoder, decoder
         self.likelihood = resolve_likelihood(likelihood)
         self.optimizer = optimizer
+        self.on_divergence = divergence_policy(on_divergence)
 
     @property
     def latent_dim(self) -> int:  # type: ignore[override]
@@ -92,9 +99,14 @@ class VAE(GenerativeModule):
         return self.build_optimizer(self.optimizer, self.parameters(), "model.optimizer")
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        self.remember_buffers()
         losses = self.losses(batch[0])
         self.log_dict({key: value.detach() for key, value in losses.items()}, on_step=True, on_epoch=False)
+        self._update_loss = losses["loss/total"].detach()  # checked with the gradients before the step
         return losses["loss/total"]
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.check_automatic_update(optimizer)
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], prefix: str) -> None:
         losses = self.losses(batch[0])

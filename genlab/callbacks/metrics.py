@@ -1,0 +1,241 @@
+"""`GenerativeMetrics`: IS/FID/KID and classifier scores of generated samples, during training and in `genlab test`.
+
+Every evaluation draws the same samples: the fake image with global index i comes from noise batch
+i // batch_size, seeded `seed + batch index`, and processes take contiguous shares of those batches and of the
+real images. The metrics gather their states in rank order, so N processes compute exactly the numbers one
+process does on the same samples.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from genlab.callbacks.run_files import log_image, run_dir
+from genlab.errors import GenlabError
+from genlab.metrics.suite import EvaluationPlan, MetricSuite
+from genlab.models.base import GenerativeModule, evaluation_mode, iterations_done
+
+SplitName = Literal["train", "val", "test"]
+
+
+def share(count: int, rank: int, world_size: int) -> range:
+    """This process's contiguous share of `count` items (shares differ in size by at most one)."""
+    return range(count * rank // world_size, count * (rank + 1) // world_size)
+
+
+def generated_batches(model: GenerativeModule, count: int, batch_size: int, seed: int, rank: int = 0,
+                      world_size: int = 1):
+    """Yields (images, requested labels or None) for this process's share of `count` seeded samples."""
+    batches = math.ceil(count / batch_size)
+    for batch in share(batches, rank, world_size):
+        start, stop = batch * batch_size, min(count, (batch + 1) * batch_size)
+        generator = torch.Generator(device=model.device).manual_seed(seed + batch)
+        labels = None
+        if model.num_classes:
+            labels = torch.arange(start, stop, device=model.device) % model.num_classes
+        yield model.sample(stop - start, labels, generator=generator), labels
+
+
+def draw_label_histogram(histogram: dict[str, Any], title: str) -> Tensor:
+    """Bar chart of predicted labels (generated vs real), plus requested-vs-predicted counts when conditional;
+    returns a CHW float image in [0, 1]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    generated, real = np.asarray(histogram["generated"], float), np.asarray(histogram["real"], float)
+    joint = histogram.get("requested_vs_predicted")
+    panels = 2 if joint is not None else 1
+    figure, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.6), dpi=100, squeeze=False)
+    classes = np.arange(len(generated))
+    axis = axes[0, 0]
+    axis.bar(classes - 0.2, generated / max(generated.sum(), 1), 0.4, label="generated")
+    axis.bar(classes + 0.2, real / max(real.sum(), 1), 0.4, label="real")
+    axis.set(xticks=classes, xlabel="predicted label", ylabel="fraction", title=title)
+    axis.legend()
+    if joint is not None:
+        axis = axes[0, 1]
+        matrix = np.asarray(joint, float)
+        axis.imshow(matrix / np.maximum(matrix.sum(1, keepdims=True), 1), cmap="viridis", vmin=0, vmax=1)
+        axis.set(xticks=classes, yticks=classes, xlabel="predicted label", ylabel="requested label",
+                 title="requested vs predicted (row-normalised)")
+    figure.tight_layout()
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(figure)
+    return torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+
+
+class GenerativeMetrics(L.Callback):
+    """Scores generated samples against real ones with metric suites (`ClassifierMetrics`, `InceptionMetrics`).
+
+    During `fit`: every `every_n_epochs` epochs (0: only at the end) and at the end of training, against the
+    `real_split` images. During `test` (`genlab test --ckpt_path ...`): once, against the test split; the scores
+    then appear in Lightning's results table. Each evaluation logs the scores to TensorBoard, appends one JSON
+    object to `<run folder>/metrics.jsonl` and, for classifier suites, saves a label-histogram image.
+    Every setting a score depends on is checked in `setup`, so a missing classifier or weights file, or too
+    few samples, stops the run before the first training step. Smoke tests (`fast_dev_run`) skip it.
+
+    Args:
+        suites: the metric suites.
+        num_samples: generated images per evaluation (10,000 is the convention for IS).
+        num_real: real images per evaluation (default: as many as generated, or the whole split if smaller).
+        real_split: the split real images come from during fit ("train" for a data set without a val split).
+        every_n_epochs: epochs between evaluations during fit; 0 evaluates only at the end.
+        batch_size: images per generator and metric forward pass.
+        seed: seed of the generated samples (the same samples at every evaluation).
+    """
+
+    def __init__(
+        self,
+        suites: list[MetricSuite],
+        num_samples: int = 10_000,
+        num_real: int | None = None,
+        real_split: SplitName = "val",
+        every_n_epochs: int = 1,
+        batch_size: int = 500,
+        seed: int = 0,
+    ) -> None:
+        if not suites:
+            raise GenlabError("GenerativeMetrics needs at least one suite (e.g. genlab.metrics.ClassifierMetrics)")
+        if num_samples < 1 or batch_size < 1 or every_n_epochs < 0 or (num_real is not None and num_real < 1):
+            raise GenlabError("GenerativeMetrics num_samples, num_real and batch_size must be at least 1,"
+                              " every_n_epochs 0 or more")
+        self.suites, self.num_samples, self.num_real = list(suites), num_samples, num_real
+        self.real_split, self.every_n_epochs, self.batch_size, self.seed = real_split, every_n_epochs, batch_size, seed
+        self._real_fed: str | None = None  # the split whose images the suites keep across evaluations
+        self._last_iteration = -1
+        self.results: list[dict[str, Any]] = []
+
+    # --- planning -----------------------------------------------------------------------------------------
+
+    def _real_images(self, trainer: L.Trainer, split: str) -> Tensor:
+        datamodule = trainer.datamodule
+        splits = getattr(datamodule, "splits", None)
+        if splits is None and hasattr(datamodule, "setup"):
+            datamodule.setup()
+            splits = getattr(datamodule, "splits", None)
+        if splits is None:
+            raise GenlabError("GenerativeMetrics needs a genlab data module (its splits are the real images)")
+        images = getattr(splits, split).samples
+        if len(images) == 0:
+            raise GenlabError(f"GenerativeMetrics: the data's {split} split is empty: set real_split to another"
+                              " split (e.g. train)")
+        return images[: self.num_real or self.num_samples]
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not isinstance(pl_module, GenerativeModule):
+            raise GenlabError(f"GenerativeMetrics needs a generative model; {type(pl_module).__name__} cannot sample")
+        if trainer.fast_dev_run or stage not in ("fit", "test"):
+            return
+        split = "test" if stage == "test" else self.real_split
+        datamodule = trainer.datamodule
+        plan = EvaluationPlan(
+            data_shape=tuple(getattr(datamodule, "data_shape", ())),
+            data_name=type(datamodule).__name__,
+            data_classes=int(getattr(datamodule, "num_classes", 0)),
+            model_classes=int(pl_module.num_classes),
+            num_fake=self.num_samples,
+            num_real=len(self._real_images(trainer, split)),
+            real_split=split,
+        )
+        for suite in self.suites:
+            suite.prepare(plan)
+        self._real_fed = None
+
+    # --- evaluation ---------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, trainer: L.Trainer, model: GenerativeModule, split: str, stage: str) -> dict[str, Any]:
+        """Feed real and generated images to every suite on every process; returns the record (scores, extras)."""
+        rank, world_size = trainer.global_rank, trainer.world_size
+        for suite in self.suites:
+            suite.to(model.device)
+        if self._real_fed != split:
+            for suite in self.suites:
+                suite.reset(keep_real=False)
+            real = self._real_images(trainer, split)
+            mine = share(len(real), rank, world_size)
+            for start in range(mine.start, mine.stop, self.batch_size):
+                batch = real[start : min(mine.stop, start + self.batch_size)].to(model.device)
+                for suite in self.suites:
+                    suite.update(batch, real=True)
+            self._real_fed = split
+        with evaluation_mode(model):
+            for images, labels in generated_batches(model, self.num_samples, self.batch_size, self.seed, rank,
+                                                    world_size):
+                for suite in self.suites:
+                    suite.update(images, real=False, labels=labels)
+        scores: dict[str, float] = {}
+        extras: dict[str, Any] = {}
+        for suite in self.suites:
+            result = suite.compute()
+            scores |= result.scores
+            extras |= result.extras
+            suite.reset(keep_real=True)
+        return {
+            "iteration": iterations_done(trainer), "step": trainer.global_step, "epoch": trainer.current_epoch,
+            "stage": stage, "real_split": split,
+            "num_fake": self.num_samples, "num_real": len(self._real_images(trainer, split)),
+            "scores": scores, **extras,
+            "settings": {suite.name: suite.settings() for suite in self.suites},
+        }
+
+    def _write(self, trainer: L.Trainer, record: dict[str, Any]) -> None:
+        self.results.append(record)
+        if not trainer.is_global_zero:
+            return
+        folder = run_dir(trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "metrics.jsonl", "a") as file:
+            file.write(json.dumps(record) + "\n")
+        if "label_histogram" in record:
+            title = f"{record['stage']} · iteration {record['iteration']}"
+            image = draw_label_histogram(record["label_histogram"], title)
+            path = Path(folder) / "metrics" / f"label_histogram-{record['stage']}-iteration_{record['iteration']:07d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            from torchvision.utils import save_image
+
+            save_image(image, path)
+            log_image(trainer, f"label_histogram/{record['stage']}", image, record["iteration"])
+
+    def _evaluate_during_fit(self, trainer: L.Trainer, model: GenerativeModule) -> None:
+        iteration = iterations_done(trainer)
+        if trainer.fast_dev_run or iteration == self._last_iteration or iteration == 0:
+            return
+        self._last_iteration = iteration
+        record = self.evaluate(trainer, model, self.real_split, "fit")
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(record["scores"], step=iteration)
+        self._write(trainer, record)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._evaluate_during_fit(trainer, pl_module)  # type: ignore[arg-type]
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._evaluate_during_fit(trainer, pl_module)  # type: ignore[arg-type]
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.fast_dev_run:
+            return
+        record = self.evaluate(trainer, pl_module, "test", "test")  # type: ignore[arg-type]
+        for name, value in record["scores"].items():
+            pl_module.log(f"test/{name}", value, sync_dist=False)  # equal on every process after compute
+        self._write(trainer, record)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_iteration": self._last_iteration}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._last_iteration = state_dict.get("last_iteration", -1)

@@ -1,0 +1,46 @@
+"""`WriteSamples`: what `genlab predict` does with a generator's samples — PNG files and a grid, for other tools."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import numpy
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torchvision.utils import make_grid, save_image
+
+from genlab.callbacks.run_files import run_dir, to_unit_range
+
+
+class WriteSamples(BasePredictionWriter):
+    """Writes every predicted image as `predictions/<rank>-<batch>-<index>.png` in the run folder, and the first
+    `grid_size` images of rank 0 as `predictions/grid.png`.
+
+    `genlab predict` adds it when no other prediction writer is configured; one image is drawn per test-split
+    item, so `--trainer.limit_predict_batches` chooses how many.
+    """
+
+    def __init__(self, grid_size: int = 64, folder: str = "predictions") -> None:
+        super().__init__(write_interval="batch")
+        self.grid_size, self.folder = grid_size, folder
+        self.written = 0
+
+    def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: Any,
+                           batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
+                           dataloader_idx: int = 0) -> None:
+        folder = run_dir(trainer) / self.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        if prediction["images"].dim() == 2:  # points (the toy GAN): one CSV per batch
+            numpy.savetxt(folder / f"{trainer.global_rank}-{batch_idx:05d}.csv", prediction["images"].float().cpu().numpy(),
+                          delimiter=",", header="x,y", comments="")
+            self.written += len(prediction["images"])
+            return
+        images = to_unit_range(prediction["images"])
+        for index, image in enumerate(images):
+            save_image(image, folder / f"{trainer.global_rank}-{batch_idx:05d}-{index:04d}.png")
+        self.written += len(images)
+        if batch_idx == 0 and trainer.is_global_zero:
+            shown = images[: self.grid_size]
+            save_image(make_grid(shown, nrow=max(1, round(len(shown) ** 0.5)), padding=2, pad_value=1.0),
+                       folder / "grid.png")

@@ -1,0 +1,253 @@
+"""The divergence guard: a NaN or infinite loss, gradient or weight stops a run with one line and a checkpoint of
+the last good state, or (on_divergence: skip) leaves the update out and counts it.
+
+Faults are injected exactly: a batch of NaN images at a chosen iteration (the discriminator's or the model's
+loss turns NaN), a generator loss patched to NaN, a weight set to NaN. "Before the bad step" is captured by a
+callback at the start of that iteration, so the diverged checkpoint is compared with the true last good state.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+from genlab.callbacks.checkpoint import RunCheckpoint
+from genlab.data.corruption import PatchNoise
+from genlab.errors import GenlabError
+from genlab.models import GAN, VAE, DenoisingAutoencoder
+from genlab.nets import MLPAutoencoder, MLPDecoder, MLPDiscriminator, MLPEncoder, MLPGenerator
+from tests.test_cli import TINY_GAN, load_checkpoint
+from tests.test_reliability import error_line
+
+SHAPE = [1, 4, 4]
+BATCH = 8
+
+
+def images(iterations: int, nan_at: tuple[int, ...] = ()) -> TensorDataset:
+    """`iterations` batches of images in [-1, 1]; the batches of the 1-based iterations in `nan_at` hold one NaN."""
+    generator = torch.Generator().manual_seed(0)
+    samples = torch.rand(iterations * BATCH, *SHAPE, generator=generator) * 2 - 1
+    for iteration in nan_at:
+        samples[(iteration - 1) * BATCH, 0, 0, 0] = float("nan")
+    return TensorDataset(samples, torch.zeros(len(samples), dtype=torch.long))
+
+
+def tiny_gan(on_divergence: str = "stop") -> GAN:
+    torch.manual_seed(0)
+    return GAN(  # BatchNorm in the generator: its running statistics must be put back too
+        MLPGenerator(latent_dim=4, hidden=[8, 8], out_shape=SHAPE, batch_norm=True),
+        MLPDiscriminator(in_shape=SHAPE, hidden=[8]),
+        on_divergence=on_divergence,  # type: ignore[arg-type]
+    )
+
+
+def tiny_vae(on_divergence: str = "stop") -> VAE:
+    torch.manual_seed(0)
+    return VAE(MLPEncoder(in_shape=SHAPE, hidden=[8], latent_dim=2),
+               MLPDecoder(latent_dim=2, hidden=[8], out_shape=SHAPE), on_divergence=on_divergence)  # type: ignore[arg-type]
+
+
+def tiny_dae(on_divergence: str = "stop") -> DenoisingAutoencoder:
+    torch.manual_seed(0)
+    return DenoisingAutoencoder(MLPAutoencoder(in_shape=SHAPE, hidden=[8], code_dim=2), PatchNoise(patch_size=2),
+                                on_divergence=on_divergence)  # type: ignore[arg-type]
+
+
+class StateAt(L.Callback):
+    """Keeps a copy of the model's state_dict at the start of a given (1-based) iteration."""
+
+    def __init__(self, iteration: int) -> None:
+        self.iteration, self.state = iteration, None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object,
+                             batch_idx: int) -> None:
+        if batch_idx + 1 == self.iteration:
+            self.state = {key: value.clone() for key, value in pl_module.state_dict().items()}
+
+
+class NaNGeneratorLoss:
+    """The model's adversarial loss, but the generator's turns NaN at one iteration."""
+
+    def __init__(self, loss: object, model: GAN, at: int) -> None:
+        self.loss, self.model, self.at = loss, model, at
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.loss, name)
+
+    def generator(self, fake_scores: Tensor) -> Tensor:
+        value = self.loss.generator(fake_scores)  # type: ignore[attr-defined]
+        return value * float("nan") if self.model.iteration == self.at else value
+
+
+def fit(model: L.LightningModule, data: TensorDataset, root: Path, *callbacks: L.Callback) -> L.Trainer:
+    checkpoints = RunCheckpoint(dirpath=root / "checkpoints", save_last=True, every_n_iterations=2)
+    trainer = L.Trainer(
+        max_epochs=1, logger=False, callbacks=[checkpoints, *callbacks], enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu", default_root_dir=root, limit_val_batches=0,
+    )
+    trainer.fit(model, DataLoader(data, batch_size=BATCH))
+    return trainer
+
+
+def assert_same_state(saved: dict[str, Tensor], expected: dict[str, Tensor], prefix: str = "") -> None:
+    keys = [key for key in expected if key.startswith(prefix)]
+    assert keys
+    for key in keys:
+        assert torch.equal(saved[key], expected[key]), key
+
+
+def all_finite(state: dict[str, Tensor]) -> bool:
+    return all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point())
+
+
+def adam_steps(optimizer: torch.optim.Optimizer) -> set[int]:
+    return {int(state["step"]) for state in optimizer.state.values()}
+
+
+# --- stop ------------------------------------------------------------------------------------------------------
+
+def test_nan_discriminator_loss_stops_with_the_last_good_state_and_keeps_last_ckpt(tmp_path):
+    before = StateAt(5)
+    kept: dict[str, bytes] = {}
+
+    class KeepBytes(L.Callback):  # last.ckpt (iteration 4) and previous.ckpt (iteration 2) as they were
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx + 1 == 5:
+                for name in ("last.ckpt", "previous.ckpt"):
+                    kept[name] = (tmp_path / "checkpoints" / name).read_bytes()
+
+    with pytest.raises(GenlabError) as error:
+        fit(tiny_gan(), images(8, nan_at=(5,)), tmp_path, before, KeepBytes())
+    diverged = tmp_path / "checkpoints" / "diverged-iteration_0000005.ckpt"
+    assert str(error.value).startswith("training diverged at iteration 5: the discriminator loss and gradients are"
+                                       " NaN or infinite; the last good state is saved in ")
+    assert str(diverged) in str(error.value) and "\n" not in str(error.value)
+    saved = load_checkpoint(diverged)["state_dict"]
+    assert all_finite(saved)
+    assert_same_state(saved, before.state)  # weights and the generator's BatchNorm statistics
+    assert any("running_mean" in key for key in saved)
+    for name, content in kept.items():
+        assert (tmp_path / "checkpoints" / name).read_bytes() == content, name
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 2 * 4  # D and G steps
+
+
+def test_a_run_resumed_from_the_diverged_checkpoint_redoes_the_failed_iteration(tmp_path):
+    with pytest.raises(GenlabError):
+        fit(tiny_gan(), images(8, nan_at=(5,)), tmp_path)
+    seen: list[tuple[int, int]] = []
+
+    class Iterations(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append((batch_idx, pl_module.iteration))
+
+    model = tiny_gan()
+    trainer = L.Trainer(max_epochs=1, logger=False, callbacks=[Iterations()], enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", limit_val_batches=0)
+    trainer.fit(model, DataLoader(images(8), batch_size=BATCH),
+                ckpt_path=tmp_path / "checkpoints" / "diverged-iteration_0000005.ckpt")
+    assert seen == [(4, 5), (5, 6), (6, 7), (7, 8)]  # batch 5 again, under its own number
+    assert trainer.global_step == 2 * 8
+
+
+def test_nan_generator_loss_names_the_generator(tmp_path):
+    model = tiny_gan()
+    before = StateAt(3)
+    model.loss = NaNGeneratorLoss(model.loss, model, at=3)
+    with pytest.raises(GenlabError, match=r"^training diverged at iteration 3: the generator loss and gradients"):
+        fit(model, images(6), tmp_path, before)
+    saved = load_checkpoint(tmp_path / "checkpoints" / "diverged-iteration_0000003.ckpt")["state_dict"]
+    assert all_finite(saved)
+    assert_same_state(saved, before.state, prefix="generator.net.0.")  # the generator was not stepped
+    assert not torch.equal(saved["discriminator.net.0.weight"], before.state["discriminator.net.0.weight"])
+
+
+def test_huge_learning_rate_is_caught(tmp_path):
+    model = tiny_gan()
+    model.discriminator_optimizer = lambda parameters: torch.optim.SGD(parameters, lr=1e30)
+    with pytest.raises(GenlabError, match=r"^training diverged at iteration \d+: the (discriminator|generator) "):
+        fit(model, images(6), tmp_path)
+    (diverged,) = (tmp_path / "checkpoints").glob("diverged-iteration_*.ckpt")
+    assert all_finite(load_checkpoint(diverged)["state_dict"])
+
+
+def test_non_finite_weights_stop_even_in_skip_mode(tmp_path):
+    class Poison(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx + 1 == 3:
+                with torch.no_grad():
+                    pl_module.discriminator.net[0].weight[0, 0] = float("inf")
+
+    with pytest.raises(GenlabError, match=r"^training diverged at iteration 3: the discriminator weights are NaN"):
+        fit(tiny_gan("skip"), images(6), tmp_path, Poison())
+
+
+# --- skip ------------------------------------------------------------------------------------------------------
+
+def test_skip_leaves_the_bad_updates_out_and_counts_them(tmp_path):
+    model = tiny_gan("skip")
+    before, after = StateAt(4), StateAt(5)
+    with pytest.warns(UserWarning, match="iteration 4: non-finite discriminator update skipped"):
+        trainer = fit(model, images(8, nan_at=(4, 6)), tmp_path, before, after)
+    assert model.skipped_updates == 2
+    assert trainer.callback_metrics["divergence/skipped_updates"].item() == 2
+    d_optimizer, g_optimizer = trainer.optimizers
+    assert adam_steps(d_optimizer) == {8 - 2} and adam_steps(g_optimizer) == {8}
+    assert_same_state(after.state, before.state, prefix="discriminator.")  # iteration 4 left D alone
+    state = model.state_dict()
+    assert all_finite(state)
+    assert not torch.equal(state["discriminator.net.0.weight"], after.state["discriminator.net.0.weight"])
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["genlab_skipped_updates"] == 2
+    assert not list((tmp_path / "checkpoints").glob("diverged-*"))
+
+
+# --- automatic optimization: VAE and DAE ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make", [tiny_vae, tiny_dae], ids=["vae", "dae"])
+def test_autoencoder_stop_names_the_model_and_saves_the_last_good_state(make, tmp_path):
+    before = StateAt(3)
+    with pytest.raises(GenlabError, match=r"^training diverged at iteration 3: the model loss and gradients are NaN"):
+        fit(make(), images(6, nan_at=(3,)), tmp_path, before)
+    saved = load_checkpoint(tmp_path / "checkpoints" / "diverged-iteration_0000003.ckpt")
+    assert all_finite(saved["state_dict"])
+    assert_same_state(saved["state_dict"], before.state)
+    assert {int(state["step"]) for state in saved["optimizer_states"][0]["state"].values()} == {2}
+
+
+def test_vae_skip_steps_over_the_bad_batches(tmp_path):
+    model = tiny_vae("skip")
+    before, after = StateAt(2), StateAt(3)
+    trainer = fit(model, images(6, nan_at=(2, 5)), tmp_path, before, after)
+    assert model.skipped_updates == 2
+    assert trainer.callback_metrics["divergence/skipped_updates"].item() == 2
+    assert adam_steps(trainer.optimizers[0]) == {6 - 2}  # gradients set to None: Adam's momentum stays still
+    assert_same_state(after.state, before.state)
+    assert all_finite(model.state_dict())
+
+
+def test_an_unknown_policy_is_one_line():
+    with pytest.raises(GenlabError, match="model.on_divergence must be 'stop' or 'skip', got 'ignore'"):
+        tiny_vae("ignore")
+
+
+# --- the CLI ---------------------------------------------------------------------------------------------------
+
+def test_cli_divergence_is_one_line_naming_iteration_side_and_checkpoint(run_cli, tiny_data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # a learning rate no network survives
+        run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=1",
+                "--model.init_args.discriminator_optimizer.init_args.lr=1e30")
+    assert exit_info.value.code == 2
+    line = error_line(capsys)
+    match = re.match(r"genlab: error: training diverged at iteration (\d+): the (discriminator|generator) .* NaN or"
+                     r" infinite; the last good state is saved in (\S+); lower the learning rate, or set"
+                     r" model.init_args.on_divergence: skip$", line)
+    assert match, line
+    iteration, checkpoint = int(match[1]), tmp_path / match[3]
+    run = tmp_path / "lightning_logs" / "gan_mnist" / "version_0"
+    assert checkpoint == run / "checkpoints" / f"diverged-iteration_{iteration:07d}.ckpt"
+    assert all_finite(load_checkpoint(checkpoint)["state_dict"])
