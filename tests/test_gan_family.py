@@ -92,7 +92,7 @@ def _sgd(lr: float):
 def _fit(model: GAN, samples: Tensor, labels: Tensor, batch_size: int, iterations: int) -> L.Trainer:
     trainer = L.Trainer(
         max_steps=-1, max_epochs=1, limit_train_batches=iterations, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, accelerator="cpu",
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, accelerator="cpu", log_every_n_steps=1,
     )
     trainer.fit(model, DataLoader(TensorDataset(samples, labels), batch_size=batch_size))
     return trainer
@@ -388,3 +388,16 @@ def test_download_off_never_calls_npm(tmp_path, monkeypatch):
     with pytest.raises(GenlabError, match="does not exist"):
         EmojiDataModule(data_dir=str(tmp_path / "data"), download=False).prepare_data()
     assert not (bin_dir / "calls.txt").exists()
+
+
+def test_signals_are_logged_only_on_logging_steps():
+    """Values logged between `log_every_n_steps` would be computed and dropped: the GAN skips them."""
+    torch.manual_seed(0)
+    model = GAN(ConstantGenerator(torch.randn(*SHAPE)), LinearCritic(torch.ones(6), 0.0), loss="wasserstein",
+                generator_optimizer=_sgd(0.0), discriminator_optimizer=_sgd(0.0))
+    logged: list[int] = []
+    model.log_dict = lambda *args, **kwargs: logged.append(model.iteration)  # type: ignore[method-assign]
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=7, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", log_every_n_steps=3)
+    trainer.fit(model, DataLoader(TensorDataset(torch.randn(7, *SHAPE), torch.zeros(7, dtype=torch.long))))
+    assert logged == [3, 6]  # the 3rd and 6th batches of 7

@@ -259,6 +259,15 @@ class GenlabModule(L.LightningModule):
         except (ValueError, TypeError) as error:
             raise GenlabError(f"{key}: {error}: fix the optimizer's init_args in the config") from None
 
+    def logging_this_step(self) -> bool:
+        """Whether Lightning writes step logs this step (every `log_every_n_steps`): values logged at other
+        steps are computed and then dropped, which costs real time when a step takes a millisecond."""
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        connector = getattr(trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True)) or trainer.fast_dev_run
+
     @property
     def iteration(self) -> int:
         """Batches trained on so far (0 outside a fit)."""
