@@ -1,26 +1,35 @@
 """Throughput: genlab's `fit` against the hand-written notebook loop it replaces, side by side in one process.
 
-For each model the reference is what users write today: a plain PyTorch loop over a torchvision-style
-dataset (`transforms.ToTensor()` per sample, a `DataLoader` with batch 128, shuffle, no workers; PIL per PNG
-for EmojiOne; NumPy-drawn points for the toy GAN), fp32, one discriminator and one generator step per
-iteration. genlab runs the experiment's YAML through Lightning (TensorBoard logging on, checkpoints and sample
-grids off). Both start from identical copies of the same freshly initialised networks, with the same batch
-size, optimizer and loss; each is timed after a warm-up.
+For each model the reference is what users write today: a plain PyTorch loop over a torchvision-style dataset
+(`transforms.ToTensor()` per sample, plus `Normalize` to [-1, 1] for GANs; for EmojiOne a PIL decode per PNG;
+for the toy GAN points drawn per batch in NumPy), a `DataLoader` with the YAML's batch size, shuffle, no
+workers, fp32, one discriminator and one generator step per iteration (one ELBO step for the VAE).
+genlab runs the experiment's YAML through `GenlabCLI(run=False)` as `genlab fit` would, with
+`--evaluate=false`, no image callbacks (SampleGrid, ToyGANPlots, LatentInterpolation), no progress bar and
+TensorBoard logging on (into a temporary folder). Checkpoint saving and per-epoch validation are left out:
+they are periodic, not per iteration, and the reference has neither. Both sides start from identical copies of
+the same freshly initialised networks, with the same batch size, optimizer and loss; each is timed after a
+warm-up.
 
-    python benchmarks/throughput.py --data-dir ../shared/datasets            # every model
-    python benchmarks/throughput.py --only dcgan_mnist --iterations 60       # one model
+    python benchmarks/throughput.py                                   # every model, ~20 s timed per side
+    python benchmarks/throughput.py --models dcgan_mnist --iterations 60
+    python benchmarks/throughput.py --models toy_quadratic,gan_mnist --threads 1
 
-It also prints this machine's measured fp32 (and bf16) matmul peak and the fraction of it the DCGAN achieves.
+It also prints this machine's measured fp32 (and bf16) matmul peak and, per model, the conv/linear FLOPs of
+one iteration and the fraction of the fp32 peak each side achieves. bf16-mixed is tried for the convolutional
+GANs only where bf16 matmuls are faster than fp32 here (CPUs without AVX-512-BF16/AMX run them ~100x slower).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import math
+import logging
 import os
+import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,37 +40,52 @@ import torch
 import torch.nn.functional as F
 import torchvision
 import torchvision.transforms as T
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
+from genlab.callbacks import DenoisingTriplets, LatentInterpolation, SampleGrid, ToyGANPlots
 from genlab.cli import GenlabCLI
 from genlab.data import EmojiDataModule, FashionMNISTDataModule, MNISTDataModule, QuadraticDataModule
-from genlab.data.emoji import load_png
-from genlab.models import GAN
+from genlab.likelihoods import Bernoulli
+from genlab.models import GAN, VAE
 from genlab.models.base import iterations_done
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+IMAGE_CALLBACKS = (SampleGrid, ToyGANPlots, LatentInterpolation, DenoisingTriplets)
+
+
+def quiet() -> None:
+    """Lightning's info lines (GPU available…, seed set…) and warnings (few workers…) would bury the table."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"lightning(\.|$)")
+    warnings.filterwarnings("ignore", module=r"torch\.utils\.data")
+    warnings.filterwarnings("ignore", message=r".*(num_workers|does not have many workers|LeafSpec).*")
 
 
 # --------------------------------------------------------------------------- reference data, as in the notebooks
 class PNGFolder(torch.utils.data.Dataset):
-    """The notebooks' image-folder dataset: one PIL decode and ToTensor per sample."""
+    """The notebooks' image-folder dataset: a PIL decode, alpha compositing and ToTensor per sample."""
 
-    def __init__(self, folder: Path, background: tuple[int, int, int], image_size: int) -> None:
+    def __init__(self, folder: Path, background: tuple[int, ...], transform: Callable) -> None:
         self.files = sorted(folder.glob("*.png"))
-        self.background, self.image_size = background, image_size
-        self.to_tensor = T.ToTensor()
+        if not self.files:
+            raise SystemExit(f"throughput: no PNGs in {folder}: pass --data-dir (a root holding EmojiOne/png/32)")
+        self.background, self.transform = tuple(background), transform
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.to_tensor(load_png(self.files[index], self.background, self.image_size)), 0
+        with Image.open(self.files[index]) as image:
+            rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*self.background, 255))
+        return self.transform(Image.alpha_composite(canvas, rgba).convert("RGB")), 0
 
 
-def reference_batches(datamodule: L.LightningDataModule, batch_size: int) -> Iterator[torch.Tensor]:
-    """Endless batches in [-1, 1] the way a notebook makes them."""
+def reference_batches(datamodule: L.LightningDataModule, batch_size: int, normalize: bool) -> Iterator[torch.Tensor]:
+    """Endless batches: [-1, 1] for GANs (`normalize`), [0, 1] intensities for the VAE."""
     if isinstance(datamodule, QuadraticDataModule):
         rng = np.random.default_rng(0)
         while True:
@@ -69,21 +93,27 @@ def reference_batches(datamodule: L.LightningDataModule, batch_size: int) -> Ite
             y = datamodule.a * x**2 + datamodule.b + datamodule.noise * rng.standard_normal(batch_size)
             yield torch.from_numpy(np.stack([x, y], axis=1)).float()
     if isinstance(datamodule, (MNISTDataModule, FashionMNISTDataModule)):
-        dataset_class = torchvision.datasets.FashionMNIST if isinstance(datamodule, FashionMNISTDataModule) else torchvision.datasets.MNIST
-        dataset = dataset_class(os.fspath(datamodule.data_dir), train=True, transform=T.ToTensor())
+        transform = T.Compose([T.ToTensor(), T.Normalize((0.5,), (0.5,))]) if normalize else T.ToTensor()
+        dataset_class = (torchvision.datasets.FashionMNIST if isinstance(datamodule, FashionMNISTDataModule)
+                         else torchvision.datasets.MNIST)
+        dataset = dataset_class(os.fspath(datamodule.data_dir), train=True, transform=transform)
     elif isinstance(datamodule, EmojiDataModule):
-        dataset = PNGFolder(datamodule.image_folder, datamodule.background, datamodule.image_size)
+        transform = T.Compose([T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3)]) if normalize else T.ToTensor()
+        dataset = PNGFolder(datamodule.image_folder, datamodule.background, transform)
     else:
-        raise ValueError(f"no reference loader for {type(datamodule).__name__}")
+        raise SystemExit(f"throughput: no reference loader for {type(datamodule).__name__}")
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True)
     while True:
         for images, _ in loader:
-            yield images * 2 - 1
+            yield images
 
 
 # --------------------------------------------------------------------------- reference training steps
 def gan_reference_step(model: GAN, batches: Iterator[torch.Tensor]) -> Callable[[], None]:
     """One notebook GAN iteration (CS231n style): D on real and detached fakes, then G on fresh noise."""
+    if model.num_classes or model.n_critic != 1 or model.gp_weight or model.clip_weights is not None:
+        raise SystemExit("throughput: the reference loop covers unconditional GANs with n_critic 1,"
+                         " no penalty or clipping")
     generator, discriminator = copy.deepcopy(model.generator), copy.deepcopy(model.discriminator)
     g_opt = model.generator_optimizer(generator.parameters())
     d_opt = model.discriminator_optimizer(discriminator.parameters())
@@ -107,16 +137,19 @@ def gan_reference_step(model: GAN, batches: Iterator[torch.Tensor]) -> Callable[
     return step
 
 
-def vae_reference_step(model: L.LightningModule, batches: Iterator[torch.Tensor]) -> Callable[[], None]:
-    """One notebook VAE iteration: Bernoulli reconstruction (BCE on logits, summed per image) + closed-form KL."""
+def vae_reference_step(model: VAE, batches: Iterator[torch.Tensor]) -> Callable[[], None]:
+    """One notebook VAE iteration, genlab's VAE exactly: encoder on intensities in [0, 1], reparameterised z,
+    Bernoulli reconstruction (BCE on logits summed per image) + closed-form KL, both averaged over the batch."""
+    if not isinstance(model.likelihood, Bernoulli):
+        raise SystemExit("throughput: the VAE reference loop implements the Bernoulli likelihood only")
     encoder, decoder = copy.deepcopy(model.encoder), copy.deepcopy(model.decoder)
     optimizer = model.optimizer(list(encoder.parameters()) + list(decoder.parameters()))
 
     def step() -> None:
-        images = (next(batches) + 1) / 2
+        images = next(batches)
         mean, logvar = encoder(images)
         z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
-        logits = decoder(z).view_as(images)
+        logits = decoder(z)
         recon = F.binary_cross_entropy_with_logits(logits, images, reduction="sum") / len(images)
         kl = -0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum() / len(images)
         optimizer.zero_grad()
@@ -127,53 +160,75 @@ def vae_reference_step(model: L.LightningModule, batches: Iterator[torch.Tensor]
 
 
 # --------------------------------------------------------------------------- timing
-class StopAndTime(L.Callback):
-    """Times iterations warmup+1 … warmup+n and stops the fit after them."""
+@dataclass
+class Budget:
+    """Warm-up iterations, then either a fixed number of timed iterations or as many as fit in `seconds`."""
 
-    def __init__(self, warmup: int, iterations: int) -> None:
-        self.warmup, self.iterations, self.rate = warmup, iterations, math.nan
+    warmup: int
+    iterations: int | None
+    seconds: float
+
+    def done(self, count: int, elapsed: float) -> bool:
+        return count >= self.iterations if self.iterations else elapsed >= self.seconds and count >= 3
+
+
+class StopAndTime(L.Callback):
+    """Times the training batches after the warm-up and stops the fit when the budget is spent."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget, self.rate, self.count = budget, float("nan"), 0
         self._start = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, *args: object) -> None:
+        self._start = time.perf_counter()  # for a warm-up of 0
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
         done = iterations_done(trainer)
-        if done == self.warmup:
+        if done == self.budget.warmup:
             self._start = time.perf_counter()
-        elif done == self.warmup + self.iterations:
-            self.rate = self.iterations / (time.perf_counter() - self._start)
-            trainer.should_stop = True
+        elif done > self.budget.warmup:
+            self.count = done - self.budget.warmup
+            elapsed = time.perf_counter() - self._start
+            if self.budget.done(self.count, elapsed):
+                self.rate = self.count / elapsed
+                trainer.should_stop = True
 
 
-def time_reference(step: Callable[[], None], warmup: int, iterations: int) -> float:
-    for _ in range(warmup):
+def time_reference(step: Callable[[], None], budget: Budget) -> tuple[float, int]:
+    for _ in range(budget.warmup):
         step()
-    start = time.perf_counter()
-    for _ in range(iterations):
+    count, start = 0, time.perf_counter()
+    while not budget.done(count, time.perf_counter() - start):
         step()
-    return iterations / (time.perf_counter() - start)
+        count += 1
+    return count / (time.perf_counter() - start), count
 
 
-def build(config: Path, data_dir: str, extra: list[str]) -> GenlabCLI:
-    return GenlabCLI(args=["--config", os.fspath(config), f"--data.data_dir={data_dir}", *extra], run=False)
+def build(config: Path, logs: str, precision: str | None) -> GenlabCLI:
+    """The run `genlab fit --config <config> --evaluate=false` would train, not started yet."""
+    args = [
+        "--config", os.fspath(config), "--evaluate=false",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        f"--trainer.logger.init_args.save_dir={logs}",
+        "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
+        "--trainer.max_epochs=-1", "--trainer.max_steps=-1",  # the timer stops the fit
+    ]
+    if precision:
+        args.append(f"--trainer.precision={precision}")
+    cli = GenlabCLI(args=args, run=False)
+    cli.trainer.callbacks = [c for c in cli.trainer.callbacks
+                             if not isinstance(c, (*IMAGE_CALLBACKS, ModelCheckpoint))]
+    return cli
 
 
-def time_genlab(cli: GenlabCLI, warmup: int, iterations: int, precision: str | None) -> float:
-    timer = StopAndTime(warmup, iterations)
-    with tempfile.TemporaryDirectory() as logs:
-        trainer = L.Trainer(
-            max_epochs=10_000,
-            logger=TensorBoardLogger(logs, name="throughput"),
-            log_every_n_steps=cli.trainer.log_every_n_steps,
-            precision=precision or cli.trainer.precision,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[timer],
-        )
-        trainer.fit(cli.model, cli.datamodule)
-    return timer.rate
+def time_genlab(cli: GenlabCLI, budget: Budget) -> tuple[float, int]:
+    timer = StopAndTime(budget)
+    cli.trainer.callbacks.append(timer)
+    cli.trainer.fit(cli.model, cli.datamodule)
+    return timer.rate, timer.count
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+def matmul_peak(dtype: torch.dtype, size: int, repeats: int) -> float:
     """GFLOP/s of a square matmul: this machine's practical peak for dense linear algebra."""
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b
@@ -183,7 +238,14 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
+def bf16_peak(fp32: float) -> float:
+    """bf16 matmul GFLOP/s; a quick 256² probe first, the full measurement only if bf16 looks competitive."""
+    probe = matmul_peak(torch.bfloat16, 256, 3)
+    return matmul_peak(torch.bfloat16, 2048, 5) if probe > fp32 / 4 else probe
+
+
 def flops_per_iteration(step: Callable[[], None]) -> int:
+    """Matmul/convolution FLOPs (forward and backward) of one reference iteration."""
     counter = FlopCounterMode(display=False)
     with counter:
         step()
@@ -193,57 +255,96 @@ def flops_per_iteration(step: Callable[[], None]) -> int:
 @dataclass
 class Case:
     name: str
-    iterations: int
     warmup: int
+    bf16_candidate: bool = False  # convolutional: where bf16-mixed could pay on a CPU with native bf16
 
 
 CASES = [
-    Case("gan_mnist", 150, 20),
-    Case("dcgan_mnist", 40, 5),
-    Case("vae_mnist", 300, 30),
-    Case("toy_quadratic", 1000, 100),
-    Case("dcgan_emoji", 100, 10),
+    Case("gan_mnist", 20),
+    Case("dcgan_mnist", 5, bf16_candidate=True),
+    Case("vae_mnist", 30),
+    Case("toy_quadratic", 200),
+    Case("dcgan_emoji", 20, bf16_candidate=True),
 ]
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=os.environ.get("GENLAB_DATA_DIR", "data"))
-    parser.add_argument("--only", nargs="*", help="case names to run")
-    parser.add_argument("--iterations", type=int, help="timed iterations per case (default: per case)")
-    parser.add_argument("--precision", help="genlab's precision for every case (default: each YAML's)")
-    args = parser.parse_args()
-    torch.manual_seed(0)
+    parser.add_argument("--data-dir", default=os.environ.get("GENLAB_DATA_DIR", "data"),
+                        help="data root holding MNIST/raw and EmojiOne/png/32 (default: $GENLAB_DATA_DIR, else data)")
+    parser.add_argument("--models", default=",".join(c.name for c in CASES),
+                        help="comma-separated models (default: all of %(default)s)")
+    parser.add_argument("--iterations", type=int, help="timed iterations per model and side (default: time-based)")
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="without --iterations: timed seconds per model and side (default %(default)s)")
+    parser.add_argument("--warmup", type=int, help="warm-up iterations per side (default: per model, 5-200)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
+    parser.add_argument("--precision", help="genlab's precision for every model, e.g. bf16-mixed (default: the YAML's)")
+    args = parser.parse_args(argv)
+    known = {case.name for case in CASES}
+    args.models = [name.strip() for name in args.models.split(",") if name.strip()]
+    if unknown := [name for name in args.models if name not in known]:
+        parser.error(f"unknown model {unknown[0]!r}: choose from {', '.join(sorted(known))}")
+    if args.iterations is not None and args.iterations < 1:
+        parser.error("--iterations must be at least 1")
+    if (args.warmup is not None and args.warmup < 0) or args.seconds <= 0:
+        parser.error("--warmup must be 0 or more and --seconds positive")
+    return args
 
-    fp32_peak = matmul_peak(torch.float32)
-    bf16_peak = matmul_peak(torch.bfloat16, size=512, repeats=2)
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    quiet()
+    os.environ["GENLAB_DATA_DIR"] = args.data_dir  # every data module of the YAMLs reads it
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    fp32 = matmul_peak(torch.float32, 2048, 5)
+    bf16_native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    bf16 = bf16_peak(fp32)
+    bf16_pays = bf16_native and bf16 > fp32 and not args.precision
     print(f"machine: {torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()},"
-          f" matmul peak fp32 {fp32_peak:.1f} GFLOP/s, bf16 {bf16_peak:.1f} GFLOP/s"
-          f" (oneDNN bf16 {'supported' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'not supported'})")
-    print(f"{'model':<15}{'reference it/s':>16}{'genlab it/s':>14}{'genlab/ref':>12}")
+          f" oneDNN bf16 {'supported' if bf16_native else 'not supported'}")
+    skipped = "" if bf16_pays or args.precision else (
+        " -> bf16-mixed not tried (" + ("slower than fp32 here" if bf16 <= fp32 else "no native bf16") + ")")
+    print(f"matmul peak: fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s{skipped}")
+    budget_text = (f"{args.iterations} iterations" if args.iterations else f"{args.seconds:g} s") + " timed per side"
+    print(f"genlab: YAML as `genlab fit --evaluate=false`, no image callbacks/checkpoints/validation, TensorBoard on;"
+          f" {budget_text}" + (f"; genlab precision {args.precision}" if args.precision else ""))
+    print()
+    header = (f"{'model':<26}{'reference it/s':>15}{'genlab it/s':>13}{'genlab/ref':>11}"
+              f"{'GFLOP/it':>10}{'% fp32 peak ref/genlab':>24}")
+    print(header)
+    print("-" * len(header))
+    started = time.perf_counter()
     for case in CASES:
-        if args.only and case.name not in args.only:
+        if case.name not in args.models:
             continue
         config = EXPERIMENTS / f"{case.name}.yaml"
-        if not config.exists():
-            print(f"{case.name:<15}  (no {config.name} yet)")
-            continue
-        iterations = args.iterations or case.iterations
-        cli = build(config, args.data_dir, [])
-        cli.datamodule.prepare_data()
-        cli.datamodule.setup("fit")
-        batches = reference_batches(cli.datamodule, cli.datamodule.batch_size)
-        reference = gan_reference_step if isinstance(cli.model, GAN) else vae_reference_step
-        step = reference(cli.model, batches)
-        ref_rate = time_reference(step, case.warmup, iterations)
-        genlab_rate = time_genlab(cli, case.warmup, iterations, args.precision)
-        print(f"{case.name:<15}{ref_rate:>16.2f}{genlab_rate:>14.2f}{genlab_rate / ref_rate:>11.2f}x", flush=True)
-        if case.name == "dcgan_mnist":
+        budget = Budget(args.warmup if args.warmup is not None else case.warmup, args.iterations, args.seconds)
+        with tempfile.TemporaryDirectory() as logs:
+            cli = build(config, logs, args.precision)
+            model = cli.model
+            reference = gan_reference_step if isinstance(model, GAN) else vae_reference_step
+            batches = reference_batches(cli.datamodule, cli.datamodule.batch_size, normalize=isinstance(model, GAN))
+            step = reference(model, batches)
+            ref_rate, _ = time_reference(step, budget)
+            genlab_rate, _ = time_genlab(cli, budget)
             flops = flops_per_iteration(step)
-            print(f"{'':<15}DCGAN: {flops / 1e9:.1f} GFLOP per iteration; genlab achieves"
-                  f" {flops * genlab_rate / 1e9:.1f} GFLOP/s = {flops * genlab_rate / 1e9 / fp32_peak:.0%} of the fp32"
-                  f" matmul peak (reference {flops * ref_rate / 1e9 / fp32_peak:.0%})")
+            variants = [(case.name, genlab_rate)]
+            if bf16_pays and case.bf16_candidate:
+                cli = build(config, logs, "bf16-mixed")
+                cli.model.load_state_dict(model.state_dict())
+                variants.append((f"{case.name} (bf16-mixed)", time_genlab(cli, budget)[0]))
+        for name, rate in variants:
+            peak = f"{flops * ref_rate / 1e9 / fp32:.0%} / {flops * rate / 1e9 / fp32:.0%}"
+            print(f"{name:<26}{ref_rate:>15.2f}{rate:>13.2f}{rate / ref_rate:>10.2f}x{flops / 1e9:>10.3g}{peak:>24}",
+                  flush=True)
+    print(f"\n(total {time.perf_counter() - started:.0f} s)")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)
