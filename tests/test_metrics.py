@@ -285,6 +285,7 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
     test_runs = sorted((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"))
     test_record = _records(test_runs[-1])[-1]
     assert test_record["stage"] == "test" and test_record["real_split"] == "test" and test_record["num_real"] == 100
+    assert test_record["iteration"] == 18  # the iteration of the checkpoint's weights
     assert "test/classifier/is" in printed
     # the same generator and the same seeded samples: the test-time IS equals the end-of-training IS
     assert test_record["scores"]["classifier/is"] == pytest.approx(fit_records[-1]["scores"]["classifier/is"], rel=1e-9)

@@ -183,7 +183,9 @@ class GenerativeMetrics(L.Callback):
             extras |= result.extras
             suite.reset(keep_real=True)
         return {
-            "iteration": iterations_done(trainer), "step": trainer.global_step, "epoch": trainer.current_epoch,
+            # in `genlab test` the loops start at 0: the iteration is that of the checkpoint's weights
+            "iteration": iterations_done(trainer) if stage == "fit" else int(getattr(model, "trained_iterations", 0)),
+            "step": trainer.global_step, "epoch": trainer.current_epoch,
             "stage": stage, "real_split": split,
             "num_fake": self.num_samples, "num_real": len(self._real_images(trainer, split)),
             "scores": scores, **extras,

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from genlab.errors import GenlabError
 
 _RNG_KEY = "genlab_rng_states"
+_ITERATIONS_KEY = "genlab_iterations"  # training batches behind the weights, for `genlab test` records
 _SKIPPED_KEY = "genlab_skipped_updates"
 DIVERGENCE_POLICIES = ("stop", "skip")
 
@@ -143,6 +144,7 @@ class GenlabModule(L.LightningModule):
         else:
             checkpoint[_RNG_KEY] = {"per_rank": [states]}
         checkpoint[_SKIPPED_KEY] = self.skipped_updates
+        checkpoint[_ITERATIONS_KEY] = self.iteration
         if self._saving_mid_batch:
             _rewind_batch_progress(checkpoint)
 
@@ -153,6 +155,7 @@ class GenlabModule(L.LightningModule):
                 " was trained with (config.yaml in its run folder) or fix the network settings"
             )
         self.skipped_updates = int(checkpoint.get(_SKIPPED_KEY, 0))
+        self.trained_iterations = int(checkpoint.get(_ITERATIONS_KEY, 0))
         per_rank = checkpoint.get(_RNG_KEY, {}).get("per_rank")
         if per_rank:
             rank, _ = _distributed()
@@ -267,6 +270,9 @@ class GenlabModule(L.LightningModule):
             return True
         connector = getattr(trainer, "_logger_connector", None)
         return bool(getattr(connector, "should_update_logs", True)) or trainer.fast_dev_run
+
+    #: training iterations behind the loaded weights (set when a checkpoint is loaded, e.g. by `genlab test`)
+    trained_iterations: int = 0
 
     @property
     def iteration(self) -> int:
