@@ -109,3 +109,19 @@ def test_unknown_config_key_is_refused(run_cli, tiny_data, capsys):
         run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--model.init_args.n_critics=5")
     assert exit_info.value.code != 0
     assert "n_critics" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["gan", "vae"])
+def test_bf16_mixed_precision_trains(model, run_cli, tiny_data, tmp_path):
+    """The fast path on GPUs and bf16-capable CPUs: `--trainer.precision bf16-mixed` (autocast) runs end to end."""
+    if model == "gan":
+        args = [*TINY_GAN]
+    else:
+        args = ["--config", str(EXPERIMENTS / "vae_mnist.yaml"), "--data.init_args.batch_size=16",
+                "--data.init_args.val_size=16", "--trainer.enable_progress_bar=false", "--evaluate=false"]
+    run_cli("fit", *args, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=1", "--trainer.precision=bf16-mixed")
+    name = "gan_mnist" if model == "gan" else "vae_mnist"
+    checkpoint = load_checkpoint(tmp_path / "lightning_logs" / name / "version_0" / "checkpoints" / "last.ckpt")
+    weights = [value for value in checkpoint["state_dict"].values() if value.is_floating_point()]
+    assert all(value.dtype == torch.float32 and torch.isfinite(value).all() for value in weights)  # fp32 master weights
