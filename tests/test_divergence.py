@@ -89,7 +89,7 @@ def fit(model: L.LightningModule, data: TensorDataset, root: Path, *callbacks: L
     checkpoints = RunCheckpoint(dirpath=root / "checkpoints", save_last=True, every_n_iterations=2)
     trainer = L.Trainer(
         max_epochs=1, logger=False, callbacks=[checkpoints, *callbacks], enable_progress_bar=False,
-        enable_model_summary=False, accelerator="cpu", default_root_dir=root, limit_val_batches=0,
+        enable_model_summary=False, accelerator="cpu", default_root_dir=root, limit_val_batches=0, log_every_n_steps=1,
     )
     trainer.fit(model, DataLoader(data, batch_size=BATCH))
     return trainer

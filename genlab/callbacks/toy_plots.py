@@ -289,7 +289,8 @@ class ToyGANPlots(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if not trainer.is_global_zero:
             return
-        metrics = trainer.callback_metrics
+        # the GAN keeps every step's losses; Lightning's logged values exist only every log_every_n_steps
+        metrics = getattr(pl_module, "step_losses", None) or trainer.callback_metrics
         for key, name in LOSS_KEYS.items():
             if name in metrics:  # floats only: the window never holds a tensor (or its graph)
                 self._window[key][0] += float(metrics[name])

@@ -182,6 +182,8 @@ class GAN(GenerativeModule):
                 else:
                     g_optimizer.zero_grad(set_to_none=True)
             logs["loss/g"] = g_loss.detach()
+        #: this iteration's losses (detached), for callbacks that follow every step (ToyGANPlots' loss curves)
+        self.step_losses = {key: logs[key] for key in ("loss/d", "loss/g") if key in logs}
         if not logging:  # self.log costs ~0.1 ms per value: with tiny networks that is most of a step
             return
         if self.on_divergence == "skip":
