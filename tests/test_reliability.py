@@ -155,3 +155,19 @@ def test_ddp_on_two_cpu_processes_writes_once_and_resumes(tmp_path):
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 2 * 6
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["iteration_0000003.png", "iteration_0000006.png"]
     assert (run / "config.resume-1.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_vae_trains_and_validates_under_ddp_on_two_cpu_processes(tmp_path):
+    data = write_tiny_mnist(tmp_path / "data", train=112)
+    vae = ["--config", str(EXPERIMENTS / "vae_mnist.yaml"), "--data.init_args.batch_size=16",
+           "--data.init_args.val_size=16", "--trainer.enable_progress_bar=false", "--evaluate=false",
+           "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu", "--trainer.max_epochs=1"]
+    done = subprocess.run([*GENLAB, "fit", *vae], cwd=tmp_path, env=_subprocess_env(data), capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = tmp_path / "lightning_logs" / "vae_mnist" / "version_0"
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 3  # 96 images, batch 16, two ranks: 3 steps per rank
+    assert len(checkpoint["genlab_rng_states"]["per_rank"]) == 2
+    assert sorted(p.name for p in (run / "interpolation").iterdir()) == ["different_classes.png", "same_class.png"]
