@@ -113,6 +113,7 @@ class GenerativeMetrics(L.Callback):
         self.suites, self.num_samples, self.num_real = list(suites), num_samples, num_real
         self.real_split, self.every_n_epochs, self.batch_size, self.seed = real_split, every_n_epochs, batch_size, seed
         self._real_fed: str | None = None  # the split whose images the suites keep across evaluations
+        self._real_count = 0  # how many real images the suites hold
         self._last_iteration = -1
         self.results: list[dict[str, Any]] = []
 
@@ -164,6 +165,7 @@ class GenerativeMetrics(L.Callback):
             for suite in self.suites:
                 suite.reset(keep_real=False)
             real = self._real_images(trainer, split)
+            self._real_count = len(real)
             mine = share(len(real), rank, world_size)
             for start in range(mine.start, mine.stop, self.batch_size):
                 batch = real[start : min(mine.stop, start + self.batch_size)].to(model.device)
@@ -187,7 +189,7 @@ class GenerativeMetrics(L.Callback):
             "iteration": iterations_done(trainer) if stage == "fit" else int(getattr(model, "trained_iterations", 0)),
             "step": trainer.global_step, "epoch": trainer.current_epoch,
             "stage": stage, "real_split": split,
-            "num_fake": self.num_samples, "num_real": len(self._real_images(trainer, split)),
+            "num_fake": self.num_samples, "num_real": self._real_count,
             "scores": scores, **extras,
             "settings": {suite.name: suite.settings() for suite in self.suites},
         }

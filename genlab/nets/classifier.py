@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.errors import GenlabError
+from genlab.nets.base import keras_dense_init
 
 CHECKPOINT_KEY = "genlab_classifier"
 TRAIN_HINT = "genlab fit --config experiments/classifier_mnist.yaml"
@@ -79,10 +80,7 @@ class MLPClassifier(ClassifierNet):
             width = size
         self.body = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+        self.apply(keras_dense_init)
 
 
 class ConvClassifier(ClassifierNet):

@@ -12,6 +12,7 @@ import math
 from torch import Tensor, nn
 
 from genlab.nets.autoencoder import fully_connected
+from genlab.nets.base import keras_dense_init
 
 
 class VAEEncoder(nn.Module):
@@ -34,19 +35,6 @@ class VAEDecoder(nn.Module):
         raise NotImplementedError
 
 
-def glorot_init(network: nn.Module) -> nn.Module:
-    """Keras' Dense defaults (Glorot-uniform weights, zero biases), as in the seed's Keras VAE.
-
-    Measured on MNIST with the seed's 784-512-256-128 / 400-600-800 nets, 3 epochs of Adam 1e-3: validation
-    negative ELBO 118.5 with this init against 129.0 with PyTorch's default Linear init.
-    """
-    for module in network.modules():
-        if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
-            nn.init.zeros_(module.bias)
-    return network
-
-
 def _split_moments(output: Tensor) -> tuple[Tensor, Tensor]:
     mean, logvar = output.chunk(2, dim=1)
     return mean, logvar
@@ -54,7 +42,7 @@ def _split_moments(output: Tensor) -> tuple[Tensor, Tensor]:
 
 class MLPEncoder(VAEEncoder):
     """flattened image → hidden ReLU layers → 2·latent_dim (mean, log-variance; no activation on the last layer).
-    Glorot-uniform weights and zero biases (`glorot_init`).
+    Glorot-uniform weights and zero biases (`keras_dense_init`).
 
     Args:
         in_shape: shape of one image, e.g. [1, 28, 28].
@@ -70,14 +58,15 @@ class MLPEncoder(VAEEncoder):
     ) -> None:
         super().__init__()
         self.in_shape, self.latent_dim = tuple(in_shape), latent_dim
-        self.net = glorot_init(fully_connected([math.prod(self.in_shape), *hidden, 2 * latent_dim]))
+        self.net = fully_connected([math.prod(self.in_shape), *hidden, 2 * latent_dim])
+        self.net.apply(keras_dense_init)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return _split_moments(self.net(x.flatten(1)))
 
 
 class MLPDecoder(VAEDecoder):
-    """z → hidden ReLU layers → one logit per pixel; Glorot-uniform weights and zero biases (`glorot_init`).
+    """z → hidden ReLU layers → one logit per pixel; Glorot-uniform weights and zero biases (`keras_dense_init`).
 
     Args:
         latent_dim: size of z.
@@ -93,7 +82,8 @@ class MLPDecoder(VAEDecoder):
     ) -> None:
         super().__init__()
         self.latent_dim, self.out_shape = latent_dim, tuple(out_shape)
-        self.net = glorot_init(fully_connected([latent_dim, *hidden, math.prod(self.out_shape)]))
+        self.net = fully_connected([latent_dim, *hidden, math.prod(self.out_shape)])
+        self.net.apply(keras_dense_init)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(z.shape[0], *self.out_shape)
