@@ -293,11 +293,25 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
     run_cli("predict", *TINY_GAN, f"--data.data_dir={mnist_400}", "--ckpt_path=last",
             "--trainer.limit_predict_batches=2")
     predict_run = sorted((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"))[-1]
-    written = sorted((predict_run / "predictions").glob("0-*.png"))
-    assert len(written) == 2 * 32
+    written = sorted((predict_run / "predictions").glob("0*.png"))
+    assert [path.name for path in written] == [f"{item:06d}.png" for item in range(2 * 32)]
     with Image.open(written[0]) as image:
         assert image.size == (28, 28)
     assert (predict_run / "predictions" / "grid.png").is_file()
+
+
+def test_predict_draws_the_same_image_per_test_item_for_any_batch_size(run_cli, mnist_400, tmp_path):
+    run_cli("fit", *TINY_GAN, f"--data.data_dir={mnist_400}", "--trainer.max_epochs=1", "--evaluate=false",
+            "--trainer.limit_train_batches=2")
+    folders = []
+    for eval_batch_size in (32, 12):
+        run_cli("predict", *TINY_GAN, f"--data.data_dir={mnist_400}", "--ckpt_path=last",
+                f"--data.init_args.eval_batch_size={eval_batch_size}", "--trainer.limit_predict_batches=2")
+        folders.append(sorted((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"))[-1] / "predictions")
+    same = [f"{item:06d}.png" for item in range(24)]  # 2 batches of 12 ⊂ 2 batches of 32
+    assert all((folders[1] / name).read_bytes() == (folders[0] / name).read_bytes() for name in same)
+    images = [(folders[0] / name).read_bytes() for name in same]
+    assert len(set(images)) == len(images)  # and different items get different samples
 
 
 def test_generative_metrics_refuse_before_training_without_a_classifier(run_cli, mnist_400, tmp_path, capsys):

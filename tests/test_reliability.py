@@ -171,3 +171,19 @@ def test_vae_trains_and_validates_under_ddp_on_two_cpu_processes(tmp_path):
     assert checkpoint["global_step"] == 3  # 96 images, batch 16, two ranks: 3 steps per rank
     assert len(checkpoint["genlab_rng_states"]["per_rank"]) == 2
     assert sorted(p.name for p in (run / "interpolation").iterdir()) == ["different_classes.png", "same_class.png"]
+
+    # predict from the checkpoint on two processes and on one: every rank fits the same sampling mixture, and
+    # each test item gets the same image however the items are sharded
+    written = {}
+    for devices in (2, 1):
+        strategy = ["--trainer.strategy=ddp", "--trainer.accelerator=cpu"] if devices > 1 else []
+        predict = [arg for arg in vae if "strategy" not in arg and "devices" not in arg and "max_epochs" not in arg]
+        done = subprocess.run([*GENLAB, "predict", *predict, f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+                               f"--trainer.devices={devices}", *strategy, "--trainer.limit_predict_batches=1",
+                               "--trainer.logger.init_args.name=predict", f"--trainer.logger.init_args.version={devices}"],
+                              cwd=tmp_path, env=_subprocess_env(data), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        folder = tmp_path / "lightning_logs" / "predict" / f"version_{devices}" / "predictions"
+        written[devices] = {path.name: path.read_bytes() for path in folder.glob("0*.png")}
+    assert len(written[2]) == len(written[1]) == 32  # the whole tiny test split: one batch per process
+    assert written[2] == written[1]

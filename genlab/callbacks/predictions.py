@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,10 +13,15 @@ from torchvision.utils import make_grid, save_image
 
 from genlab.callbacks.run_files import run_dir, to_unit_range
 
+# Lightning looks for a DataLoader's batch sampler to hand writers the item indices; genlab's loader sends them
+# in the batch itself (the third tensor), so that lookup's warning says nothing a user should act on.
+warnings.filterwarnings("ignore", message="Couldn't infer the batch indices fetched from your dataloader: `TensorLoader")
+
 
 class WriteSamples(BasePredictionWriter):
-    """Writes every predicted image as `predictions/<rank>-<batch>-<index>.png` in the run folder, and the first
-    `grid_size` images of rank 0 as `predictions/grid.png`.
+    """Writes every predicted image as `predictions/<test item>.png` in the run folder (e.g. 000042.png: the same
+    image for any process count), and the first `grid_size` images of rank 0 as `predictions/grid.png`.
+    2-D points (the toy GAN) go to one CSV per batch, `predictions/<rank>-<batch>.csv`, with an item column.
 
     `genlab predict` adds it when no other prediction writer is configured; one image is drawn per test-split
     item, so `--trainer.limit_predict_batches` chooses how many.
@@ -31,14 +37,16 @@ class WriteSamples(BasePredictionWriter):
                            dataloader_idx: int = 0) -> None:
         folder = run_dir(trainer) / self.folder
         folder.mkdir(parents=True, exist_ok=True)
+        items = prediction["items"].cpu()
         if prediction["images"].dim() == 2:  # points (the toy GAN): one CSV per batch
-            numpy.savetxt(folder / f"{trainer.global_rank}-{batch_idx:05d}.csv", prediction["images"].float().cpu().numpy(),
-                          delimiter=",", header="x,y", comments="")
+            rows = numpy.column_stack([items.numpy(), prediction["images"].float().cpu().numpy()])
+            numpy.savetxt(folder / f"{trainer.global_rank}-{batch_idx:05d}.csv", rows, delimiter=",",
+                          header="item,x,y", comments="", fmt=["%d", "%.8g", "%.8g"])
             self.written += len(prediction["images"])
             return
         images = to_unit_range(prediction["images"])
-        for index, image in enumerate(images):
-            save_image(image, folder / f"{trainer.global_rank}-{batch_idx:05d}-{index:04d}.png")
+        for item, image in zip(items.tolist(), images):
+            save_image(image, folder / f"{item:06d}.png")
         self.written += len(images)
         if batch_idx == 0 and trainer.is_global_zero:
             shown = images[: self.grid_size]

@@ -1,4 +1,4 @@
-"""A grid of samples from one fixed noise batch, saved as PNG and logged to TensorBoard as training goes."""
+"""A grid of samples from one fixed-seed noise batch, saved as PNG and logged to TensorBoard as training goes."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from genlab.models.base import GenerativeModule, evaluation_mode, iterations_don
 class SampleGrid(L.Callback):
     """Every `every_n_iterations` training batches (and at the end) decodes the same fixed noise.
 
-    The noise is drawn once from its own seeded generator and kept in the callback's state, so a resumed
-    run draws exactly the same grid. Conditional models get one row per class.
+    Each grid draws its noise afresh from the model's `sample_latent` with a generator seeded by `seed`: the
+    same noise every time (and in a resumed run) for a fixed prior, and the same draw from the current prior
+    for a model whose sampling prior is fitted as it trains (the VAE's mixture). Conditional models get one row
+    per class.
 
     Args:
         every_n_iterations: batches between grids (a batch = one discriminator step; see README).
@@ -41,8 +43,6 @@ class SampleGrid(L.Callback):
             raise GenlabError("SampleGrid every_n_iterations, num_samples and keep_last must be at least 1")
         self.every_n_iterations, self.num_samples, self.nrow, self.seed = every_n_iterations, num_samples, nrow, seed
         self.keep_last = keep_last
-        self.noise: Tensor | None = None
-        self.labels: Tensor | None = None
         self._last_saved = -1
 
     @property
@@ -54,15 +54,12 @@ class SampleGrid(L.Callback):
             raise GenlabError(f"SampleGrid needs a generative model; {type(pl_module).__name__} cannot sample")
 
     def _fixed_inputs(self, model: GenerativeModule) -> tuple[Tensor, Tensor | None]:
-        if self.noise is None:
-            count, self.labels = self.num_samples, None
-            if model.num_classes:
-                per_class = max(1, self.num_samples // model.num_classes)
-                count = per_class * model.num_classes
-                self.labels = torch.arange(model.num_classes).repeat_interleave(per_class)
-            self.noise = model.sample_latent(count, generator=torch.Generator().manual_seed(self.seed)).cpu()
-        labels = self.labels.to(model.device) if self.labels is not None else None
-        return self.noise.to(model.device), labels
+        count, labels = self.num_samples, None
+        if model.num_classes:
+            per_class = max(1, self.num_samples // model.num_classes)
+            count = per_class * model.num_classes
+            labels = torch.arange(model.num_classes, device=model.device).repeat_interleave(per_class)
+        return model.sample_latent(count, generator=torch.Generator().manual_seed(self.seed)), labels
 
     def grid(self, model: GenerativeModule) -> Tensor:
         """The current grid as a CHW image in [0, 1]."""
@@ -105,9 +102,3 @@ class SampleGrid(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save(trainer, pl_module)  # type: ignore[arg-type]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"noise": self.noise, "labels": self.labels}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.noise, self.labels = state_dict["noise"], state_dict["labels"]

@@ -101,8 +101,10 @@ class TensorDataModule(L.LightningDataModule):
         return TensorLoader(tuple(self._loaded().test), self.eval_batch_size)
 
     def predict_dataloader(self) -> TensorLoader:
-        """The test split: `genlab predict` draws one sample per item (with its label, for conditional models)."""
-        return self.test_dataloader()
+        """The test split with each item's index: `genlab predict` draws one sample per item (with its label, for
+        conditional models), seeded by the index, so any number of processes draws the same sample for it."""
+        test = self._loaded().test
+        return TensorLoader((*test, torch.arange(len(test.labels))), self.eval_batch_size)
 
 
 def images_to_unit_range(images: Tensor) -> Tensor:

@@ -318,14 +318,25 @@ class GenerativeModule(GenlabModule):
         with evaluation_mode(self):
             return self.decode(self.sample_latent(n, generator), labels)
 
-    #: seed of the samples `genlab predict` draws: batch b uses seed + b, so any process count gives the same images
+    #: seed of the samples `genlab predict` draws: test item i gets the latent drawn with seed + i, so any
+    #: process count (DDP shards the items) and any batch size give the same image for the same item
     predict_seed: int = 0
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         """Nothing per batch: `genlab test` scores a generator through `GenerativeMetrics` at the epoch's end."""
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor | None]:
-        """One generated image per test-split item, with that item's label when the model is conditional."""
-        labels = batch[1].to(self.device) if self.num_classes and len(batch) > 1 else None
-        generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
-        return {"images": self.sample(len(batch[0]), labels, generator=generator), "labels": labels}
+        """One generated image per test-split item (batch: samples, labels, item indices), with that item's label
+        when the model is conditional."""
+        if len(batch) < 3:
+            raise GenlabError("genlab predict needs the item indices a genlab data module's predict_dataloader"
+                              " yields (samples, labels, indices): use a genlab.data module")
+        labels = batch[1].to(self.device) if self.num_classes else None
+        items = batch[2]
+        with evaluation_mode(self):
+            latents = torch.cat([
+                self.sample_latent(1, torch.Generator(device=self.device).manual_seed(self.predict_seed + int(item)))
+                for item in items
+            ])
+            images = self.decode(latents, labels)
+        return {"images": images, "labels": labels, "items": items}
