@@ -96,6 +96,23 @@ def find_last_checkpoint(experiment_dir: Path) -> Path:
     return max(candidates, key=lambda path: (path.stat().st_mtime, _version_number(path.parent.parent)))
 
 
+def whole_batch_limits(args: list[str]) -> dict[str, int]:
+    """`--trainer.limit_*_batches N` settings written as whole numbers: N batches, as `Trainer(limit_…=N)` means.
+
+    jsonargparse reads a command-line "1" for Lightning's `int | float` as 1.0, which Lightning takes as 100% of
+    the batches (a known LightningCLI trap), so genlab puts the whole numbers back before building the Trainer.
+    """
+    limits = {}
+    for index, arg in enumerate(args):
+        name, equals, value = arg.partition("=")
+        if not equals and index + 1 < len(args):
+            value = args[index + 1]
+        limit = re.fullmatch(r"--trainer\.(limit_(?:train|val|test|predict)_batches)", name)
+        if limit and re.fullmatch(r"\d+", value.strip()):
+            limits[limit.group(1)] = int(value)
+    return limits
+
+
 class GenlabCLI(LightningCLI):
     """LightningCLI with a checkpoint section, resumable runs and one-line user errors."""
 
@@ -122,7 +139,18 @@ class GenlabCLI(LightningCLI):
                  " without the Inception weights)",
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        argv = sys.argv[1:] if args is None else args
+        self._whole_batch_limits = whole_batch_limits(list(argv)) if isinstance(argv, (list, tuple)) else {}
+        config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
+        for name, count in self._whole_batch_limits.items():
+            config.trainer[name] = count  # what config.yaml records (the Trainer's copy is mended below)
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer_config = (self.config_init[self.subcommand] if self.subcommand else self.config_init)["trainer"]
+        for name, count in self._whole_batch_limits.items():
+            trainer_config[name] = count
         if self._get(self.config_init, "trainer.plugins") is None:
             kwargs.setdefault("plugins", [SafeCheckpointIO()])
         if self._get(self.config_init, "trainer.strategy") == "ddp" and not self.model.automatic_optimization:

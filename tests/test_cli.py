@@ -104,6 +104,20 @@ def test_print_config_and_help(run_cli, capsys):
     assert "fit" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("given", "expected"), [
+    (["--trainer.limit_predict_batches=1"], 1), (["--trainer.limit_predict_batches", "3"], 3),
+    (["--trainer.limit_predict_batches=1.0"], 1.0), (["--trainer.limit_predict_batches=0.25"], 0.25),
+])
+def test_whole_batch_limits_on_the_command_line_stay_counts(given, expected, tiny_data, monkeypatch):
+    # jsonargparse alone reads "1" as 1.0, which Lightning takes as all of the batches
+    from genlab.cli import GenlabCLI
+
+    monkeypatch.setattr("sys.argv", ["genlab"])
+    cli = GenlabCLI(args=[*TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.logger=false", *given], run=False)
+    assert cli.trainer.limit_predict_batches == expected
+    assert type(cli.trainer.limit_predict_batches) is type(expected)
+
+
 def test_unknown_config_key_is_refused(run_cli, tiny_data, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--model.init_args.n_critics=5")
