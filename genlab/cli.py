@@ -143,9 +143,6 @@ class GenlabCLI(LightningCLI):
         super().parse_arguments(parser, args)
         argv = sys.argv[1:] if args is None else args
         self._whole_batch_limits = whole_batch_limits(list(argv)) if isinstance(argv, (list, tuple)) else {}
-        config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
-        for name, count in self._whole_batch_limits.items():
-            config.trainer[name] = count  # what config.yaml records (the Trainer's copy is mended below)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = (self.config_init[self.subcommand] if self.subcommand else self.config_init)["trainer"]

@@ -113,7 +113,7 @@ class VAE(GenerativeModule):
         if splits is None:
             raise GenlabError("model.sampling_prior 'mixture' is fitted to the training split of a genlab data module:"
                               " configure one (e.g. genlab.data.MNISTDataModule) or use sampling_prior 'standard'")
-        with evaluation_mode(self), torch.no_grad():
+        with evaluation_mode(self):
             means = torch.cat([self.encode(x.to(self.device))[0] for x in splits.train.samples.split(1000)])
         self.mixture.fit(means.cpu())  # on the CPU: float64 everywhere (MPS has none), same bits on every rank
         self.mixture_iteration.fill_(iteration)
