@@ -129,8 +129,8 @@ def random_metrics(num_fake: int, num_real: int) -> tuple[FrechetDistance, Kerne
     generator = torch.Generator().manual_seed(0)
     features = EMOJI_SUITE["fid_features"]
     frechet = FrechetDistance(features)
-    kernel = KernelDistance(EMOJI_SUITE["kid_subsets"], EMOJI_SUITE["kid_subset_size"])
-    score = InceptionScore(EMOJI_SUITE["is_splits"])
+    kernel = KernelDistance(features, EMOJI_SUITE["kid_subsets"], EMOJI_SUITE["kid_subset_size"])
+    score = InceptionScore(INCEPTION_CLASSES, EMOJI_SUITE["is_splits"])
     for count, real in ((num_fake, False), (num_real, True)):
         block = torch.rand(count, features, generator=generator)
         frechet.update(block, real)
@@ -153,7 +153,8 @@ def inception_timing(config: Path, images: int, weights_dir: Path) -> None:
     images = min(images, FULL_INCEPTION)
     with timed(clock, "weights"):
         weights = random_inception_weights(weights_dir / "inception-random.pth")
-        suite = InceptionMetrics(weights_path=os.fspath(weights), download=False, **EMOJI_SUITE)
+        suite = InceptionMetrics(weights_path=os.fspath(weights), download=False, allow_unofficial_weights=True,
+                                 **EMOJI_SUITE)
         suite.prepare(EvaluationPlan(data_shape=tuple(data.data_shape), data_name="EmojiDataModule", data_classes=0,
                                      model_classes=0, num_fake=FULL_INCEPTION, num_real=num_real, real_split="train"))
     with torch.no_grad():

@@ -24,6 +24,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from genlab.callbacks.metrics import GenerativeMetrics
 from genlab.callbacks.predictions import WriteSamples
+from genlab.callbacks.test_results import TestResults
 from genlab.callbacks.checkpoint import PREVIOUS_NAME, RunCheckpoint, SafeCheckpointIO
 from genlab.errors import GenlabError
 
@@ -159,6 +160,8 @@ class GenlabCLI(LightningCLI):
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, GenerativeMetrics)]
         if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in trainer.callbacks):
             trainer.callbacks.append(WriteSamples())  # PNGs and a grid in the run folder
+        if self.subcommand == "test":
+            trainer.callbacks.append(TestResults())  # the printed table as test_results.json
         return trainer
 
     def before_instantiate_classes(self) -> None:

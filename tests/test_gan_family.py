@@ -401,3 +401,59 @@ def test_signals_are_logged_only_on_logging_steps():
                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", log_every_n_steps=3)
     trainer.fit(model, DataLoader(TensorDataset(torch.randn(7, *SHAPE), torch.zeros(7, dtype=torch.long))))
     assert logged == [3, 6]  # the 3rd and 6th batches of 7
+
+
+# --- how samples are drawn: BatchNorm mode ----------------------------------------------------------------
+
+
+def _dcgan_with_running_statistics(mode: str) -> GAN:
+    from genlab.nets import InfoGANDiscriminator, InfoGANGenerator
+
+    torch.manual_seed(0)
+    model = GAN(InfoGANGenerator(latent_dim=4), InfoGANDiscriminator(), sampling_batchnorm=mode)
+    with torch.no_grad():
+        for _ in range(3):  # running statistics that differ from any one batch's
+            model.generator(torch.rand(16, 4) * 3)
+    return model
+
+
+def test_batch_statistics_sampling_is_the_generator_in_training_mode_and_leaves_running_statistics_alone():
+    import copy
+
+    model = _dcgan_with_running_statistics("batch")
+    z = torch.rand(10, 4, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    reference = copy.deepcopy(model.generator).train()  # the notebook: G(z) with G in training mode
+    with torch.no_grad():
+        expected = reference(z)
+    buffers = {name: value.clone() for name, value in model.generator.named_buffers()}
+    torch.testing.assert_close(_decode(model, z), expected, rtol=0, atol=0)
+    for name, value in model.generator.named_buffers():
+        assert torch.equal(value, buffers[name]), name  # sampling never moves the running statistics
+    norms = [m for m in model.generator.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
+    assert norms and all(m.training == model.training and m.track_running_stats for m in norms)  # modes put back
+    assert model.sampler_settings()["batchnorm"].startswith("batch statistics")
+
+
+def _decode(model: GAN, z: Tensor) -> Tensor:
+    from genlab.models.base import evaluation_mode
+
+    with evaluation_mode(model):
+        return model.decode(z)
+
+
+def test_running_statistics_sampling_is_eval_mode_and_the_sampler_can_be_switched_for_a_while():
+    import copy
+
+    model = _dcgan_with_running_statistics("running")
+    z = torch.rand(10, 4, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        eval_mode = copy.deepcopy(model.generator).eval()(z)
+        train_mode = copy.deepcopy(model.generator).train()(z)
+    assert not torch.allclose(eval_mode, train_mode)  # the two modes differ for these statistics
+    torch.testing.assert_close(_decode(model, z), eval_mode, rtol=0, atol=0)
+    with model.sampler("batch"):
+        torch.testing.assert_close(_decode(model, z), train_mode, rtol=0, atol=0)
+    assert model.sampling_batchnorm == "running" and model.sampler_variants == ("running", "batch")
+    with pytest.raises(GenlabError, match="has no sampler 'mixture'"):
+        with model.sampler("mixture"):
+            pass

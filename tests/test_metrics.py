@@ -58,16 +58,31 @@ def test_inception_score_matches_the_formula_split_by_split():
     assert std == pytest.approx(np.std(scores), rel=1e-8)
 
 
+def test_reference_protocol_inception_score_is_the_notebooks_code():
+    """One split over all samples with the notebooks' 1e-10 inside the logarithm, against their own lines."""
+    probs = random_probabilities(400, seed=4).float().double()  # some near-zero probabilities
+    probs[:50] = torch.eye(10).repeat(5, 1).double()  # exact zeros, which the guarded log must survive
+    p = probs.numpy()
+    p_y = p.mean(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dcgan_cell = np.exp(np.mean([np.sum(row * np.log(row / p_y + 1e-10)) for row in p]))  # 001, cell [28]
+    vae_cell = np.exp(np.mean(np.sum(p * (np.log(p + 1e-10) - np.log(p_y + 1e-10)), 1)))  # 001, cell [261]
+    mean, std = inception_score(probs, splits=1, seed=None, epsilon=1e-10)
+    assert mean == pytest.approx(dcgan_cell, rel=1e-12) and std == 0.0
+    assert mean == pytest.approx(vae_cell, rel=1e-8)
+    assert mean == pytest.approx(inception_score(probs, splits=1, seed=None)[0], rel=1e-8)  # eps is a protocol detail
+
+
 def test_inception_score_metric_accumulated_in_batches_equals_one_shot():
     probs = random_probabilities(250, seed=1)
-    batched = InceptionScore(splits=5)
+    batched = InceptionScore(10, splits=5)
     for chunk in probs.split(37):
         batched.update(chunk)
     assert tuple(float(v) for v in batched.compute()) == pytest.approx(inception_score(probs, 5, 2020), rel=1e-12)
 
 
 def test_inception_score_refuses_fewer_samples_than_splits():
-    metric = InceptionScore(splits=10)
+    metric = InceptionScore(10, splits=10)
     metric.update(random_probabilities(5))
     with pytest.raises(GenlabError, match="meaningless"):
         metric.compute()
@@ -92,7 +107,7 @@ def test_modified_inception_score_matches_the_pairwise_definition():
         expected.append(np.exp(np.mean(kl)))
     mean, std = modified_inception_score(probs)
     assert mean == pytest.approx(np.mean(expected), rel=1e-10) and std == pytest.approx(np.std(expected), rel=1e-8)
-    metric = ModifiedInceptionScore()
+    metric = ModifiedInceptionScore(4)
     for chunk in probs.split(7):
         metric.update(chunk)
     assert float(metric.compute()[0]) == pytest.approx(mean, rel=1e-12)
@@ -176,7 +191,7 @@ def test_inception_metrics_run_end_to_end_on_a_local_weights_file(inception_weig
     # Inception-v3 at 299x299 costs ~0.2 s per image on a 2-core CPU: 66 images per side is the least FID on the
     # 64-d pool features accepts. The same images on both sides must give FID 0 and KID ~0.
     suite = InceptionMetrics(weights_path=str(inception_weights), is_splits=1, fid_features=64, kid_subsets=10,
-                             kid_subset_size=50)
+                             kid_subset_size=50, allow_unofficial_weights=True)
     with pytest.raises(GenlabError, match="1008 samples per split"):
         suite.prepare(_plan(num_fake=66, num_real=66))
     suite.is_splits = 0
@@ -191,6 +206,18 @@ def test_inception_metrics_run_end_to_end_on_a_local_weights_file(inception_weig
     assert features.shape == (4, 64) and features.std(0).mean() > 0  # the network sees the images
     assert abs(scores["inception/kid"]) < 1e-3 * float(features.square().sum(1).mean()) ** 3
     assert suite.settings()["weights"] == str(inception_weights)
+    assert suite.settings()["official_weights"] is False and "UNOFFICIAL" in suite.settings()["network"]
+
+
+def test_weights_other_than_the_official_file_are_refused_unless_allowed(inception_weights, tmp_path):
+    """A loadable file of other weights under the official name is not the TF 2015 network: its SHA-256 says so."""
+    from genlab.metrics.inception import WEIGHTS_NAME
+
+    impostor = tmp_path / WEIGHTS_NAME
+    impostor.write_bytes(inception_weights.read_bytes())
+    suite = InceptionMetrics(weights_path=str(impostor), is_splits=0, kid_subsets=0, fid_features=64)
+    with pytest.raises(GenlabError, match=r"is not the official Inception weights file .*6726825d.*allow_unofficial"):
+        suite.prepare(_plan(100, 100))
 
 
 def test_inception_images_enter_as_the_bytes_a_png_would_hold():
@@ -216,7 +243,8 @@ def test_a_corrupt_inception_weights_file_is_named(tmp_path):
     broken = tmp_path / "weights.pth"
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(GenlabError, match="not a usable Inception-v3 weights file"):
-        InceptionMetrics(weights_path=str(broken), is_splits=0, kid_subsets=0, fid_features=64).prepare(_plan(100, 100))
+        InceptionMetrics(weights_path=str(broken), is_splits=0, kid_subsets=0, fid_features=64,
+                         allow_unofficial_weights=True).prepare(_plan(100, 100))
 
 
 # --- GenerativeMetrics, genlab test and genlab predict through the CLI -----------------------------------------
@@ -269,7 +297,7 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
     run_cli("fit", *TINY_GAN, "--config", str(metrics_config), f"--data.data_dir={mnist_400}", "--trainer.max_epochs=2")
     run = tmp_path / "lightning_logs" / "gan_mnist" / "version_0"
     fit_records = _records(run)
-    assert [(r["stage"], r["epoch"], r["iteration"]) for r in fit_records] == [("fit", 0, 9), ("fit", 1, 18)]
+    assert [(r["stage"], r["epoch"], r["iteration"]) for r in fit_records] == [("fit", 0, 10), ("fit", 1, 20)]  # 300 images, batches of 32, the last kept
     for record in fit_records:
         scores = record["scores"]
         assert 1.0 <= scores["classifier/is"] <= 10.0 and scores["classifier/fd"] >= 0
@@ -278,6 +306,21 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
         assert sum(record["label_histogram"]["generated"]) == 100 and sum(record["label_histogram"]["real"]) == 100
         assert record["settings"]["classifier"]["network"] == "ConvClassifier"
     assert len(list((run / "metrics").glob("label_histogram-fit-*.png"))) == 2
+    # a record alone reproduces its numbers: sampler, seed, batch size, device, counts, real-data values
+    sampling = fit_records[0]["sampling"]
+    assert sampling["seed"] == 0 and sampling["batch_size"] == 40 and sampling["device"] == "cpu"
+    assert sampling["processes"] == 1 and sampling["precision"] == "32-true"
+    assert sampling["samplers"] == {"configured": {"latent_dim": 10, "noise": "U(-1, 1)",
+                                                   "batchnorm": "none (the generator has no BatchNorm)"}}
+    real_values = fit_records[0]["real_values"]
+    assert real_values["split"] == "train" and real_values["count"] == 100  # 100 training images as "samples"
+    assert real_values == fit_records[1]["real_values"]  # computed once: real data does not change
+    real_scores = real_values["scores"]
+    assert real_scores.keys() >= {"classifier/is", "classifier/fd", "classifier/m_is", "classifier/label_tv"}
+    assert fit_records[0]["scores"]["classifier/m_is_gap"] == pytest.approx(
+        abs(fit_records[0]["scores"]["classifier/m_is"] - real_scores["classifier/m_is"]), rel=1e-12)
+    settings = fit_records[0]["settings"]["classifier"]
+    assert settings["splits"] == 10 and settings["split_seed"] == 2020 and settings["epsilon"] == 0.0
 
     capsys.readouterr()
     run_cli("test", *TINY_GAN, "--config", str(metrics_config), f"--data.data_dir={mnist_400}", "--ckpt_path=last")
@@ -285,8 +328,11 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
     test_runs = sorted((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"))
     test_record = _records(test_runs[-1])[-1]
     assert test_record["stage"] == "test" and test_record["real_split"] == "test" and test_record["num_real"] == 100
-    assert test_record["iteration"] == 18  # the iteration of the checkpoint's weights
+    assert test_record["iteration"] == 20  # the iteration of the checkpoint's weights
     assert "test/classifier/is" in printed
+    printed_results = json.loads((test_runs[-1] / "test_results.json").read_text())  # the printed table, for scripts
+    assert printed_results["iteration"] == 20
+    assert printed_results["test/classifier/is"] == pytest.approx(test_record["scores"]["classifier/is"], rel=1e-6)
     # the same generator and the same seeded samples: the test-time IS equals the end-of-training IS
     assert test_record["scores"]["classifier/is"] == pytest.approx(fit_records[-1]["scores"]["classifier/is"], rel=1e-9)
 
@@ -327,7 +373,8 @@ def test_generative_metrics_refuse_before_training_without_a_classifier(run_cli,
 
 
 @pytest.mark.slow
-def test_metrics_from_two_ddp_processes_equal_one_process(run_cli, mnist_400, tmp_path):
+@pytest.mark.parametrize("batch_size", [40, 120], ids=["uneven-shares", "a-process-without-a-batch"])
+def test_metrics_from_two_ddp_processes_equal_one_process(batch_size, run_cli, mnist_400, tmp_path):
     import os
     import subprocess
     import sys
@@ -337,7 +384,10 @@ def test_metrics_from_two_ddp_processes_equal_one_process(run_cli, mnist_400, tm
     run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={mnist_400}")
     run_cli("fit", *TINY_GAN, f"--data.data_dir={mnist_400}", "--trainer.max_epochs=1", "--evaluate=false")
     metrics_config = tmp_path / "metrics.yaml"
-    metrics_config.write_text(METRICS_YAML.replace("num_samples: 100", "num_samples: 110"))  # uneven shares
+    # 110 samples in batches of 40: 3 batches, shared 1 / 2; in batches of 120: one batch, so process 1 generates
+    # nothing and must still take part in every gather
+    metrics_config.write_text(METRICS_YAML.replace("num_samples: 100", "num_samples: 110")
+                              .replace("batch_size: 40", f"batch_size: {batch_size}"))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     scores = {}
     for devices in (1, 2):
@@ -355,3 +405,25 @@ def test_metrics_from_two_ddp_processes_equal_one_process(run_cli, mnist_400, tm
     assert scores[2].keys() == scores[1].keys()
     for name, value in scores[1].items():
         assert scores[2][name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+
+
+def test_a_second_sampler_is_scored_in_the_same_evaluation_under_its_own_names(run_cli, mnist_400, tmp_path):
+    """vae_mnist samples N(0, I) as the reference does; the fitted mixture is scored beside it as `…@mixture`."""
+    run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={mnist_400}")
+    metrics_config = tmp_path / "metrics.yaml"
+    metrics_config.write_text(METRICS_YAML.replace("every_n_epochs: 1", "every_n_epochs: 1\n        samplers: [mixture]"))
+    run_cli("fit", "--config", str(EXPERIMENTS / "vae_mnist.yaml"), "--config", str(metrics_config),
+            "--model.init_args.encoder.init_args.hidden=[32]", "--model.init_args.decoder.init_args.hidden=[32]",
+            "--model.init_args.mixture_components=3", f"--data.data_dir={mnist_400}", "--data.init_args.val_size=100",
+            "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false")
+    record = _records(tmp_path / "lightning_logs" / "vae_mnist" / "version_0")[-1]
+    scores = record["scores"]
+    for name in ("classifier/is", "classifier/fd", "classifier/label_tv", "classifier/m_is_gap"):
+        assert name in scores and f"{name}@mixture" in scores
+    for name in ("classifier/is", "classifier/fd"):
+        assert scores[name] != scores[f"{name}@mixture"]  # different samples, different numbers
+    samplers = record["sampling"]["samplers"]
+    assert samplers["configured"] == {"latent_dim": 20, "prior": "N(0, I)"}
+    assert samplers["mixture"]["prior"].startswith("3-component Gaussian mixture")
+    assert samplers["mixture"]["mixture_fitted_to_iteration"] == record["iteration"]
+    assert "label_histogram" in record and "label_histogram@mixture" in record

@@ -139,7 +139,8 @@ def count_fits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def test_checkpoint_carries_the_mixture_of_its_weights(run_cli, tiny_data, tmp_path, monkeypatch):
     fits = count_fits(monkeypatch)
-    run_cli("fit", *vae_args(tiny_data), "--trainer.max_epochs=2", "--trainer.limit_val_batches=1",
+    run_cli("fit", *vae_args(tiny_data), "--model.init_args.sampling_prior=mixture", "--trainer.max_epochs=2",
+            "--trainer.limit_val_batches=1",
             "--trainer.callbacks+=genlab.callbacks.SampleGrid", "--trainer.callbacks.every_n_iterations=5")
     assert fits == [80, 80]  # one fit per grid (iterations 5 and 10; the end-of-fit grid reuses the second)
     path = tmp_path / "lightning_logs" / "vae_mnist" / "version_0" / "checkpoints" / "last.ckpt"
@@ -163,21 +164,22 @@ def test_checkpoint_carries_the_mixture_of_its_weights(run_cli, tiny_data, tmp_p
     # sampling from the checkpoint (`genlab predict`) uses its mixture as it is ...
     fits.clear()
     predict = ["predict", *vae_args(tiny_data), f"--ckpt_path={path}", "--trainer.limit_predict_batches=1"]
-    predicted = GenlabCLI(args=predict, run=True).model
+    predicted = GenlabCLI(args=[*predict, "--model.init_args.sampling_prior=mixture"], run=True).model
     assert fits == []
     torch.testing.assert_close(predicted.mixture.means, weights["mixture.means"], rtol=0, atol=0)
-    # ... and a model told to sample from N(0, I) loads the same checkpoint and ignores it
+    # ... and a model told to sample from N(0, I) loads the same checkpoint and does not use it
     standard = GenlabCLI(args=[*predict, "--model.init_args.sampling_prior=standard"], run=True).model
-    assert standard.mixture is None and fits == []
+    assert standard.sampling_prior == "standard" and fits == []
 
 
-def test_a_checkpoint_without_a_mixture_gets_one_when_sampled(run_cli, tiny_data, tmp_path, monkeypatch):
+def test_a_checkpoint_without_a_fitted_mixture_gets_one_when_sampled(run_cli, tiny_data, tmp_path, monkeypatch):
     run_cli("fit", *vae_args(tiny_data), "--model.init_args.sampling_prior=standard", "--trainer.max_epochs=1",
             "--trainer.limit_val_batches=1")
     checkpoint = tmp_path / "lightning_logs" / "vae_mnist" / "version_0" / "checkpoints" / "last.ckpt"
-    assert not any(key.startswith("mixture") for key in torch.load(checkpoint, weights_only=False)["state_dict"])
+    assert not bool(torch.load(checkpoint, weights_only=False)["state_dict"]["mixture.fitted"])
     fits = count_fits(monkeypatch)
-    args = ["predict", *vae_args(tiny_data), f"--ckpt_path={checkpoint}", "--trainer.limit_predict_batches=2"]
+    args = ["predict", *vae_args(tiny_data), f"--ckpt_path={checkpoint}", "--trainer.limit_predict_batches=2",
+            "--model.init_args.sampling_prior=mixture"]
     model = GenlabCLI(args=args, run=True).model
     assert fits == [80]  # fitted once, on the first batch's samples, to the checkpoint's 5 iterations
     assert bool(model.mixture.fitted) and int(model.mixture_iteration) == 5

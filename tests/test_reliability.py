@@ -53,7 +53,7 @@ def test_checkpoint_from_other_network_settings_is_explained(run_cli, tiny_data,
         run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=2",
                 "--model.init_args.generator.init_args.latent_dim=50", f"--ckpt_path={checkpoint}")
     line = error_line(capsys)
-    assert "generator.net.0.weight is (32, 96) in the checkpoint but (32, 50) in the model" in line
+    assert "generator.net.0.weight is (32, 10) in the checkpoint but (32, 50) in the model" in line
     assert "config.yaml" in line
 
 

@@ -6,6 +6,7 @@ from genlab.callbacks.interpolation import LatentInterpolation
 from genlab.callbacks.metrics import GenerativeMetrics
 from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.sample_grid import SampleGrid
+from genlab.callbacks.test_results import TestResults
 from genlab.callbacks.toy_plots import ToyGANPlots
 
-__all__ = ["DenoisingTriplets", "GenerativeMetrics", "LatentInterpolation", "RunCheckpoint", "SafeCheckpointIO", "SampleGrid", "ToyGANPlots", "WriteSamples"]
+__all__ = ["DenoisingTriplets", "GenerativeMetrics", "LatentInterpolation", "RunCheckpoint", "SafeCheckpointIO", "SampleGrid", "TestResults", "ToyGANPlots", "WriteSamples"]

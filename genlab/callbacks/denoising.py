@@ -13,6 +13,7 @@ from torchvision.utils import make_grid, save_image
 from genlab.callbacks.run_files import log_image, run_dir, to_unit_range
 from genlab.errors import GenlabError
 from genlab.models.base import evaluation_mode, iterations_done
+from genlab.rng import keeps_training_rng
 
 
 @runtime_checkable
@@ -61,6 +62,7 @@ class DenoisingTriplets(L.Callback):
         rows = torch.cat([clean, noisy, restored])
         return make_grid(to_unit_range(rows), nrow=len(clean), padding=2, pad_value=1.0)
 
+    @keeps_training_rng
     def draw(self, trainer: L.Trainer, model: L.LightningModule, split: Literal["val", "test"]) -> Path | None:
         if not trainer.is_global_zero:
             return None

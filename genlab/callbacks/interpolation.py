@@ -20,6 +20,7 @@ from torchvision.utils import make_grid, save_image
 from genlab.callbacks.run_files import log_image, run_dir, to_unit_range
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModule, evaluation_mode
+from genlab.rng import keeps_training_rng
 
 
 @runtime_checkable
@@ -161,6 +162,7 @@ class LatentInterpolation(L.Callback):
                 result[name] = self._grid(self.encoded_rows(model, first, last))
             return result
 
+    @keeps_training_rng
     def draw(self, trainer: L.Trainer, model: GenerativeModule) -> list[Path]:
         """Compute the figures and (outside fast_dev_run) save and log them; returns the files written."""
         if not trainer.is_global_zero:

@@ -3,7 +3,12 @@
 Every evaluation draws the same samples: the fake image with global index i comes from noise batch
 i // batch_size, seeded `seed + batch index`, and processes take contiguous shares of those batches and of the
 real images. The metrics gather their states in rank order, so N processes compute exactly the numbers one
-process does on the same samples.
+process does on the same samples (a process whose share is empty still takes part in every gather).
+
+Each record in `metrics.jsonl` carries everything its numbers rest on: the suites' settings (network, its
+checkpoint hash, splits, …), the sampler (prior, BatchNorm mode), sampling seed, batch size, device, process
+count and precision, sample and reference counts, and the real-data value of every score (real images of
+another split scored as if they were generated: the IS ceiling, the FD floor).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from genlab.callbacks.run_files import log_image, run_dir
 from genlab.errors import GenlabError
 from genlab.metrics.suite import EvaluationPlan, MetricSuite
 from genlab.models.base import GenerativeModule, evaluation_mode, iterations_done
+from genlab.rng import keeps_training_rng
 
 SplitName = Literal["train", "val", "test"]
 
@@ -91,8 +97,14 @@ class GenerativeMetrics(L.Callback):
         num_real: real images per evaluation (default: as many as generated, or the whole split if smaller).
         real_split: the split real images come from during fit ("train" for a data set without a val split).
         every_n_epochs: epochs between evaluations during fit; 0 evaluates only at the end.
-        batch_size: images per generator and metric forward pass.
+        batch_size: images per generator and metric forward pass (it also decides the samples of a generator
+            whose BatchNorm uses batch statistics, so it is recorded).
         seed: seed of the generated samples (the same samples at every evaluation).
+        samplers: other samplers of the model to score in the same evaluation, e.g. `[mixture]` for a VAE or
+            `[batch]` for a BatchNorm GAN; their scores are named `<score>@<sampler>` (`classifier/is@mixture`),
+            so no record can be mistaken for the configured sampler's.
+        real_values: also score `num_samples` real images of another split (train, or test when the reference
+            split is train) as if generated, once per run: the real-data value of each score, in every record.
     """
 
     def __init__(
@@ -104,6 +116,8 @@ class GenerativeMetrics(L.Callback):
         every_n_epochs: int = 1,
         batch_size: int = 500,
         seed: int = 0,
+        samplers: list[str] | None = None,
+        real_values: bool = True,
     ) -> None:
         if not suites:
             raise GenlabError("GenerativeMetrics needs at least one suite (e.g. genlab.metrics.ClassifierMetrics)")
@@ -112,6 +126,8 @@ class GenerativeMetrics(L.Callback):
                               " every_n_epochs 0 or more")
         self.suites, self.num_samples, self.num_real = list(suites), num_samples, num_real
         self.real_split, self.every_n_epochs, self.batch_size, self.seed = real_split, every_n_epochs, batch_size, seed
+        self.samplers, self.real_values = list(samplers or []), real_values
+        self._real_value_cache: dict[str, dict[str, Any] | None] = {}
         self._real_fed: str | None = None  # the split whose images the suites keep across evaluations
         self._real_count = 0  # how many real images the suites hold
         self._last_iteration = -1
@@ -119,7 +135,8 @@ class GenerativeMetrics(L.Callback):
 
     # --- planning -----------------------------------------------------------------------------------------
 
-    def _real_images(self, trainer: L.Trainer, split: str) -> Tensor:
+    @staticmethod
+    def _splits(trainer: L.Trainer) -> Any:
         datamodule = trainer.datamodule
         splits = getattr(datamodule, "splits", None)
         if splits is None and hasattr(datamodule, "setup"):
@@ -127,12 +144,22 @@ class GenerativeMetrics(L.Callback):
             splits = getattr(datamodule, "splits", None)
         if splits is None:
             raise GenlabError("GenerativeMetrics needs a genlab data module (its splits are the real images)")
-        images = getattr(splits, split).samples
+        return splits
+
+    def _real_images(self, trainer: L.Trainer, split: str) -> Tensor:
+        images = getattr(self._splits(trainer), split).samples
         if len(images) == 0:
             raise GenlabError(f"GenerativeMetrics: the data's {split} split is empty: set real_split to another"
                               " split (e.g. train)")
         return images[: self.num_real or self.num_samples]
 
+    def _baseline_split(self, trainer: L.Trainer, split: str) -> str | None:
+        """The split whose images stand in for samples in the real-data values: another split than the reference."""
+        splits = self._splits(trainer)
+        return next((name for name in ("train", "test", "val") if name != split and len(getattr(splits, name).samples)),
+                    None)
+
+    @keeps_training_rng
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not isinstance(pl_module, GenerativeModule):
             raise GenlabError(f"GenerativeMetrics needs a generative model; {type(pl_module).__name__} cannot sample")
@@ -151,9 +178,55 @@ class GenerativeMetrics(L.Callback):
         )
         for suite in self.suites:
             suite.prepare(plan)
+        for variant in self.samplers:
+            if variant not in pl_module.sampler_variants:
+                raise GenlabError(f"GenerativeMetrics samplers: {type(pl_module).__name__} has no sampler {variant!r};"
+                                  f" it has {list(pl_module.sampler_variants) or 'only its configured one'}")
         self._real_fed = None
+        self._real_value_cache = {}
 
     # --- evaluation ---------------------------------------------------------------------------------------
+
+    def _feed(self, images: Tensor, labels: Tensor | None, real: bool, rank: int, world_size: int,
+              device: torch.device) -> None:
+        """This process's contiguous share of the batches of `images` to every suite.
+
+        Shares are whole batches cut from global index 0, as for generated samples, so every image goes through the
+        feature network in the same batch on any number of processes: some CPU kernels round differently for
+        different batch shapes, which moved a Fréchet distance in its 8th digit when the real side was shared
+        image by image."""
+        for batch in share(math.ceil(len(images) / self.batch_size), rank, world_size):
+            start, stop = batch * self.batch_size, min(len(images), (batch + 1) * self.batch_size)
+            batch_labels = labels[start:stop].to(device) if labels is not None else None
+            for suite in self.suites:
+                suite.update(images[start:stop].to(device), real=real, labels=batch_labels)
+
+    def _compute(self) -> tuple[dict[str, float], dict[str, Any]]:
+        scores: dict[str, float] = {}
+        extras: dict[str, Any] = {}
+        for suite in self.suites:
+            result = suite.compute()
+            scores |= result.scores
+            extras |= result.extras
+            suite.reset(keep_real=True)
+        return scores, extras
+
+    def _real_values(self, trainer: L.Trainer, model: GenerativeModule, split: str) -> dict[str, Any] | None:
+        """Real images of another split scored as generated ones, once per reference split (they never change)."""
+        if not self.real_values:
+            return None
+        if split not in self._real_value_cache:
+            baseline = self._baseline_split(trainer, split)
+            if baseline is None:
+                self._real_value_cache[split] = {"split": None, "note": "the data has no second split to compare"}
+            else:
+                data = getattr(self._splits(trainer), baseline)
+                images, labels = data.samples[: self.num_samples], data.labels[: self.num_samples]
+                self._feed(images, labels if model.num_classes else None, False, trainer.global_rank,
+                           trainer.world_size, model.device)
+                scores, _ = self._compute()
+                self._real_value_cache[split] = {"split": baseline, "count": len(images), "scores": scores}
+        return self._real_value_cache[split]
 
     @torch.no_grad()
     def evaluate(self, trainer: L.Trainer, model: GenerativeModule, split: str, stage: str) -> dict[str, Any]:
@@ -166,24 +239,32 @@ class GenerativeMetrics(L.Callback):
                 suite.reset(keep_real=False)
             real = self._real_images(trainer, split)
             self._real_count = len(real)
-            mine = share(len(real), rank, world_size)
-            for start in range(mine.start, mine.stop, self.batch_size):
-                batch = real[start : min(mine.stop, start + self.batch_size)].to(model.device)
-                for suite in self.suites:
-                    suite.update(batch, real=True)
+            self._feed(real, None, True, rank, world_size, model.device)
             self._real_fed = split
-        with evaluation_mode(model):
-            for images, labels in generated_batches(model, self.num_samples, self.batch_size, self.seed, rank,
-                                                    world_size):
-                for suite in self.suites:
-                    suite.update(images, real=False, labels=labels)
         scores: dict[str, float] = {}
         extras: dict[str, Any] = {}
-        for suite in self.suites:
-            result = suite.compute()
-            scores |= result.scores
-            extras |= result.extras
-            suite.reset(keep_real=True)
+        samplers: dict[str, Any] = {}
+        for variant in [None, *self.samplers]:
+            suffix = f"@{variant}" if variant else ""
+            with model.sampler(variant):
+                with evaluation_mode(model):
+                    for images, labels in generated_batches(model, self.num_samples, self.batch_size, self.seed,
+                                                            rank, world_size):
+                        for suite in self.suites:
+                            suite.update(images, real=False, labels=labels)
+                samplers[variant or "configured"] = model.sampler_settings()  # after sampling: a fitted prior
+            variant_scores, variant_extras = self._compute()
+            scores |= {f"{name}{suffix}": value for name, value in variant_scores.items()}
+            extras |= {f"{name}{suffix}": value for name, value in variant_extras.items()}
+        real_values = self._real_values(trainer, model, split)
+        if real_values and "scores" in real_values:
+            for suite in self.suites:
+                for variant in [None, *self.samplers]:
+                    suffix = f"@{variant}" if variant else ""
+                    generated = {name.removesuffix(suffix): value for name, value in scores.items()
+                                 if name.endswith(suffix) and (suffix or "@" not in name)}
+                    scores |= {f"{name}{suffix}": value
+                               for name, value in suite.relative_to_real(generated, real_values["scores"]).items()}
         return {
             # in `genlab test` the loops start at 0: the iteration is that of the checkpoint's weights
             "iteration": iterations_done(trainer) if stage == "fit" else int(getattr(model, "trained_iterations", 0)),
@@ -191,6 +272,12 @@ class GenerativeMetrics(L.Callback):
             "stage": stage, "real_split": split,
             "num_fake": self.num_samples, "num_real": self._real_count,
             "scores": scores, **extras,
+            "real_values": real_values,
+            "sampling": {
+                "samplers": samplers, "seed": self.seed, "batch_size": self.batch_size,
+                "noise_batches": f"batch b of {self.batch_size} drawn with torch.Generator seeded seed + b",
+                "device": str(model.device), "processes": world_size, "precision": str(trainer.precision),
+            },
             "settings": {suite.name: suite.settings() for suite in self.suites},
         }
 
@@ -212,6 +299,7 @@ class GenerativeMetrics(L.Callback):
             save_image(image, path)
             log_image(trainer, f"label_histogram/{record['stage']}", image, record["iteration"])
 
+    @keeps_training_rng
     def _evaluate_during_fit(self, trainer: L.Trainer, model: GenerativeModule) -> None:
         iteration = iterations_done(trainer)
         if trainer.fast_dev_run or iteration == self._last_iteration or iteration == 0:
@@ -230,6 +318,7 @@ class GenerativeMetrics(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._evaluate_during_fit(trainer, pl_module)  # type: ignore[arg-type]
 
+    @keeps_training_rng
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.fast_dev_run:
             return

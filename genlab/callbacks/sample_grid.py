@@ -13,6 +13,7 @@ from torchvision.utils import make_grid, save_image
 from genlab.callbacks.run_files import log_image, run_dir, to_unit_range
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModule, evaluation_mode, iterations_done
+from genlab.rng import keeps_training_rng
 
 
 class SampleGrid(L.Callback):
@@ -79,6 +80,7 @@ class SampleGrid(L.Callback):
             nrow = max(1, round(len(images) ** 0.5))
         return make_grid(images, nrow=nrow, padding=2, pad_value=1.0)
 
+    @keeps_training_rng
     def save(self, trainer: L.Trainer, model: GenerativeModule) -> Path | None:
         iteration = iterations_done(trainer)
         if iteration == self._last_saved or not trainer.is_global_zero:

@@ -34,6 +34,7 @@ from genlab.callbacks.run_files import log_image, run_dir
 from genlab.errors import GenlabError
 from genlab.metrics.toy import mean_distance_to_parabola, sliced_wasserstein
 from genlab.models.base import GenerativeModule, evaluation_mode, iterations_done
+from genlab.rng import keeps_training_rng
 
 LOSS_KEYS = {"loss_d": "loss/d", "loss_g": "loss/g"}
 _DPI = 100
@@ -243,6 +244,7 @@ class ToyGANPlots(L.Callback):
         log_image(trainer, tag, torch.from_numpy(image).permute(2, 0, 1).float().div(255), step)
         return path
 
+    @keeps_training_rng
     def plot(self, trainer: L.Trainer, model: GenerativeModule) -> None:
         iteration = iterations_done(trainer)
         if iteration == self._last_plotted:
@@ -252,6 +254,7 @@ class ToyGANPlots(L.Callback):
                              ("features", self.features_figure(model, iteration))):
             self._save(trainer, figure, f"{kind}_iteration_{iteration:07d}.png", f"toy/{kind}", iteration)
 
+    @keeps_training_rng
     def record(self, trainer: L.Trainer, model: GenerativeModule) -> dict[str, float] | None:
         iteration = iterations_done(trainer)
         if iteration == self._last_recorded:
@@ -301,6 +304,7 @@ class ToyGANPlots(L.Callback):
         if iteration % self.every_n_iterations == 0:
             self.plot(trainer, pl_module)  # type: ignore[arg-type]
 
+    @keeps_training_rng
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return

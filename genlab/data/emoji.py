@@ -43,7 +43,7 @@ def fetch_emojione(target: Path, package: str = NPM_PACKAGE, size: int = 32) -> 
         raise GenlabError(
             f"{target.resolve()} holds no PNGs and npm is not on PATH to fetch them: put the EmojiOne 32x32 PNGs"
             f" there (npm pack {package}, folder png/{size}) or point --data.data_dir / $GENLAB_DATA_DIR at a"
-            " root holding EmojiOne/png/32 (e.g. ../shared/datasets)"
+            " root holding EmojiOne/png/32"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-fetch-") as tmp:
@@ -122,7 +122,7 @@ class EmojiDataModule(TensorDataModule):
             raise GenlabError(
                 f"{self.image_folder.resolve()} {state}: put the EmojiOne 32x32 PNGs there (npm pack"
                 " emojione-assets@4.5.0, folder png/32) or point --data.data_dir / $GENLAB_DATA_DIR at a root"
-                " holding EmojiOne/png/32 (e.g. ../shared/datasets)"
+                " holding EmojiOne/png/32"
             )
         return files
 

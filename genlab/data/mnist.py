@@ -65,7 +65,7 @@ class MNISTDataModule(TensorDataModule):
     def _not_found(self, reason: str) -> GenlabError:
         return GenlabError(
             f"{self.folder} not found in {self.raw_dir.resolve()} ({reason}): point --data.data_dir or"
-            f" $GENLAB_DATA_DIR at a folder holding {self.folder}/raw/ (e.g. ../shared/datasets)"
+            f" $GENLAB_DATA_DIR at a folder holding {self.folder}/raw/"
         )
 
     def prepare_data(self) -> None:

@@ -35,16 +35,22 @@ class ClassifierMetrics(MetricSuite):
             as the classifier has classes.
         split_seed: seed of the permutation the IS splits are cut from (2020, torch-fidelity's); null keeps the
             sample order (Salimans et al.'s code).
+        epsilon: 0 computes KL exactly; the reference notebooks add 1e-10 inside the logarithm.
+        name: prefix of the score names, so two protocols can score the same samples side by side (e.g.
+            `classifier/is` from genlab's CNN, `reference/is` from the notebook's MLP on its own protocol).
+
+    The reference notebooks' protocol for MNIST: the reference MLP classifier
+    (`experiments/classifier_mnist_reference.yaml`), `splits: 1`, `split_seed: null`, `epsilon: 1.0e-10`.
     """
 
-    name = "classifier"
-
     def __init__(self, checkpoint: str = "lightning_logs/classifier_mnist", splits: int = 10,
-                 split_seed: int | None = 2020) -> None:
+                 split_seed: int | None = 2020, epsilon: float = 0.0, name: str = "classifier") -> None:
         super().__init__()
         if splits < 1:
             raise GenlabError(f"ClassifierMetrics splits must be at least 1, got {splits}")
-        self.checkpoint, self.splits, self.split_seed = checkpoint, splits, split_seed
+        if epsilon < 0 or not name:
+            raise GenlabError("ClassifierMetrics epsilon must be 0 or more and name not empty")
+        self.checkpoint, self.splits, self.split_seed, self.epsilon, self.name = checkpoint, splits, split_seed, epsilon, name
         self.loaded: LoadedClassifier | None = None
         self.conditional = False
 
@@ -75,8 +81,8 @@ class ClassifierMetrics(MetricSuite):
                 f" ({plan.real_split}) images: use more samples"
             )
         self.conditional = plan.model_classes > 0
-        self.inception_score = InceptionScore(self.splits, self.split_seed)
-        self.modified_score = ModifiedInceptionScore()
+        self.inception_score = InceptionScore(net.num_classes, self.splits, self.split_seed, self.epsilon)
+        self.modified_score = ModifiedInceptionScore(net.num_classes)
         self.frechet = FrechetDistance(net.feature_dim)
         self.histogram = LabelHistogram(net.num_classes)
 
@@ -94,18 +100,25 @@ class ClassifierMetrics(MetricSuite):
         m_mean, m_std = self.modified_score.compute()
         histogram = self.histogram.compute()
         fake, real = histogram["fake"].double(), histogram["real"].double()
+        prefix = self.name
         scores = {
-            "classifier/is": float(is_mean), "classifier/is_std": float(is_std),
-            "classifier/m_is": float(m_mean), "classifier/m_is_std": float(m_std),
-            "classifier/fd": float(self.frechet.compute()),
-            "classifier/label_tv": float(0.5 * (fake / fake.sum() - real / real.sum()).abs().sum()),
+            f"{prefix}/is": float(is_mean), f"{prefix}/is_std": float(is_std),
+            f"{prefix}/m_is": float(m_mean), f"{prefix}/m_is_std": float(m_std),
+            f"{prefix}/fd": float(self.frechet.compute()),
+            f"{prefix}/label_tv": float(0.5 * (fake / fake.sum() - real / real.sum()).abs().sum()),
         }
         joint = histogram["joint"]
         if self.conditional:
-            scores["classifier/label_accuracy"] = float(joint.diagonal().sum() / joint.sum())
+            scores[f"{prefix}/label_accuracy"] = float(joint.diagonal().sum() / joint.sum())
         extras = {"label_histogram": {"generated": fake.long().tolist(), "real": real.long().tolist(),
                                       "requested_vs_predicted": joint.tolist() if self.conditional else None}}
         return SuiteResult(scores, extras)
+
+    def relative_to_real(self, scores: dict[str, float], real: dict[str, float]) -> dict[str, float]:
+        key = f"{self.name}/m_is"
+        if key in scores and key in real:
+            return {f"{self.name}/m_is_gap": abs(scores[key] - real[key])}
+        return {}
 
     def settings(self) -> dict[str, Any]:
         loaded = self.loaded
@@ -119,9 +132,12 @@ class ClassifierMetrics(MetricSuite):
             "input": "float images in [-1, 1] as generated (no quantisation)",
             "is": (f"exp(E KL(p(y|x) || p(y))); mean and population std (ddof 0) over {self.splits} splits cut after"
                    + (f" numpy RandomState({self.split_seed}).permutation" if self.split_seed is not None
-                      else " no shuffle")),
+                      else " no shuffle")
+                   + (f"; KL as sum p log(p / p(y) + {self.epsilon:g})" if self.epsilon else "")),
+            "splits": self.splits, "split_seed": self.split_seed, "epsilon": self.epsilon,
             "m_is": "DeLiGAN m-IS: exp(mean KL(p_i || p_j) over all pairs within a predicted class); mean and"
-                    " population std over classes with >= 2 samples",
+                    " population std over classes with >= 2 samples; no direction of its own (lowest for real"
+                    " data on a confident classifier): compare m_is_gap = |m_is - m_is(real)|, lower is better",
             "fd": f"Frechet distance of Gaussians fitted to the classifier's {net.feature_dim if net else '?'}-d"
                   " penultimate features (float64, unbiased covariances); not FID",
             "label_tv": "total variation between predicted-label distributions of generated and real images",

@@ -33,7 +33,8 @@ from genlab.errors import GenlabError
 from genlab.metrics.scores import FrechetDistance, InceptionScore, KernelDistance
 from genlab.metrics.suite import EvaluationPlan, MetricSuite, SuiteResult
 
-WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
+WEIGHTS_SHA256_PREFIX = "6726825d"  # the official file's name carries the first 8 hex digits of its SHA-256
+WEIGHTS_NAME = f"weights-inception-2015-12-05-{WEIGHTS_SHA256_PREFIX}.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_NAME}"
 INCEPTION_CLASSES = 1008
 FORWARD_CHUNK = 64  # images per Inception forward pass, whatever batch the caller feeds
@@ -90,7 +91,20 @@ def _sha256(path: Path) -> str:
     with open(path, "rb") as file:
         while block := file.read(1 << 22):
             digest.update(block)
-    return digest.hexdigest()[:12]
+    return digest.hexdigest()
+
+
+def check_official_weights(path: Path, sha256: str, allow_unofficial: bool) -> bool:
+    """Whether `path` holds the official TF 2015-12-05 weights (its SHA-256 starts with the prefix in the official
+    name); other weights stop the run in one line unless explicitly allowed, since their scores are not FID/IS."""
+    official = sha256.startswith(WEIGHTS_SHA256_PREFIX)
+    if not official and not allow_unofficial:
+        raise GenlabError(
+            f"{path} is not the official Inception weights file (its SHA-256 starts with {sha256[:8]}, the official"
+            f" {WEIGHTS_NAME} with {WEIGHTS_SHA256_PREFIX}): replace it with {WEIGHTS_URL}, or set"
+            " allow_unofficial_weights: true (the record then says the scores are not comparable with published ones)"
+        )
+    return official
 
 
 def to_bytes(images: Tensor) -> Tensor:
@@ -137,6 +151,8 @@ class InceptionMetrics(MetricSuite):
         kid_subsets, kid_subset_size: KID's random subsets (0 subsets turns KID off); each side needs at least
             `kid_subset_size` samples.
         seed: seeds the IS split permutation and the KID subset draws (2020 as in torch-fidelity).
+        allow_unofficial_weights: accept a weights file whose SHA-256 does not match the official one (for
+            tests and timing); every record then says `"official_weights": false`.
     """
 
     name = "inception"
@@ -150,6 +166,7 @@ class InceptionMetrics(MetricSuite):
         kid_subsets: int = 100,
         kid_subset_size: int = 1000,
         seed: int = 2020,
+        allow_unofficial_weights: bool = False,
     ) -> None:
         super().__init__()
         if is_splits < 0 or kid_subsets < 0:
@@ -157,22 +174,26 @@ class InceptionMetrics(MetricSuite):
         self.weights_path, self.download = weights_path, download
         self.is_splits, self.fid_features, self.seed = is_splits, int(fid_features), seed
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
+        self.allow_unofficial_weights = allow_unofficial_weights
         self.weights: Path | None = None
         self.weights_sha256: str | None = None
+        self.official_weights: bool | None = None
 
     def prepare(self, plan: EvaluationPlan) -> None:
         if len(plan.data_shape) != 3 or plan.data_shape[0] not in (1, 3):
             raise GenlabError(f"Inception metrics need 1- or 3-channel images, but the data is {plan.data_shape}")
         self._check_counts(plan)
         if self.weights is None:
-            self.weights = resolve_inception_weights(self.weights_path, self.download)
-            self.features = InceptionFeatures(self.weights, str(self.fid_features))
-            self.weights_sha256 = _sha256(self.weights)
+            weights = resolve_inception_weights(self.weights_path, self.download)
+            sha256 = _sha256(weights)
+            self.official_weights = check_official_weights(weights, sha256, self.allow_unofficial_weights)
+            self.features = InceptionFeatures(weights, str(self.fid_features))
+            self.weights, self.weights_sha256 = weights, sha256[:12]
         if self.is_splits:
-            self.inception_score = InceptionScore(self.is_splits, self.seed)
+            self.inception_score = InceptionScore(INCEPTION_CLASSES, self.is_splits, self.seed)
         self.frechet = FrechetDistance(self.fid_features)
         if self.kid_subsets:
-            self.kernel = KernelDistance(self.kid_subsets, self.kid_subset_size, self.seed)
+            self.kernel = KernelDistance(self.fid_features, self.kid_subsets, self.kid_subset_size, self.seed)
 
     def _check_counts(self, plan: EvaluationPlan) -> None:
         counts = f"{plan.num_fake} generated and {plan.num_real} real ({plan.real_split}) images"
@@ -218,9 +239,12 @@ class InceptionMetrics(MetricSuite):
 
     def settings(self) -> dict[str, Any]:
         settings: dict[str, Any] = {
-            "network": "Inception-v3 (TF 2015-12-05 weights) via torch-fidelity FeatureExtractorInceptionV3",
+            "network": "Inception-v3 via torch-fidelity FeatureExtractorInceptionV3, "
+                       + ("the official TF 2015-12-05 weights" if self.official_weights
+                          else "UNOFFICIAL weights: not comparable with published FID/IS"),
             "weights": os.fspath(self.weights) if self.weights else None,
             "weights_sha256": self.weights_sha256,
+            "official_weights": self.official_weights,
             "resize": RESIZE,
             "input": "uint8 by rounding (x + 1) * 127.5, as a PNG stores it; grayscale repeated to 3 channels",
             "fid": f"Frechet distance of Gaussians fitted to the {self.fid_features}-d pool features (float64,"

@@ -21,11 +21,40 @@ from genlab.errors import GenlabError
 from genlab.metrics.functional import frechet_distance, gaussian_statistics, inception_score, modified_inception_score
 
 
-class _RealFakeMetric(Metric):
-    """A metric with a real and a fake side; `keep_real` survives `reset()` with the real side intact."""
+class _GatheredRows(Metric):
+    """A metric whose list states hold rows (N x width) gathered from every process with `dist_reduce_fx="cat"`.
+
+    Each list starts with an empty 0 x width tensor, so that a process that was fed nothing (more processes
+    than generated batches) still takes part in the gather: torchmetrics skips the collective for an empty list,
+    and one process skipping a collective the others enter breaks the sync.
+    """
 
     is_differentiable = False
     full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._row_states: dict[str, tuple[int, torch.dtype]] = {}
+
+    def add_rows(self, name: str, width: int, dtype: torch.dtype) -> None:
+        self.add_state(name, default=[], dist_reduce_fx="cat")
+        self._row_states[name] = (width, dtype)
+        self._add_placeholders()
+
+    def _add_placeholders(self) -> None:
+        for name, (width, dtype) in self._row_states.items():
+            rows = getattr(self, name)
+            if not rows:
+                rows.append(torch.zeros(0, width, dtype=dtype, device=self.device))
+
+    def reset(self) -> None:
+        super().reset()
+        self._add_placeholders()
+
+
+class _RealFakeMetric(_GatheredRows):
+    """A metric with a real and a fake side; `keep_real` survives `reset()` with the real side intact."""
+
     _real_states: tuple[str, ...] = ()
 
     def __init__(self, keep_real: bool = False) -> None:
@@ -35,21 +64,18 @@ class _RealFakeMetric(Metric):
     def reset(self) -> None:
         # copies: torchmetrics empties list states in place on reset
         kept = {name: copy.copy(getattr(self, name)) for name in self._real_states} if self.keep_real else {}
-        super().reset()
+        Metric.reset(self)
         for name, value in kept.items():
             setattr(self, name, value)
+        self._add_placeholders()
 
 
-class _ProbabilityTable(Metric):
+class _ProbabilityTable(_GatheredRows):
     """Collects N x C class probabilities p(y|x) of generated samples (float64)."""
 
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int) -> None:
         super().__init__()
-        self.add_state("probs", default=[], dist_reduce_fx="cat")
+        self.add_rows("probs", num_classes, torch.float64)
 
     def update(self, probs: Tensor) -> None:
         self.probs.append(probs.detach().to(torch.float64))
@@ -60,25 +86,32 @@ class _ProbabilityTable(Metric):
 
 class InceptionScore(_ProbabilityTable):
     """exp(E[KL(p(y|x) || p(y))]) as (mean, population std) over `splits` parts cut after a permutation seeded
-    `seed` (torch-fidelity's convention; `seed=None` keeps the given order, as Salimans et al.'s code)."""
+    `seed` (torch-fidelity's convention; `seed=None` keeps the given order, as Salimans et al.'s code);
+    `epsilon` as in `genlab.metrics.functional.kl_to_marginal`."""
 
-    def __init__(self, splits: int = 10, seed: int | None = 2020) -> None:
-        super().__init__()
+    higher_is_better = True
+
+    def __init__(self, num_classes: int, splits: int = 10, seed: int | None = 2020, epsilon: float = 0.0) -> None:
+        super().__init__(num_classes)
         if splits < 1:
             raise GenlabError(f"InceptionScore splits must be at least 1, got {splits}")
-        self.splits, self.seed = splits, seed
+        self.splits, self.seed, self.epsilon = splits, seed, epsilon
 
     def compute(self) -> tuple[Tensor, Tensor]:
         probs = self.table()
         if len(probs) < self.splits:
             raise GenlabError(f"the Inception Score of {len(probs)} samples in {self.splits} splits is meaningless:"
                               " draw more samples")
-        mean, std = inception_score(probs, self.splits, self.seed)
+        mean, std = inception_score(probs, self.splits, self.seed, self.epsilon)
         return torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
 
 
 class ModifiedInceptionScore(_ProbabilityTable):
-    """m-IS (DeLiGAN): exp(E_{i,j} KL(p(y|x_i) || p(y|x_j))) within each predicted class, (mean, std) over classes."""
+    """m-IS (DeLiGAN): exp(E_{i,j} KL(p(y|x_i) || p(y|x_j))) within each predicted class, (mean, std) over classes.
+
+    No direction: compare it with its real-data value (see `genlab.metrics.functional`)."""
+
+    higher_is_better = None
 
     def compute(self) -> tuple[Tensor, Tensor]:
         mean, std = modified_inception_score(self.table())
@@ -136,16 +169,17 @@ class KernelDistance(_RealFakeMetric):
     higher_is_better = False
     _real_states = ("real_features",)
 
-    def __init__(self, subsets: int = 100, subset_size: int = 1000, seed: int = 2020, keep_real: bool = False) -> None:
+    def __init__(self, num_features: int, subsets: int = 100, subset_size: int = 1000, seed: int = 2020,
+                 keep_real: bool = False) -> None:
         super().__init__(keep_real)
         if subsets < 1 or subset_size < 2:
             raise GenlabError(f"KID needs subsets >= 1 and subset_size >= 2, got {subsets} and {subset_size}")
         self.subsets, self.subset_size, self.seed = subsets, subset_size, seed
-        self.add_state("real_features", default=[], dist_reduce_fx="cat")
-        self.add_state("fake_features", default=[], dist_reduce_fx="cat")
+        self.add_rows("real_features", num_features, torch.float32)
+        self.add_rows("fake_features", num_features, torch.float32)
 
     def update(self, features: Tensor, real: bool) -> None:
-        (self.real_features if real else self.fake_features).append(features.detach().flatten(1))
+        (self.real_features if real else self.fake_features).append(features.detach().flatten(1).float())
 
     def compute(self) -> tuple[Tensor, Tensor]:
         from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric

@@ -65,3 +65,8 @@ class MetricSuite(nn.Module):
 
     def settings(self) -> dict[str, Any]:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def relative_to_real(self, scores: dict[str, float], real: dict[str, float]) -> dict[str, float]:
+        """Scores that only mean something against their real-data value (`real`: the same suite's scores of real
+        images), e.g. the classifier's `m_is_gap`; none by default."""
+        return {}

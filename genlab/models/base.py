@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from genlab.errors import GenlabError
+from genlab.rng import collect_rng_states, restore_rng_states
 
 _RNG_KEY = "genlab_rng_states"
 _ITERATIONS_KEY = "genlab_iterations"  # training batches behind the weights, for `genlab test` records
@@ -36,42 +37,25 @@ def divergence_policy(value: str) -> Literal["stop", "skip"]:
     return value  # type: ignore[return-value]
 
 
-def collect_rng_states() -> dict[str, Any]:
-    """torch (CPU and CUDA), NumPy and Python RNG states, as tensors and ints only.
-
-    Lightning loads checkpoints with `torch.load(weights_only=True)`, which refuses NumPy arrays, so the
-    NumPy state travels as a tensor.
-    """
-    _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
-        "python": random.getstate(),
-    }
-
-
-def restore_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    numpy_state = states["numpy"]
-    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
-                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
-    version, state, gauss = states["python"]
-    random.setstate((version, tuple(state), gauss))
-
-
 @contextmanager
 def evaluation_mode(module: nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients for the duration, then the previous mode back."""
+    """Eval mode and no gradients for the duration, then the previous mode back.
+
+    A model whose `batch_statistics_layers()` names BatchNorm layers (a GAN sampling as the reference notebooks
+    do, with its generator in training mode) gets those layers normalising with the statistics of the batch
+    being drawn, without touching their running statistics.
+    """
     was_training = module.training
     module.eval()
+    batch_layers = list(getattr(module, "batch_statistics_layers", lambda: [])())
+    for layer in batch_layers:
+        layer.training, layer.track_running_stats = True, False  # batch statistics, running ones left alone
     try:
         with torch.no_grad():
             yield
     finally:
+        for layer in batch_layers:
+            layer.track_running_stats = True
         module.train(was_training)
 
 
@@ -296,6 +280,33 @@ class GenerativeModule(GenlabModule):
 
     latent_dim: int
     num_classes: int = 0
+
+    #: other ways this model can draw samples from the same weights (e.g. the VAE's "mixture" prior), which
+    #: `GenerativeMetrics(samplers=[...])` scores beside the configured one under their own names
+    sampler_variants: tuple[str, ...] = ()
+
+    def sampler_settings(self) -> dict[str, Any]:
+        """What decides the samples besides the weights and the seed (prior, BatchNorm mode, …), for records."""
+        return {"latent_dim": self.latent_dim}
+
+    @contextmanager
+    def sampler(self, variant: str | None = None) -> Iterator[None]:
+        """Sample with `variant` (one of `sampler_variants`) for the duration; None keeps the configured sampler."""
+        if variant is not None and variant not in self.sampler_variants:
+            raise GenlabError(f"{type(self).__name__} has no sampler {variant!r}; it has"
+                              f" {list(self.sampler_variants) or 'only its configured one'}")
+        previous = self._sampler_variant()
+        self._set_sampler_variant(variant if variant is not None else previous)
+        try:
+            yield
+        finally:
+            self._set_sampler_variant(previous)
+
+    def _sampler_variant(self) -> str:  # pragma: no cover - models with variants override both
+        return ""
+
+    def _set_sampler_variant(self, variant: str) -> None:  # pragma: no cover
+        pass
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n latent vectors from the prior, on this module's device."""

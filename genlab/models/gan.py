@@ -3,7 +3,7 @@ minimax / least squares / Wasserstein (clipping or gradient penalty) / hinge, an
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch.cli import OptimizerCallable
@@ -43,6 +43,11 @@ class GAN(GenerativeModule):
         on_divergence: when a side's loss, gradients or weights turn NaN or infinite, "stop" saves the last
             good state as checkpoints/diverged-iteration_N.ckpt and ends the run with one line naming the
             iteration and the side; "skip" leaves that update out (logged as `divergence/skipped_updates`).
+        sampling_batchnorm: how the generator's BatchNorm layers normalise when samples are drawn (grids,
+            metrics, `genlab predict`): "running" uses the running statistics (eval mode, the usual choice);
+            "batch" uses the statistics of each batch being drawn, as the reference notebooks do (their
+            generators stay in training mode), so a sample then depends on the batch it is drawn in and the
+            records note the batch size. Running statistics are never changed by sampling.
     """
 
     def __init__(
@@ -57,6 +62,7 @@ class GAN(GenerativeModule):
         generator_optimizer: OptimizerCallable = torch.optim.Adam,
         discriminator_optimizer: OptimizerCallable = torch.optim.Adam,
         on_divergence: Literal["stop", "skip"] = "stop",
+        sampling_batchnorm: Literal["running", "batch"] = "running",
     ) -> None:
         super().__init__()
         if n_critic < 1:
@@ -81,8 +87,13 @@ class GAN(GenerativeModule):
                 f" expects {tuple(discriminator.in_shape)}: make their shape settings agree"
             )
         self.automatic_optimization = False
+        if sampling_batchnorm not in ("running", "batch"):
+            raise GenlabError(f"model.sampling_batchnorm must be 'running' or 'batch', got {sampling_batchnorm!r}")
+        # a sampling setting, not a training one: kept out of the hyperparameters so that `genlab test` can
+        # score a checkpoint either way from the command line
         self.save_hyperparameters(ignore=["generator", "discriminator", "generator_optimizer",
-                                          "discriminator_optimizer", "loss"])
+                                          "discriminator_optimizer", "loss", "sampling_batchnorm"])
+        self.sampling_batchnorm = sampling_batchnorm
         self.generator, self.discriminator = generator, discriminator
         self.loss = resolve_loss(loss)
         self.n_critic, self.gp_weight, self.clip_weights, self.noise = n_critic, gradient_penalty, clip_weights, noise
@@ -96,6 +107,34 @@ class GAN(GenerativeModule):
     @property
     def num_classes(self) -> int:  # type: ignore[override]
         return self.generator.num_classes
+
+    def _generator_norms(self) -> list[nn.Module]:
+        return [m for m in self.generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    @property
+    def sampler_variants(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("running", "batch") if self._generator_norms() else ()
+
+    def _sampler_variant(self) -> str:
+        return self.sampling_batchnorm
+
+    def _set_sampler_variant(self, variant: str) -> None:
+        self.sampling_batchnorm = variant
+
+    def batch_statistics_layers(self) -> list[nn.Module]:
+        """The generator's BatchNorm layers when samples use batch statistics (see `genlab.models.base.evaluation_mode`)."""
+        return self._generator_norms() if self.sampling_batchnorm == "batch" else []
+
+    def sampler_settings(self) -> dict[str, Any]:
+        norms = self._generator_norms()
+        if not norms:
+            batchnorm = "none (the generator has no BatchNorm)"
+        elif self.sampling_batchnorm == "batch":
+            batchnorm = "batch statistics of each sampling batch (training-mode BatchNorm, running statistics untouched)"
+        else:
+            batchnorm = "running statistics (eval mode)"
+        return {"latent_dim": self.latent_dim, "noise": "U(-1, 1)" if self.noise == "uniform" else "N(0, I)",
+                "batchnorm": batchnorm}
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         if generator is not None and generator.device != self.device:

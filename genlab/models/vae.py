@@ -46,7 +46,11 @@ class VAE(GenerativeModule):
             samples are drawn from weights newer than the mixture (about 5 s for 50 components on a 2-core
             CPU; the fit is deterministic, so when it happens never changes a sample). Training and the ELBO are
             the same for both.
-        mixture_components: the mixture's number of Gaussians.
+        mixture_components: the mixture's number of Gaussians. The mixture is part of every VAE (it costs
+            nothing until sampled), so `GenerativeMetrics(samplers: [mixture])` can score it beside N(0, I).
+        encoder_input: what the encoder reads: "unit" pixel intensities in [0, 1], or "symmetric" the same
+            images in [-1, 1] (the reference notebook's `Q(preprocess_img(x))`, i.e. 2x - 1). The likelihood
+            always scores intensities in [0, 1].
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class VAE(GenerativeModule):
         on_divergence: Literal["stop", "skip"] = "stop",
         sampling_prior: Literal["standard", "mixture"] = "standard",
         mixture_components: int = 50,
+        encoder_input: Literal["unit", "symmetric"] = "unit",
     ) -> None:
         super().__init__()
         if encoder.latent_dim != decoder.latent_dim:
@@ -78,18 +83,37 @@ class VAE(GenerativeModule):
         self.likelihood = resolve_likelihood(likelihood)
         self.optimizer = optimizer
         self.on_divergence = divergence_policy(on_divergence)
-        if sampling_prior not in ("standard", "mixture"):
+        if sampling_prior not in self.sampler_variants:
             raise GenlabError(f"model.sampling_prior must be 'standard' or 'mixture', got {sampling_prior!r}")
-        self.mixture = GaussianMixture(mixture_components, encoder.latent_dim) if sampling_prior == "mixture" else None
+        if encoder_input not in ("unit", "symmetric"):
+            raise GenlabError(f"model.encoder_input must be 'unit' or 'symmetric', got {encoder_input!r}")
+        self.sampling_prior, self.encoder_input = sampling_prior, encoder_input
+        self.mixture = GaussianMixture(mixture_components, encoder.latent_dim)
         # the iteration whose weights the mixture was fitted to (-1: never), saved with the checkpoint
-        self.register_buffer("mixture_iteration", torch.tensor(-1), persistent=self.mixture is not None)
+        self.register_buffer("mixture_iteration", torch.tensor(-1))
 
     @property
     def latent_dim(self) -> int:  # type: ignore[override]
         return self.encoder.latent_dim
 
+    sampler_variants = ("standard", "mixture")
+
+    def _sampler_variant(self) -> str:
+        return self.sampling_prior
+
+    def _set_sampler_variant(self, variant: str) -> None:
+        self.sampling_prior = variant
+
+    def sampler_settings(self) -> dict[str, Any]:
+        if self.sampling_prior == "standard":
+            return {"latent_dim": self.latent_dim, "prior": "N(0, I)"}
+        return {"latent_dim": self.latent_dim,
+                "prior": f"{self.mixture.components}-component Gaussian mixture (EM, seed {self.mixture.seed}) fitted to"
+                         f" the posterior means of at most {self.mixture.max_points} training images (genlab.priors)",
+                "mixture_fitted_to_iteration": int(self.mixture_iteration)}
+
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        if self.mixture is not None:
+        if self.sampling_prior == "mixture":
             self.refresh_mixture()
             if self.mixture.fitted:
                 return self.mixture.sample(n, generator).to(self.device)
@@ -104,7 +128,7 @@ class VAE(GenerativeModule):
         and runs on the CPU, so every rank holds the same mixture.
         """
         trainer = self._trainer
-        if self.mixture is None or trainer is None:
+        if trainer is None:
             return
         iteration = self.iteration if trainer.state.fn == TrainerFn.FITTING else self.trained_iterations
         if int(self.mixture_iteration) == iteration and self.mixture.fitted:
@@ -124,9 +148,8 @@ class VAE(GenerativeModule):
         weights = checkpoint.get("state_dict", {})
         saved = {key: weights.pop(key) for key in list(weights) if key.startswith(MIXTURE_KEYS)}
         own = {key: value for key, value in self.state_dict().items() if key.startswith(MIXTURE_KEYS)}
-        if own:
-            usable = saved.keys() == own.keys() and all(saved[key].shape == own[key].shape for key in own)
-            weights.update(saved if usable else {**own, "mixture_iteration": torch.tensor(-1)})
+        usable = saved.keys() == own.keys() and all(saved[key].shape == own[key].shape for key in own)
+        weights.update(saved if usable else {**own, "mixture_iteration": torch.tensor(-1)})
         super().on_load_checkpoint(checkpoint)
 
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -135,7 +158,7 @@ class VAE(GenerativeModule):
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(mean, log-variance) of q(z|x) for images x in [-1, 1]."""
-        return self.encoder(to_intensities(x))
+        return self.encoder(x if self.encoder_input == "symmetric" else to_intensities(x))
 
     def reconstruct(self, x: Tensor) -> Tensor:
         """The decoded posterior mean: a deterministic reconstruction in [-1, 1]."""

@@ -48,16 +48,17 @@ def with_label_maps(images: Tensor, labels: Tensor | None, num_classes: int) -> 
 
 
 def xavier_uniform_init(module: nn.Module) -> None:
-    """The seeds' initialisation (CS231n GAN notebook): Xavier-uniform weights of Linear and ConvTranspose2d."""
+    """Xavier-uniform weights of Linear and ConvTranspose2d (the TensorFlow version of the CS231n GAN notebook;
+    the reference PyTorch notebook keeps PyTorch's default initialisation, which `xavier_init: false` gives)."""
     if isinstance(module, (nn.Linear, nn.ConvTranspose2d)):
         nn.init.xavier_uniform_(module.weight)
 
 
 def keras_dense_init(module: nn.Module) -> None:
-    """Keras' Dense defaults, as in the seeds' Keras models: Glorot-uniform weights and zero biases of Linear layers.
+    """Keras' Dense defaults: Glorot-uniform weights and zero biases of Linear layers.
 
-    For the seed's VAE nets it matters: on MNIST, 3 epochs of Adam 1e-3 reach a validation negative ELBO of 118.5
-    with it against 129.0 with PyTorch's default Linear init.
+    For the MLP VAE nets it matters: on MNIST, 3 epochs of Adam 1e-3 reach a validation negative ELBO of 118.5
+    with it against 129.0 with PyTorch's default Linear init (which the reference PyTorch notebook uses).
     """
     if isinstance(module, nn.Linear):
         nn.init.xavier_uniform_(module.weight)

@@ -16,7 +16,7 @@ import importlib
 import math
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -53,9 +53,16 @@ class ClassifierNet(nn.Module):
 
 
 class MLPClassifier(ClassifierNet):
-    """The seed's Keras MLP: flatten → 512 ReLU → dropout → 512 ReLU → dropout → 10 (784-512-512-10, dropout 0.2).
+    """The reference notebook's MLP: flatten → 512 ReLU → dropout → 512 ReLU → dropout → 10 (dropout 0.2).
 
-    Glorot-uniform weights and zero biases, Keras' defaults, as in the seed. Features: the last hidden layer.
+    Features: the last hidden layer.
+
+    Args:
+        in_shape, hidden, num_classes, dropout: the layout (the reference: [1, 28, 28], [512, 512], 10, 0.2).
+        xavier_init: Glorot-uniform weights and zero biases (Keras' defaults); false keeps PyTorch's default
+            initialisation, as the reference PyTorch notebook does.
+        input_range: "unit" reads pixel intensities in [0, 1] like the reference classifier (genlab's images in
+            [-1, 1] are mapped to [0, 1] first, inside the network); "symmetric" reads [-1, 1] as they come.
     """
 
     def __init__(
@@ -64,14 +71,18 @@ class MLPClassifier(ClassifierNet):
         hidden: list[int] = [512, 512],  # noqa: B006
         num_classes: int = 10,
         dropout: float = 0.2,
+        xavier_init: bool = True,
+        input_range: Literal["symmetric", "unit"] = "symmetric",
     ) -> None:
         super().__init__()
         if not hidden:
             raise GenlabError("MLPClassifier needs at least one hidden layer (hidden: [512, 512])")
+        if input_range not in ("symmetric", "unit"):
+            raise GenlabError(f"MLPClassifier input_range must be 'symmetric' or 'unit', got {input_range!r}")
         self.in_shape, self.num_classes, self.feature_dim = tuple(in_shape), num_classes, hidden[-1]
         self.init_args = {"in_shape": list(in_shape), "hidden": list(hidden), "num_classes": num_classes,
-                          "dropout": dropout}
-        layers: list[nn.Module] = [nn.Flatten()]
+                          "dropout": dropout, "xavier_init": xavier_init, "input_range": input_range}
+        layers: list[nn.Module] = [nn.Flatten()] if input_range == "symmetric" else [ToIntensities(), nn.Flatten()]
         width = math.prod(self.in_shape)
         for index, size in enumerate(hidden):
             if index > 0:
@@ -80,7 +91,15 @@ class MLPClassifier(ClassifierNet):
             width = size
         self.body = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
-        self.apply(keras_dense_init)
+        if xavier_init:
+            self.apply(keras_dense_init)
+
+
+class ToIntensities(nn.Module):
+    """Images in [-1, 1] → pixel intensities in [0, 1] (for networks trained on intensities)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x + 1) / 2
 
 
 class ConvClassifier(ClassifierNet):

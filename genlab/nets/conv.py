@@ -25,9 +25,11 @@ class InfoGANGenerator(Generator):
 
     ReLU then BatchNorm after every layer but the tanh output. 6,580,801 parameters at latent_dim 4 (the
     count CS231n's test checks); each extra noise dimension adds 1,024.
+    `xavier_init`: Xavier-uniform Linear and ConvTranspose2d weights (the TensorFlow CS231n notebook's
+    initialiser); false keeps PyTorch's defaults, as the reference PyTorch notebook does.
     """
 
-    def __init__(self, latent_dim: int = 96, num_classes: int = 0, channels: int = 1) -> None:
+    def __init__(self, latent_dim: int = 96, num_classes: int = 0, channels: int = 1, xavier_init: bool = True) -> None:
         super().__init__()
         self.latent_dim, self.num_classes, self.out_shape = latent_dim, num_classes, (channels, 28, 28)
         self.net = nn.Sequential(
@@ -44,7 +46,8 @@ class InfoGANGenerator(Generator):
             nn.ConvTranspose2d(64, channels, kernel_size=4, stride=2, padding=1),
             nn.Tanh(),
         )
-        self.apply(xavier_uniform_init)
+        if xavier_init:
+            self.apply(xavier_uniform_init)
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.net(with_one_hot(z, labels, self.num_classes))
@@ -53,10 +56,10 @@ class InfoGANGenerator(Generator):
 class InfoGANDiscriminator(Discriminator):
     """CS231n's DCGAN discriminator for 1x28x28: conv5-32, pool, conv5-64, pool, FC 1024, FC 1.
 
-    LeakyReLU(0.01) throughout; 1,102,721 parameters when unconditional.
+    LeakyReLU(0.01) throughout; 1,102,721 parameters when unconditional. `xavier_init` as for the generator.
     """
 
-    def __init__(self, num_classes: int = 0, channels: int = 1) -> None:
+    def __init__(self, num_classes: int = 0, channels: int = 1, xavier_init: bool = True) -> None:
         super().__init__()
         self.in_shape, self.num_classes = (channels, 28, 28), num_classes
         self.net = nn.Sequential(
@@ -71,7 +74,8 @@ class InfoGANDiscriminator(Discriminator):
             nn.LeakyReLU(0.01),
             nn.Linear(4 * 4 * 64, 1),
         )
-        self.apply(xavier_uniform_init)
+        if xavier_init:
+            self.apply(xavier_uniform_init)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.net(with_label_maps(x, labels, self.num_classes)).squeeze(1)

@@ -42,12 +42,13 @@ def _split_moments(output: Tensor) -> tuple[Tensor, Tensor]:
 
 class MLPEncoder(VAEEncoder):
     """flattened image → hidden ReLU layers → 2·latent_dim (mean, log-variance; no activation on the last layer).
-    Glorot-uniform weights and zero biases (`keras_dense_init`).
 
     Args:
         in_shape: shape of one image, e.g. [1, 28, 28].
-        hidden: widths of the hidden layers; the seed's are [512, 256, 128].
+        hidden: widths of the hidden layers; the reference's are [512, 256, 128].
         latent_dim: size of z.
+        xavier_init: Glorot-uniform weights and zero biases (`keras_dense_init`); false keeps PyTorch's default
+            initialisation, as the reference notebook does.
     """
 
     def __init__(
@@ -55,23 +56,26 @@ class MLPEncoder(VAEEncoder):
         in_shape: list[int] = [1, 28, 28],  # noqa: B006 - jsonargparse shows list defaults in --help
         hidden: list[int] = [512, 256, 128],  # noqa: B006
         latent_dim: int = 20,
+        xavier_init: bool = True,
     ) -> None:
         super().__init__()
         self.in_shape, self.latent_dim = tuple(in_shape), latent_dim
         self.net = fully_connected([math.prod(self.in_shape), *hidden, 2 * latent_dim])
-        self.net.apply(keras_dense_init)
+        if xavier_init:
+            self.net.apply(keras_dense_init)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return _split_moments(self.net(x.flatten(1)))
 
 
 class MLPDecoder(VAEDecoder):
-    """z → hidden ReLU layers → one logit per pixel; Glorot-uniform weights and zero biases (`keras_dense_init`).
+    """z → hidden ReLU layers → one logit per pixel.
 
     Args:
         latent_dim: size of z.
-        hidden: widths of the hidden layers; the seed's are [400, 600, 800].
+        hidden: widths of the hidden layers; the reference's are [400, 600, 800].
         out_shape: shape of one image.
+        xavier_init: as for `MLPEncoder`.
     """
 
     def __init__(
@@ -79,11 +83,13 @@ class MLPDecoder(VAEDecoder):
         latent_dim: int = 20,
         hidden: list[int] = [400, 600, 800],  # noqa: B006
         out_shape: list[int] = [1, 28, 28],  # noqa: B006
+        xavier_init: bool = True,
     ) -> None:
         super().__init__()
         self.latent_dim, self.out_shape = latent_dim, tuple(out_shape)
         self.net = fully_connected([latent_dim, *hidden, math.prod(self.out_shape)])
-        self.net.apply(keras_dense_init)
+        if xavier_init:
+            self.net.apply(keras_dense_init)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(z.shape[0], *self.out_shape)

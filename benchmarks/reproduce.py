@@ -1,0 +1,239 @@
+"""Train every experiment to its configured end, score it with `genlab test`, and write RESULTS.md.
+
+    python benchmarks/reproduce.py                          # everything (hours on a CPU; resumable)
+    python benchmarks/reproduce.py --experiments toy_quadratic,vae_mnist
+    python benchmarks/reproduce.py --table-only             # rewrite RESULTS.md from what has finished
+
+Resumable: a run whose fit finished is not trained again, a run that was killed continues with
+`--ckpt_path last`, a run already tested is not tested again. Every run lives in
+`<runs>/lightning_logs/<experiment>-seed<k>/`; `<runs>/results/<experiment>-seed<k>.json` holds what the table
+needs (the test record with its whole protocol, wall time, iterations). Classifiers are trained first, since the
+generators' scores need them. Inception scores are computed only where the official weights file is present
+(checked by SHA-256); otherwise the row says "weights not available" and dcgan_emoji trains without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One experiment of the table and what its reference reports."""
+
+    name: str
+    seeds: tuple[int, ...] = (0,)
+    reference: str = "no number in the reference"
+    protocol: str = ""
+    headline: tuple[str, ...] = ()  # score names shown, in order
+    needs: tuple[str, ...] = ()  # classifier experiments it is scored with
+
+    def run_name(self, seed: int) -> str:
+        """The logger name of a run: the experiment's own for single-seed rows (so the generators' configs find
+        `lightning_logs/classifier_mnist`), with the seed otherwise."""
+        return self.name if len(self.seeds) == 1 else f"{self.name}-seed{seed}"
+
+
+MNIST = ("classifier_mnist", "classifier_mnist_reference")
+FASHION = ("classifier_fashion",)
+REFERENCE_IS = ("reference/is", "classifier/is", "classifier/fd", "classifier/label_tv")
+CNN_SCORES = ("classifier/is", "classifier/fd", "classifier/label_tv")
+REF_PROTOCOL = ("reference MLP classifier (784-512-512-10, dropout active at evaluation), one split,"
+                " +1e-10 inside the log")
+ROWS = [
+    Row("classifier_mnist", reference="(genlab's evaluation CNN)", headline=("test/acc",)),
+    Row("classifier_mnist_reference", reference="test accuracy 0.9794 / 0.9798",
+        protocol="001 cells [256], 5.0.2: 10,000 test images, dropout active", headline=("test/acc",)),
+    Row("classifier_fashion", reference="(genlab's evaluation CNN)", headline=("test/acc",)),
+    Row("toy_quadratic", reference="plots only", headline=("curve_distance", "sliced_wasserstein")),
+    Row("dcgan_mnist", seeds=(0, 1, 2), reference="IS 9.3821 (bar 8.5)",
+        protocol=f"001 cell [28]: 10,000 samples in one batch, BatchNorm in training mode; {REF_PROTOCOL}",
+        headline=(*REFERENCE_IS, "reference/is@running"), needs=MNIST),
+    Row("vae_mnist", seeds=(0, 1, 2), reference="IS 9.0851 (bar 9.0)",
+        protocol=f"001 cell [261]: 100,000 N(0, I) samples; {REF_PROTOCOL}",
+        headline=(*REFERENCE_IS, "reference/is@mixture", "classifier/is@mixture", "test/loss/recon"), needs=MNIST),
+    Row("gan_mnist", seeds=(0, 1, 2), headline=REFERENCE_IS, needs=MNIST),
+    Row("dcgan_emoji", reference="FID of ~3,000 samples (value not given)",
+        protocol="003: FID against the training images; Inception variant not stated",
+        headline=("inception/fid", "inception/kid", "inception/is")),
+    Row("lsgan_mnist", headline=REFERENCE_IS, needs=MNIST),
+    Row("dae_mnist", reference="denoised images shown, no number",
+        headline=("test/psnr/noisy", "test/psnr/restored")),
+    Row("gan_fashion", reference="IS 17.09 (not comparable)",
+        protocol="000: ImageNet Inception-v3 on 10 samples, KL to the uniform distribution (a known mistake)",
+        headline=CNN_SCORES, needs=FASHION),
+    Row("dcgan_fashion", headline=CNN_SCORES, needs=FASHION),
+    Row("wgan_mnist", headline=CNN_SCORES, needs=MNIST),
+    Row("wgan_gp_mnist", headline=CNN_SCORES, needs=MNIST),
+    Row("wgan_fashion", headline=CNN_SCORES, needs=FASHION),
+    Row("wgan_gp_fashion", headline=CNN_SCORES, needs=FASHION),
+    Row("cgan_mnist", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=MNIST),
+    Row("cgan_fashion", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=FASHION),
+    Row("cgan_conv_mnist", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=MNIST),
+    Row("vae_conv_mnist", headline=("classifier/is", "classifier/fd", "classifier/is@mixture", "test/loss/recon"),
+        needs=MNIST),
+]
+
+
+def official_inception_weights() -> bool:
+    from genlab.metrics.inception import WEIGHTS_SHA256_PREFIX, _sha256, default_weights_path
+
+    path = default_weights_path()
+    return path.is_file() and _sha256(path).startswith(WEIGHTS_SHA256_PREFIX)
+
+
+class Reproduction:
+    def __init__(self, runs: Path, docs: Path, extra: list[str]) -> None:
+        self.runs, self.docs, self.extra = runs, docs, extra
+        self.results = runs / "results"
+        self.results.mkdir(parents=True, exist_ok=True)
+
+    def genlab(self, *args: str) -> float:
+        """Run one genlab command in the runs folder; returns its wall time in seconds."""
+        command = [sys.executable, "-m", "genlab.cli", *args, *self.extra]
+        print("+", " ".join(command[2:]), flush=True)
+        start = time.perf_counter()
+        done = subprocess.run(command, cwd=self.runs, env={**os.environ, "PYTHONPATH": str(REPO)})
+        if done.returncode != 0:
+            raise SystemExit(f"reproduce: `genlab {' '.join(args)}` failed (exit {done.returncode}); fix it and rerun"
+                             " this script: finished runs are kept")
+        return time.perf_counter() - start
+
+    def run(self, row: Row, seed: int, evaluate: bool) -> None:
+        label = row.run_name(seed)
+        result_file = self.results / f"{row.name}-seed{seed}.json"
+        if result_file.is_file():
+            return
+        config = ["--config", str(REPO / "experiments" / f"{row.name}.yaml"), f"--seed_everything={seed}",
+                  f"--trainer.logger.init_args.name={label}", "--trainer.enable_progress_bar=false",
+                  *([] if evaluate else ["--evaluate=false"])]
+        run_dir = self.runs / "lightning_logs" / label / "version_0"
+        timing = run_dir / "reproduce_fit_seconds.json"
+        if not (run_dir / "fit.done").is_file():
+            resume = ["--ckpt_path=last"] if (run_dir / "checkpoints" / "last.ckpt").is_file() else []
+            seconds = self.genlab("fit", *config, *resume)
+            spent = json.loads(timing.read_text())["seconds"] if timing.is_file() else 0.0
+            timing.write_text(json.dumps({"seconds": spent + seconds}))
+            (run_dir / "fit.done").write_text("")
+        checkpoint = run_dir / "checkpoints" / "last.ckpt"
+        before = set((self.runs / "lightning_logs" / label).glob("version_*"))
+        self.genlab("test", *config, f"--ckpt_path={checkpoint}")
+        test_dir = max(set((self.runs / "lightning_logs" / label).glob("version_*")) - before,
+                       key=lambda path: path.stat().st_mtime)
+        record = {}
+        if (test_dir / "metrics.jsonl").is_file():
+            record = json.loads((test_dir / "metrics.jsonl").read_text().splitlines()[-1])
+        printed = json.loads((test_dir / "test_results.json").read_text())
+        toy = run_dir / "toy" / "metrics.jsonl"
+        toy_last = json.loads(toy.read_text().splitlines()[-1]) if toy.is_file() else {}
+        iterations = printed.get("iteration", 0)
+        seconds = json.loads(timing.read_text())["seconds"]
+        docs = self.docs
+        docs.mkdir(parents=True, exist_ok=True)
+        grids = sorted((run_dir / "samples").glob("iteration_*.png"))
+        if grids:
+            shutil.copyfile(grids[-1], docs / f"{row.name}-seed{seed}.png")
+        scores = {**printed, **record.get("scores", {}), **{k: v for k, v in toy_last.items() if k != "iteration"}}
+        result = json.dumps({
+            "experiment": row.name, "seed": seed, "iterations": iterations, "fit_seconds": seconds,
+            "scores": scores, "record": record, "evaluated": evaluate,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+        }, indent=1)
+        (docs / f"{row.name}-seed{seed}.json").write_text(result)
+        result_file.write_text(result)
+
+
+def _format(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
+
+
+def write_table(results: Path, output: Path, docs: Path, inception: bool) -> None:
+    lines = [
+        "# Results",
+        "",
+        "Every row regenerates with `python benchmarks/reproduce.py` (resumable; `--experiments NAME` for one row).",
+        "Scores come from `genlab test` on the final checkpoint, against the test split; each is a number plus the",
+        "protocol in its `metrics.jsonl` record (the full records: `docs/results/*.json`). Mean ± sample std",
+        "over training seeds where there are several. `reference/…` is the reference notebooks' own IS protocol",
+        "(their MLP classifier, one split over 10,000 samples, +1e-10), `classifier/…` genlab's CNN (10 splits),",
+        "`…@mixture` / `…@running` the same weights under the other sampler. it/s counts training iterations",
+        "(batches) over the fit's wall time, evaluations included.",
+        "",
+        "| experiment | reference | reference protocol | genlab | seeds | iterations | wall time | it/s | grid |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in ROWS:
+        found = [json.loads(path.read_text()) for path in sorted(results.glob(f"{row.name}-seed*.json"))]
+        found = [entry for entry in found if entry["experiment"] == row.name]
+        if not found:
+            lines.append(f"| {row.name} | {row.reference} | {row.protocol} | not run yet | | | | | |")
+            continue
+        shown = []
+        for name in row.headline:
+            values = [entry["scores"][name] for entry in found if entry["scores"].get(name) is not None]
+            if values:
+                shown.append(f"{name} {_format(values)}")
+            elif name.startswith("inception/") and not inception:
+                shown.append(f"{name}: weights not available")
+        iterations = found[0]["iterations"]
+        minutes = statistics.mean(entry["fit_seconds"] for entry in found) / 60
+        rate = statistics.mean(entry["iterations"] / entry["fit_seconds"] for entry in found if entry["fit_seconds"])
+        picture = docs / f"{row.name}-seed{found[0]['seed']}.png"
+        grid = f"![]({os.path.relpath(picture, output.parent)})" if picture.is_file() else ""
+        lines.append(f"| {row.name} | {row.reference} | {row.protocol} | {'; '.join(shown)} |"
+                     f" {', '.join(str(entry['seed']) for entry in found)} | {iterations} | {minutes:.1f} min |"
+                     f" {rate:.1f} | {grid} |")
+    capability = {entry.get("cpu_capability") for path in results.glob("*.json")
+                  for entry in [json.loads(path.read_text())]}
+    lines += ["", f"Measured on CPUs with capability {', '.join(sorted(c for c in capability if c)) or '?'}"
+              f" (torch.backends.cpu.get_cpu_capability()).", ""]
+    partial = output.with_suffix(".md.partial")
+    partial.write_text("\n".join(lines))
+    partial.replace(output)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiments", help="comma-separated experiment names (default: every row)")
+    parser.add_argument("--runs", default="reproduction", help="folder for runs and results (default: reproduction/)")
+    parser.add_argument("--output", default=str(REPO / "RESULTS.md"))
+    parser.add_argument("--docs", default=str(REPO / "docs" / "results"), help="where final grids and records go")
+    parser.add_argument("--table-only", action="store_true", help="only rewrite the table from finished results")
+    parser.add_argument("--set", action="append", default=[], metavar="ARG",
+                        help="an extra genlab argument for every run (e.g. --set=--trainer.max_epochs=1 for a smoke run)")
+    args = parser.parse_args()
+    runs, docs, output = Path(args.runs).resolve(), Path(args.docs).resolve(), Path(args.output).resolve()
+    inception = official_inception_weights()
+    if not args.table_only:
+        reproduction = Reproduction(runs, docs, args.set)
+        wanted = set(args.experiments.split(",")) if args.experiments else {row.name for row in ROWS}
+        unknown = wanted - {row.name for row in ROWS}
+        if unknown:
+            raise SystemExit(f"reproduce: unknown experiments {sorted(unknown)}; known: {[row.name for row in ROWS]}")
+        needed = {need for row in ROWS if row.name in wanted for need in row.needs}
+        for row in ROWS:
+            if row.name in wanted or row.name in needed:
+                for seed in row.seeds:
+                    reproduction.run(row, seed, evaluate=inception or not row.name.endswith("emoji"))
+                write_table(runs / "results", output, docs, inception)
+    write_table(runs / "results", output, docs, inception)
+    print(f"reproduce: wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
