@@ -88,6 +88,15 @@ ROWS = [
 ]
 
 
+def source_version() -> str:
+    """The commit the runs were made with (and whether the tree had changes), so a row says what code made it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def official_inception_weights() -> bool:
     from genlab.metrics.inception import WEIGHTS_SHA256_PREFIX, _sha256, default_weights_path
 
@@ -149,6 +158,7 @@ class Reproduction:
         scores = {**printed, **record.get("scores", {}), **{k: v for k, v in toy_last.items() if k != "iteration"}}
         result = json.dumps({
             "experiment": row.name, "seed": seed, "iterations": iterations, "fit_seconds": seconds,
+            "genlab_commit": source_version(),
             "scores": scores, "record": record, "evaluated": evaluate,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
         }, indent=1)
@@ -198,10 +208,11 @@ def write_table(results: Path, output: Path, docs: Path, inception: bool) -> Non
         lines.append(f"| {row.name} | {row.reference} | {row.protocol} | {'; '.join(shown)} |"
                      f" {', '.join(str(entry['seed']) for entry in found)} | {iterations} | {minutes:.1f} min |"
                      f" {rate:.1f} | {grid} |")
-    capability = {entry.get("cpu_capability") for path in results.glob("*.json")
-                  for entry in [json.loads(path.read_text())]}
-    lines += ["", f"Measured on CPUs with capability {', '.join(sorted(c for c in capability if c)) or '?'}"
-              f" (torch.backends.cpu.get_cpu_capability()).", ""]
+    entries = [json.loads(path.read_text()) for path in results.glob("*.json")]
+    capability = sorted({entry.get("cpu_capability") or "?" for entry in entries})
+    commits = sorted({entry.get("genlab_commit") or "?" for entry in entries})
+    lines += ["", f"Measured on CPUs with capability {', '.join(capability)} (torch.backends.cpu.get_cpu_capability()),"
+              f" genlab commit {', '.join(commits)}.", ""]
     partial = output.with_suffix(".md.partial")
     partial.write_text("\n".join(lines))
     partial.replace(output)

@@ -4,6 +4,7 @@ and `GenerativeMetrics` / `genlab test` / `genlab predict` through the real CLI 
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -226,6 +227,17 @@ def test_inception_images_enter_as_the_bytes_a_png_would_hold():
     pixels = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
     as_float = pixels.float() / 127.5 - 1  # how genlab's data modules load bytes
     assert torch.equal(to_bytes(as_float), pixels.expand(-1, 3, -1, -1))
+    # generated values, exact half levels included, become the bytes `genlab predict`'s PNG files hold
+    from torchvision.utils import save_image
+
+    halves = (torch.arange(255).float() + 0.5) / 127.5 - 1
+    samples = torch.cat([halves, torch.rand(1345, generator=torch.Generator().manual_seed(0)) * 2 - 1])
+    images = samples.view(4, 1, 40, 10)
+    for image, as_bytes in zip(images, to_bytes(images)):
+        buffer = io.BytesIO()
+        save_image((image + 1) / 2, buffer, format="png")
+        with Image.open(buffer) as png:
+            assert torch.equal(torch.from_numpy(np.asarray(png)).permute(2, 0, 1), as_bytes)
 
 
 def test_missing_inception_weights_are_one_line_naming_where_to_put_them(tmp_path, monkeypatch):

@@ -109,7 +109,7 @@ class ClassifierMetrics(MetricSuite):
         }
         joint = histogram["joint"]
         if self.conditional:
-            scores[f"{prefix}/label_accuracy"] = float(joint.diagonal().sum() / joint.sum())
+            scores[f"{prefix}/label_accuracy"] = float(joint.diagonal().sum().double() / joint.sum())
         extras = {"label_histogram": {"generated": fake.long().tolist(), "real": real.long().tolist(),
                                       "requested_vs_predicted": joint.tolist() if self.conditional else None}}
         return SuiteResult(scores, extras)

@@ -9,8 +9,9 @@ Choices, recorded with every result (`InceptionMetrics.settings`):
 - Resize: bilinear to 299x299 exactly as TensorFlow 1.x did (torch-fidelity's
   `interpolate_bilinear_2d_like_tensorflow1x`), no antialiasing. torchmetrics' default since 1.8 antialiases,
   which on 28/32 px images no longer matches torch-fidelity or the published TF numbers.
-- Input: the network takes uint8 images. Images in [-1, 1] become bytes by rounding (x + 1)·127.5: the bytes a
-  PNG of the sample would hold, and exactly the original bytes of real images (which were read as bytes).
+- Input: the network takes uint8 images. Images in [-1, 1] become the bytes a PNG of the sample holds (the
+  arithmetic of torchvision's `save_image`, which `genlab predict` uses), and exactly the original bytes of real
+  images (which were read as bytes).
   torchmetrics' `normalize=True` truncates (x·255).byte() instead, which shifts every real pixel down by one
   level whenever float round-off lands just below an integer. Grayscale is repeated to 3 channels.
 - IS from the 1008 `logits_unbiased` (torch-fidelity's choice, matching the original code), FID and KID from
@@ -108,8 +109,10 @@ def check_official_weights(path: Path, sha256: str, allow_unofficial: bool) -> b
 
 
 def to_bytes(images: Tensor) -> Tensor:
-    """Images in [-1, 1] → uint8 in [0, 255] by rounding, as a PNG of them would store; gray → 3 channels."""
-    pixels = ((images.float() + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+    """Images in [-1, 1] → uint8 in [0, 255], exactly the bytes `genlab predict` writes to PNG (torchvision's
+    `save_image` of (x + 1) / 2: x·255 + 0.5, truncated, i.e. halves round up); gray → 3 channels."""
+    intensities = images.float().add(1).div(2).clamp(0, 1)
+    pixels = intensities.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
     return pixels.expand(-1, 3, -1, -1) if pixels.shape[1] == 1 else pixels
 
 
