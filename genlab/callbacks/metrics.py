@@ -228,6 +228,22 @@ class GenerativeMetrics(L.Callback):
                 self._real_value_cache[split] = {"split": baseline, "count": len(images), "scores": scores}
         return self._real_value_cache[split]
 
+    def _score_sampler(self, trainer: L.Trainer, model: GenerativeModule, variant: str | None,
+                       real_scores: dict[str, float] | None) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
+        """Scores, extras and sampler settings of `num_samples` samples drawn with `variant` (None: as configured)."""
+        with model.sampler(variant):
+            with evaluation_mode(model):
+                for images, labels in generated_batches(model, self.num_samples, self.batch_size, self.seed,
+                                                        trainer.global_rank, trainer.world_size):
+                    for suite in self.suites:
+                        suite.update(images, real=False, labels=labels)
+            settings = model.sampler_settings()  # after sampling: a prior fitted on demand says when
+        scores, extras = self._compute()
+        if real_scores:
+            for suite in self.suites:
+                scores |= suite.relative_to_real(scores, real_scores)
+        return scores, extras, settings
+
     @torch.no_grad()
     def evaluate(self, trainer: L.Trainer, model: GenerativeModule, split: str, stage: str) -> dict[str, Any]:
         """Feed real and generated images to every suite on every process; returns the record (scores, extras)."""
@@ -241,30 +257,16 @@ class GenerativeMetrics(L.Callback):
             self._real_count = len(real)
             self._feed(real, None, True, rank, world_size, model.device)
             self._real_fed = split
+        real_values = self._real_values(trainer, model, split)
         scores: dict[str, float] = {}
         extras: dict[str, Any] = {}
         samplers: dict[str, Any] = {}
         for variant in [None, *self.samplers]:
             suffix = f"@{variant}" if variant else ""
-            with model.sampler(variant):
-                with evaluation_mode(model):
-                    for images, labels in generated_batches(model, self.num_samples, self.batch_size, self.seed,
-                                                            rank, world_size):
-                        for suite in self.suites:
-                            suite.update(images, real=False, labels=labels)
-                samplers[variant or "configured"] = model.sampler_settings()  # after sampling: a fitted prior
-            variant_scores, variant_extras = self._compute()
+            variant_scores, variant_extras, samplers[variant or "configured"] = self._score_sampler(
+                trainer, model, variant, (real_values or {}).get("scores"))
             scores |= {f"{name}{suffix}": value for name, value in variant_scores.items()}
             extras |= {f"{name}{suffix}": value for name, value in variant_extras.items()}
-        real_values = self._real_values(trainer, model, split)
-        if real_values and "scores" in real_values:
-            for suite in self.suites:
-                for variant in [None, *self.samplers]:
-                    suffix = f"@{variant}" if variant else ""
-                    generated = {name.removesuffix(suffix): value for name, value in scores.items()
-                                 if name.endswith(suffix) and (suffix or "@" not in name)}
-                    scores |= {f"{name}{suffix}": value
-                               for name, value in suite.relative_to_real(generated, real_values["scores"]).items()}
         return {
             # in `genlab test` the loops start at 0: the iteration is that of the checkpoint's weights
             "iteration": iterations_done(trainer) if stage == "fit" else int(getattr(model, "trained_iterations", 0)),
