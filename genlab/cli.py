@@ -135,6 +135,10 @@ class GenlabCLI(LightningCLI):
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 1})
         parser.add_argument(
+            "--allow_untrained", type=bool, default=False,
+            help="test/predict: accept running without --ckpt_path, i.e. on freshly initialised weights",
+        )
+        parser.add_argument(
             "--evaluate", type=bool, default=True,
             help="run the config's GenerativeMetrics callbacks (false: train or test without scoring, e.g. offline"
                  " without the Inception weights)",
@@ -168,6 +172,11 @@ class GenlabCLI(LightningCLI):
         """Resolve `--ckpt_path last`, and let a resumed fit continue in its checkpoint's own run folder."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         ckpt_path = config.get("ckpt_path")
+        if self.subcommand in ("test", "predict") and ckpt_path is None and not config.get("allow_untrained"):
+            raise GenlabError(
+                f"genlab {self.subcommand} without --ckpt_path would use untrained weights: pass --ckpt_path last (the"
+                " newest run of this experiment) or a checkpoint file, or --allow_untrained true to mean it"
+            )
         logger = config.trainer.logger
         if ckpt_path is None or not hasattr(logger, "class_path") or logger.class_path != TENSORBOARD:
             return  # another logger: Lightning's own meaning of the path applies

@@ -139,3 +139,16 @@ def test_bf16_mixed_precision_trains(model, run_cli, tiny_data, tmp_path):
     checkpoint = load_checkpoint(tmp_path / "lightning_logs" / name / "version_0" / "checkpoints" / "last.ckpt")
     weights = [value for value in checkpoint["state_dict"].values() if value.is_floating_point()]
     assert all(value.dtype == torch.float32 and torch.isfinite(value).all() for value in weights)  # fp32 master weights
+
+
+@pytest.mark.parametrize("subcommand", ["test", "predict"])
+def test_test_and_predict_without_a_checkpoint_refuse_untrained_weights_unless_asked(subcommand, run_cli, tiny_data,
+                                                                                     tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(subcommand, *TINY_GAN, f"--data.data_dir={tiny_data}")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"genlab {subcommand} without --ckpt_path would use untrained weights" in err
+    assert "--allow_untrained true" in err
+    run_cli(subcommand, *TINY_GAN, f"--data.data_dir={tiny_data}", "--allow_untrained=true",
+            "--trainer.limit_test_batches=1", "--trainer.limit_predict_batches=1")
