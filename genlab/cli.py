@@ -13,11 +13,13 @@ What genlab adds to LightningCLI:
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -25,7 +27,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from genlab.callbacks.metrics import GenerativeMetrics
 from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.test_results import TestResults
-from genlab.callbacks.checkpoint import PREVIOUS_NAME, RunCheckpoint, SafeCheckpointIO
+from genlab.callbacks.checkpoint import (
+    PREVIOUS_NAME,
+    RunCheckpoint,
+    SafeCheckpointIO,
+    fallback_checkpoint,
+    looks_complete,
+)
 from genlab.errors import GenlabError
 
 TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
@@ -97,6 +105,38 @@ def find_last_checkpoint(experiment_dir: Path) -> Path:
     return max(candidates, key=lambda path: (path.stat().st_mtime, _version_number(path.parent.parent)))
 
 
+def check_checkpoint_file(path: Path) -> None:
+    """One line for a `--ckpt_path` that cannot be a genlab checkpoint: missing, a folder, unreadable, not a
+    (complete) PyTorch file, one carrying pickled objects (refused: loading them could run code), or not a
+    Lightning checkpoint. The file is read safely (`weights_only=True`): nothing in it is executed."""
+    fix = "pass a checkpoint a genlab run wrote, or --ckpt_path last"
+    fallback = fallback_checkpoint(path) if path.is_file() else None
+    damaged_fix = f"resume from the previous one: --ckpt_path {fallback}" if fallback else fix
+    if not path.exists():
+        raise GenlabError(f"checkpoint {path} does not exist: check --ckpt_path")
+    if path.is_dir():
+        raise GenlabError(f"checkpoint {path} is a folder, not a checkpoint file: {fix}")
+    if not os.access(path, os.R_OK):
+        raise GenlabError(f"checkpoint {path} cannot be read (permission denied): fix its permissions or {fix}")
+    if not looks_complete(path):
+        raise GenlabError(f"checkpoint {path} is truncated or corrupt, or not a PyTorch checkpoint at all: {damaged_fix}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        raise GenlabError(f"checkpoint {path} holds pickled Python objects, which genlab never loads (they could run"
+                          f" code): {fix}") from None
+    except Exception as error:  # damaged records inside a complete-looking archive
+        raise GenlabError(f"checkpoint {path} is truncated or corrupt ({first_line(error)}): {damaged_fix}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise GenlabError(f"checkpoint {path} is a PyTorch file but not a Lightning checkpoint (no state_dict): {fix}")
+
+
+def first_line(error: BaseException, limit: int = 120) -> str:
+    """The first line of an exception's message (its type when it has none), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
 def whole_batch_limits(args: list[str]) -> dict[str, int]:
     """`--trainer.limit_*_batches N` settings written as whole numbers: N batches, as `Trainer(limit_…=N)` means.
 
@@ -148,6 +188,10 @@ class GenlabCLI(LightningCLI):
         super().parse_arguments(parser, args)
         argv = sys.argv[1:] if args is None else args
         self._whole_batch_limits = whole_batch_limits(list(argv)) if isinstance(argv, (list, tuple)) else {}
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
+            check_checkpoint_file(Path(ckpt_path))  # before LightningCLI reads its hyperparameters
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = (self.config_init[self.subcommand] if self.subcommand else self.config_init)["trainer"]
@@ -183,6 +227,7 @@ class GenlabCLI(LightningCLI):
         experiment_dir = Path(logger.init_args.save_dir) / (logger.init_args.name or "")
         if ckpt_path == "last":
             config.ckpt_path = os.fspath(find_last_checkpoint(experiment_dir))
+            check_checkpoint_file(Path(config.ckpt_path))
         checkpoint = Path(config.ckpt_path)
         run = checkpoint.parent.parent
         if self.subcommand == "fit" and checkpoint.parent.name == "checkpoints" and run.parent.resolve() == experiment_dir.resolve():

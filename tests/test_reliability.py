@@ -187,3 +187,42 @@ def test_vae_trains_and_validates_under_ddp_on_two_cpu_processes(tmp_path):
         written[devices] = {path.name: path.read_bytes() for path in folder.glob("0*.png")}
     assert len(written[2]) == 32 and len(written[1]) == 16  # one batch of 16 per process
     assert all(written[2][name] == image for name, image in written[1].items())
+
+
+def _evil_checkpoint(path: Path, marker: Path) -> Path:
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"state_dict": {}, "payload": RunsCode()}, path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["pickled code", "folder", "text file", "plain tensors", "missing", "unreadable"])
+def test_a_ckpt_path_that_is_no_genlab_checkpoint_is_one_line_and_runs_nothing(kind, run_cli, tiny_data, tmp_path,
+                                                                               capsys):
+    marker = tmp_path / "code-ran"
+    path = {
+        "pickled code": lambda: _evil_checkpoint(tmp_path / "evil.ckpt", marker),
+        "folder": lambda: tmp_path,
+        "text file": lambda: (tmp_path / "notes.ckpt").write_text("not a checkpoint") and tmp_path / "notes.ckpt",
+        "plain tensors": lambda: torch.save({"w": torch.zeros(2)}, tmp_path / "w.pt") or tmp_path / "w.pt",
+        "missing": lambda: tmp_path / "nowhere.ckpt",
+        "unreadable": lambda: (tmp_path / "locked.ckpt").write_bytes(b"x") and tmp_path / "locked.ckpt",
+    }[kind]()
+    if kind == "unreadable":
+        path.chmod(0)
+        if os.access(path, os.R_OK):
+            pytest.skip("running as a user who can read any file")
+    expected = {"pickled code": "holds pickled Python objects, which genlab never loads",
+                "folder": "is a folder, not a checkpoint file", "text file": "is truncated or corrupt",
+                "plain tensors": "not a Lightning checkpoint", "missing": "does not exist",
+                "unreadable": "cannot be read (permission denied)"}[kind]
+    for subcommand in ("fit", "test"):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(subcommand, *TINY_GAN, f"--data.data_dir={tiny_data}", f"--ckpt_path={path}")
+        assert exit_info.value.code == 2
+        line = error_line(capsys)
+        assert line.startswith(f"genlab: error: checkpoint {path} ") and expected in line, line
+    assert not marker.exists()  # nothing in the file was executed
