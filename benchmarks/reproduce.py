@@ -223,7 +223,7 @@ def write_table(results: Path, output: Path, docs: Path, inception: bool) -> Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiments", help="comma-separated experiment names (default: every row)")
+    parser.add_argument("--experiments", help="comma-separated experiment names, run in this order (default: every row)")
     parser.add_argument("--runs", default="reproduction", help="folder for runs and results (default: reproduction/)")
     parser.add_argument("--output", default=str(REPO / "RESULTS.md"))
     parser.add_argument("--docs", default=str(REPO / "docs" / "results"), help="where final grids and records go")
@@ -235,16 +235,19 @@ def main() -> None:
     inception = official_inception_weights()
     if not args.table_only:
         reproduction = Reproduction(runs, docs, args.set)
-        wanted = set(args.experiments.split(",")) if args.experiments else {row.name for row in ROWS}
-        unknown = wanted - {row.name for row in ROWS}
+        by_name = {row.name: row for row in ROWS}
+        wanted = args.experiments.split(",") if args.experiments else list(by_name)
+        unknown = set(wanted) - set(by_name)
         if unknown:
-            raise SystemExit(f"reproduce: unknown experiments {sorted(unknown)}; known: {[row.name for row in ROWS]}")
-        needed = {need for row in ROWS if row.name in wanted for need in row.needs}
-        for row in ROWS:
-            if row.name in wanted or row.name in needed:
-                for seed in row.seeds:
-                    reproduction.run(row, seed, evaluate=inception or not row.name.endswith("emoji"))
-                write_table(runs / "results", output, docs, inception)
+            raise SystemExit(f"reproduce: unknown experiments {sorted(unknown)}; known: {list(by_name)}")
+        order: list[str] = []  # as asked, each after the classifiers it is scored with
+        for name in wanted:
+            order += [need for need in by_name[name].needs if need not in order] + ([name] if name not in order else [])
+        for name in order:
+            row = by_name[name]
+            for seed in row.seeds:
+                reproduction.run(row, seed, evaluate=inception or not row.name.endswith("emoji"))
+            write_table(runs / "results", output, docs, inception)
     write_table(runs / "results", output, docs, inception)
     print(f"reproduce: wrote {output}")
 
