@@ -282,8 +282,10 @@ class GenerativeModule(GenlabModule):
     num_classes: int = 0
 
     #: other ways this model can draw samples from the same weights (e.g. the VAE's "mixture" prior), which
-    #: `GenerativeMetrics(samplers=[...])` scores beside the configured one under their own names
+    #: `GenerativeMetrics(samplers=[...])` scores beside the configured one under their own names; the
+    #: constructor setting that chooses among them is named by `sampler_setting`
     sampler_variants: tuple[str, ...] = ()
+    sampler_setting: str = ""
 
     def sampler_settings(self) -> dict[str, Any]:
         """What decides the samples besides the weights and the seed (prior, BatchNorm mode, …), for records."""
@@ -292,29 +294,18 @@ class GenerativeModule(GenlabModule):
     @contextmanager
     def sampler(self, variant: str | None = None) -> Iterator[None]:
         """Sample with `variant` (one of `sampler_variants`) for the duration; None keeps the configured sampler."""
-        if variant is not None and variant not in self.sampler_variants:
+        if variant is None:
+            yield
+            return
+        if variant not in self.sampler_variants:
             raise GenlabError(f"{type(self).__name__} has no sampler {variant!r}; it has"
                               f" {list(self.sampler_variants) or 'only its configured one'}")
-        previous = self._sampler_variant()
-        self._set_sampler_variant(variant if variant is not None else previous)
+        configured = getattr(self, self.sampler_setting)
+        setattr(self, self.sampler_setting, variant)
         try:
             yield
         finally:
-            self._set_sampler_variant(previous)
-
-    def _sampler_variant(self) -> str:  # pragma: no cover - models with variants override both
-        return ""
-
-    def _set_sampler_variant(self, variant: str) -> None:  # pragma: no cover
-        pass
-
-    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n latent vectors from the prior, on this module's device."""
-        raise NotImplementedError
-
-    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Samples for given latent vectors (and labels, for conditional models)."""
-        raise NotImplementedError
+            setattr(self, self.sampler_setting, configured)
 
     def default_labels(self, n: int) -> Tensor | None:
         """Balanced labels 0, 1, …, C-1, 0, 1, … for conditional models; None otherwise."""

@@ -115,11 +115,8 @@ class GAN(GenerativeModule):
     def sampler_variants(self) -> tuple[str, ...]:  # type: ignore[override]
         return ("running", "batch") if self._generator_norms() else ()
 
-    def _sampler_variant(self) -> str:
-        return self.sampling_batchnorm
+    sampler_setting = "sampling_batchnorm"
 
-    def _set_sampler_variant(self, variant: str) -> None:
-        self.sampling_batchnorm = variant
 
     def batch_statistics_layers(self) -> list[nn.Module]:
         """The generator's BatchNorm layers when samples use batch statistics (see `genlab.models.base.evaluation_mode`)."""

@@ -97,12 +97,8 @@ class VAE(GenerativeModule):
         return self.encoder.latent_dim
 
     sampler_variants = ("standard", "mixture")
+    sampler_setting = "sampling_prior"
 
-    def _sampler_variant(self) -> str:
-        return self.sampling_prior
-
-    def _set_sampler_variant(self, variant: str) -> None:
-        self.sampling_prior = variant
 
     def sampler_settings(self) -> dict[str, Any]:
         if self.sampling_prior == "standard":
