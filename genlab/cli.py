@@ -34,7 +34,7 @@ from genlab.callbacks.checkpoint import (
     fallback_checkpoint,
     looks_complete,
 )
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, first_line
 
 TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
 _NOISE = ("Does not validate against any of", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
@@ -129,12 +129,6 @@ def check_checkpoint_file(path: Path) -> None:
         raise GenlabError(f"checkpoint {path} is truncated or corrupt ({first_line(error)}): {damaged_fix}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise GenlabError(f"checkpoint {path} is a PyTorch file but not a Lightning checkpoint (no state_dict): {fix}")
-
-
-def first_line(error: BaseException, limit: int = 120) -> str:
-    """The first line of an exception's message (its type when it has none), for one-line errors."""
-    text = str(error).strip()
-    return text.splitlines()[0][:limit] if text else type(error).__name__
 
 
 def whole_batch_limits(args: list[str]) -> dict[str, int]:

@@ -12,7 +12,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, first_line
 from genlab.models.base import iterations_done
 
 PREVIOUS_NAME = "previous.ckpt"
@@ -48,7 +48,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
                 return super().load_checkpoint(path, weights_only=weights_only)
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
         except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
-            reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+            reason = first_line(error, 160)
             fallback = fallback_checkpoint(path)
             hint = f"resume from the previous one: --ckpt_path {fallback}" if fallback else "no other checkpoint is there"
             raise GenlabError(f"checkpoint {path} is truncated or corrupt ({reason}): {hint}") from None

@@ -9,7 +9,7 @@ import torchvision
 
 from genlab.data.base import Split, Splits, TensorDataModule, images_to_unit_range, resolve_data_dir, split_off
 from genlab.data.idx import read_idx
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, first_line
 
 _FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -78,7 +78,7 @@ class MNISTDataModule(TensorDataModule):
             for train in (True, False):
                 self.torchvision_class(os.fspath(self.data_dir), train=train, download=True)
         except Exception as error:  # torchvision raises bare RuntimeError/URLError when offline
-            raise self._not_found(f"download failed: {str(error).splitlines()[0] if str(error) else error!r}") from None
+            raise self._not_found(f"download failed: {first_line(error)}") from None
 
     def load_splits(self) -> Splits:
         if missing := self._missing():

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, first_line
 from genlab.metrics.scores import FrechetDistance, InceptionScore, KernelDistance
 from genlab.metrics.suite import EvaluationPlan, MetricSuite, SuiteResult
 
@@ -80,7 +80,7 @@ def resolve_inception_weights(weights_path: str | None = None, download: bool = 
             _download(WEIGHTS_URL, path, timeout)
             return path
         except Exception as error:  # offline, DNS, timeouts, HTTP errors: all end the same way
-            reason = f"download failed: {str(error).splitlines()[0][:100] if str(error) else type(error).__name__}"
+            reason = f"download failed: {first_line(error, 100)}"
     raise GenlabError(
         f"Inception-v3 weights not found ({reason}): put {WEIGHTS_NAME} (from {WEIGHTS_URL}) in {path.parent}/,"
         " or set weights_path to a copy of it"
@@ -131,7 +131,7 @@ class InceptionFeatures(nn.Module):
             self.network = FeatureExtractorInceptionV3("inception-v3-compat", [feature_layer, "logits_unbiased"],
                                                        feature_extractor_weights_path=os.fspath(weights))
         except Exception as error:
-            reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+            reason = first_line(error)
             raise GenlabError(
                 f"{weights} is not a usable Inception-v3 weights file ({reason}): replace it with {WEIGHTS_NAME}"
                 f" from {WEIGHTS_URL}"

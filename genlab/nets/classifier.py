@@ -21,7 +21,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, first_line
 from genlab.nets.base import keras_dense_init
 
 CHECKPOINT_KEY = "genlab_classifier"
@@ -180,8 +180,8 @@ def load_classifier(path: str | os.PathLike, train_hint: str = TRAIN_HINT) -> Lo
     try:
         checkpoint = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zips, unpickling errors: all mean the file is unusable
-        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
-        raise GenlabError(f"classifier checkpoint {file} is truncated or corrupt ({reason}): retrain it with {hint}") from None
+        raise GenlabError(f"classifier checkpoint {file} is truncated or corrupt ({first_line(error)}): retrain it with"
+                          f" {hint}") from None
     spec = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
     if not spec:
         raise GenlabError(
@@ -195,7 +195,7 @@ def load_classifier(path: str | os.PathLike, train_hint: str = TRAIN_HINT) -> Lo
         network.load_state_dict(weights)
     except RuntimeError as error:
         raise GenlabError(
-            f"classifier checkpoint {file} does not fit its own network settings ({str(error).splitlines()[0][:120]}):"
+            f"classifier checkpoint {file} does not fit its own network settings ({first_line(error)}):"
             f" retrain it with {hint}"
         ) from None
     network.eval().requires_grad_(False)
