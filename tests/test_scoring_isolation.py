@@ -7,15 +7,9 @@ import pytest
 import torch
 
 from tests.conftest import EXPERIMENTS
+from tests.test_metrics import TINY_CLASSIFIER
 
 COMMON = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
-
-TINY_CLASSIFIER = [
-    "--config", str(EXPERIMENTS / "classifier_mnist.yaml"),
-    "--model.init_args.network.init_args.channels=[4, 8]",
-    "--model.init_args.network.init_args.hidden=16",
-    "--data.init_args.batch_size=32", "--data.init_args.val_size=100", "--trainer.max_epochs=1", *COMMON,
-]
 
 METRICS = """
 trainer:
