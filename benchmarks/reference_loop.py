@@ -1,0 +1,170 @@
+"""The reference notebook's VAE and IS classifier as a plain PyTorch loop, and the cross table of IS scores.
+
+    python benchmarks/reference_loop.py train --seeds 0,1,2            # ~3 min per seed and part on 2 cores
+    python benchmarks/reference_loop.py score --genlab-vae lightning_logs/vae_mnist/version_0 \
+        --genlab-classifier lightning_logs/classifier_mnist_reference --genlab-classifier lightning_logs/classifier_mnist
+
+`train` runs the code of reference/001 cells [247]-[256] as written there (MLP VAE with z = 20, encoder fed
+2x - 1, BCE + KL, Adam 1e-3, batch 128, 20 epochs; MLP classifier 784-512-512-10 with F.dropout, RMSprop 1e-3
+alpha 0.9, 20 epochs), on all 60,000 MNIST training images read from the idx files of $GENLAB_DATA_DIR.
+`score` prints the notebook's IS (N(0, I) samples, one split, +1e-10) of every VAE (the loop's, and genlab
+`vae_mnist` runs) under every classifier (the loop's with dropout off, and genlab classifier runs), for the same
+latents: the table in docs/reproduction.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlab.data.base import resolve_data_dir
+from genlab.data.idx import read_idx
+
+Z_DIM = 20
+
+
+class Encoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3, self.fc4 = nn.Linear(784, 512), nn.Linear(512, 256), nn.Linear(256, 128), nn.Linear(128, 2 * Z_DIM)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.fc4(F.relu(self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))))
+        return out[:, :Z_DIM], out[:, Z_DIM:]
+
+
+class Decoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3, self.fc4 = nn.Linear(Z_DIM, 400), nn.Linear(400, 600), nn.Linear(600, 800), nn.Linear(800, 784)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc4(F.relu(self.fc3(F.relu(self.fc2(F.relu(self.fc1(z)))))))
+
+
+class MLPClassifier(nn.Module):
+    """The notebook's classifier; `dropout_at_eval` keeps its F.dropout quirk (active even after .eval())."""
+
+    def __init__(self, dropout_at_eval: bool = True) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(784, 512), nn.Linear(512, 512), nn.Linear(512, 10)
+        self.dropout_at_eval = dropout_at_eval
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        drop = self.training or self.dropout_at_eval
+        x = F.dropout(F.relu(self.fc1(torch.flatten(x, 1))), 0.2, training=drop)
+        return self.fc3(F.dropout(F.relu(self.fc2(x)), 0.2, training=drop))
+
+
+def mnist(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    raw = resolve_data_dir(None) / "MNIST" / "raw"
+    prefix = "train" if split == "train" else "t10k"
+    images = read_idx(raw / f"{prefix}-images-idx3-ubyte").float().div(255).view(-1, 784)
+    return images, read_idx(raw / f"{prefix}-labels-idx1-ubyte").long()
+
+
+def reference_is(probs: torch.Tensor, eps: float = 1e-10) -> float:
+    """The notebook's cell [261]: one split, exp(mean sum p (log(p + eps) - log(p_y + eps)))."""
+    p_y = probs.mean(0, keepdim=True)
+    return float(torch.exp((probs * (torch.log(probs + eps) - torch.log(p_y + eps))).sum(1).mean()))
+
+
+def train(seed: int, out: Path, epochs: int) -> None:
+    torch.manual_seed(seed)
+    images, labels = mnist("train")
+    encoder, decoder = Encoder(), Decoder()
+    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-3)
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        for batch in torch.randperm(len(images)).split(128):
+            x = images[batch]
+            mean, logvar = encoder(2 * x - 1)
+            z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+            recon = F.binary_cross_entropy_with_logits(decoder(z), x, reduction="none").sum(1)
+            kl = -0.5 * torch.sum(1 + logvar - mean.pow(2) - logvar.exp(), 1)
+            loss = torch.mean(recon + kl)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        print(f"seed {seed} VAE epoch {epoch + 1}/{epochs}: batch loss {loss.item():.2f} ({time.perf_counter() - start:.0f} s)",
+              flush=True)
+    classifier = MLPClassifier()
+    optimizer = torch.optim.RMSprop(classifier.parameters(), lr=1e-3, alpha=0.9)
+    for epoch in range(epochs):
+        classifier.train()
+        for batch in torch.randperm(len(images)).split(128):
+            loss = F.cross_entropy(classifier(images[batch]), labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    test_images, test_labels = mnist("test")
+    classifier.eval()
+    with torch.no_grad():
+        accuracy = float((classifier(test_images).argmax(1) == test_labels).float().mean())
+    print(f"seed {seed} classifier: test accuracy {accuracy:.4f} with the notebook's evaluation-time dropout", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save({"decoder": decoder.state_dict(), "classifier": classifier.state_dict()}, out / f"seed{seed}.pt")
+
+
+def genlab_decoder(run: Path) -> nn.Module:
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    decoder = Decoder()
+    names = {"0": "fc1", "2": "fc2", "4": "fc3", "6": "fc4"}  # genlab's MLPDecoder: Linear/ReLU in a Sequential
+    decoder.load_state_dict({f"{names[key.split('.')[2]]}.{key.split('.')[3]}": value for key, value in state.items()
+                             if key.startswith("decoder.net.")})
+    return decoder
+
+
+@torch.no_grad()
+def score(out: Path, genlab_vaes: list[Path], genlab_classifiers: list[Path], samples: list[int]) -> None:
+    from genlab.nets.classifier import load_classifier
+
+    decoders: dict[str, nn.Module] = {}
+    classifiers: dict[str, object] = {}
+    for path in sorted(out.glob("seed*.pt")):
+        state = torch.load(path, weights_only=True)
+        decoders[f"loop VAE {path.stem}"] = Decoder()
+        decoders[f"loop VAE {path.stem}"].load_state_dict(state["decoder"])
+        classifier = MLPClassifier(dropout_at_eval=False)
+        classifier.load_state_dict(state["classifier"])
+        classifiers[f"loop MLP {path.stem}"] = classifier.eval()
+    for run in genlab_vaes:
+        decoders[f"genlab {run}"] = genlab_decoder(run)
+    for folder in genlab_classifiers:
+        network = load_classifier(folder).network
+        classifiers[f"genlab {folder}"] = lambda x01, network=network: network(x01.view(-1, 1, 28, 28) * 2 - 1)
+    print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}; columns: " + " | ".join(classifiers))
+    for count in samples:
+        z = torch.randn(count, Z_DIM, generator=torch.Generator().manual_seed(0))
+        for name, decoder in decoders.items():
+            images = torch.cat([torch.sigmoid(decoder(chunk)) for chunk in z.split(10_000)])
+            row = [reference_is(torch.cat([classify(chunk).double().softmax(1) for chunk in images.split(10_000)]))
+                   for classify in classifiers.values()]
+            print(f"| {count} | {name} | " + " | ".join(f"{value:.3f}" for value in row) + " |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["train", "score"])
+    parser.add_argument("--out", default="reference_loop", help="where the loop's weights go (default: reference_loop/)")
+    parser.add_argument("--seeds", default="0", help="train: comma-separated seeds")
+    parser.add_argument("--epochs", type=int, default=20, help="train: epochs of each part (the notebook: 20)")
+    parser.add_argument("--genlab-vae", action="append", default=[], type=Path, help="score: a genlab vae_mnist run folder")
+    parser.add_argument("--genlab-classifier", action="append", default=[], type=Path,
+                        help="score: a genlab classifier run or experiment folder")
+    parser.add_argument("--samples", default="10000,100000", help="score: sample counts (the notebook: 100000)")
+    args = parser.parse_args()
+    if args.command == "train":
+        for seed in (int(s) for s in args.seeds.split(",")):
+            train(seed, Path(args.out), args.epochs)
+    else:
+        score(Path(args.out), args.genlab_vae, args.genlab_classifier, [int(n) for n in args.samples.split(",")])
+
+
+if __name__ == "__main__":
+    main()
