@@ -13,13 +13,11 @@ What genlab adds to LightningCLI:
 from __future__ import annotations
 
 import os
-import pickle
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -27,14 +25,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from genlab.callbacks.metrics import GenerativeMetrics
 from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.test_results import TestResults
-from genlab.callbacks.checkpoint import (
-    PREVIOUS_NAME,
-    RunCheckpoint,
-    SafeCheckpointIO,
-    fallback_checkpoint,
-    looks_complete,
-)
-from genlab.errors import GenlabError, first_line
+from genlab.callbacks.checkpoint import PREVIOUS_NAME, RunCheckpoint, SafeCheckpointIO, check_checkpoint_file
+from genlab.errors import GenlabError
 
 TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
 _NOISE = ("Does not validate against any of", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
@@ -103,32 +95,6 @@ def find_last_checkpoint(experiment_dir: Path) -> Path:
             " start the run without --ckpt_path, or pass the path of a checkpoint"
         )
     return max(candidates, key=lambda path: (path.stat().st_mtime, _version_number(path.parent.parent)))
-
-
-def check_checkpoint_file(path: Path) -> None:
-    """One line for a `--ckpt_path` that cannot be a genlab checkpoint: missing, a folder, unreadable, not a
-    (complete) PyTorch file, one carrying pickled objects (refused: loading them could run code), or not a
-    Lightning checkpoint. The file is read safely (`weights_only=True`): nothing in it is executed."""
-    fix = "pass a checkpoint a genlab run wrote, or --ckpt_path last"
-    fallback = fallback_checkpoint(path) if path.is_file() else None
-    damaged_fix = f"resume from the previous one: --ckpt_path {fallback}" if fallback else fix
-    if not path.exists():
-        raise GenlabError(f"checkpoint {path} does not exist: check --ckpt_path")
-    if path.is_dir():
-        raise GenlabError(f"checkpoint {path} is a folder, not a checkpoint file: {fix}")
-    if not os.access(path, os.R_OK):
-        raise GenlabError(f"checkpoint {path} cannot be read (permission denied): fix its permissions or {fix}")
-    if not looks_complete(path):
-        raise GenlabError(f"checkpoint {path} is truncated or corrupt, or not a PyTorch checkpoint at all: {damaged_fix}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError:
-        raise GenlabError(f"checkpoint {path} holds pickled Python objects, which genlab never loads (they could run"
-                          f" code): {fix}") from None
-    except Exception as error:  # damaged records inside a complete-looking archive
-        raise GenlabError(f"checkpoint {path} is truncated or corrupt ({first_line(error)}): {damaged_fix}") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise GenlabError(f"checkpoint {path} is a PyTorch file but not a Lightning checkpoint (no state_dict): {fix}")
 
 
 def whole_batch_limits(args: list[str]) -> dict[str, int]:

@@ -4,11 +4,13 @@ and a one-line error naming the file (and the fallback) when a checkpoint cannot
 from __future__ import annotations
 
 import os
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -41,17 +43,39 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         path = Path(path)
-        if not path.is_file():
-            raise GenlabError(f"checkpoint {path} does not exist: check --ckpt_path")
         try:
             if map_location is None:
                 return super().load_checkpoint(path, weights_only=weights_only)
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
-        except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
-            reason = first_line(error, 160)
-            fallback = fallback_checkpoint(path)
-            hint = f"resume from the previous one: --ckpt_path {fallback}" if fallback else "no other checkpoint is there"
-            raise GenlabError(f"checkpoint {path} is truncated or corrupt ({reason}): {hint}") from None
+        except (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError) as error:
+            check_checkpoint_file(path)  # names what the file is, in one line
+            raise GenlabError(f"checkpoint {path} could not be loaded ({first_line(error, 160)})") from None
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """One line for a `--ckpt_path` that cannot be a genlab checkpoint: missing, a folder, unreadable, not a
+    (complete) PyTorch file, one carrying pickled objects (refused: loading them could run code), or not a
+    Lightning checkpoint. The file is read safely (`weights_only=True`): nothing in it is executed."""
+    fix = "pass a checkpoint a genlab run wrote, or --ckpt_path last"
+    fallback = fallback_checkpoint(path) if path.is_file() else None
+    damaged_fix = f"resume from the previous one: --ckpt_path {fallback}" if fallback else fix
+    if not path.exists():
+        raise GenlabError(f"checkpoint {path} does not exist: check --ckpt_path")
+    if path.is_dir():
+        raise GenlabError(f"checkpoint {path} is a folder, not a checkpoint file: {fix}")
+    if not os.access(path, os.R_OK):
+        raise GenlabError(f"checkpoint {path} cannot be read (permission denied): fix its permissions or {fix}")
+    if not looks_complete(path):
+        raise GenlabError(f"checkpoint {path} is truncated or corrupt, or not a PyTorch checkpoint at all: {damaged_fix}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        raise GenlabError(f"checkpoint {path} holds pickled Python objects, which genlab never loads (they could run"
+                          f" code): {fix}") from None
+    except Exception as error:  # damaged records inside a complete-looking archive
+        raise GenlabError(f"checkpoint {path} is truncated or corrupt ({first_line(error)}): {damaged_fix}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise GenlabError(f"checkpoint {path} is a PyTorch file but not a Lightning checkpoint (no state_dict): {fix}")
 
 
 class RunCheckpoint(ModelCheckpoint):
