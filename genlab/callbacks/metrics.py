@@ -179,9 +179,7 @@ class GenerativeMetrics(L.Callback):
         for suite in self.suites:
             suite.prepare(plan)
         for variant in self.samplers:
-            if variant not in pl_module.sampler_variants:
-                raise GenlabError(f"GenerativeMetrics samplers: {type(pl_module).__name__} has no sampler {variant!r};"
-                                  f" it has {list(pl_module.sampler_variants) or 'only its configured one'}")
+            pl_module.check_sampler(variant)  # before training, not at the first evaluation
         self._real_fed = None
         self._real_value_cache = {}
 

@@ -249,7 +249,8 @@ class InceptionMetrics(MetricSuite):
             "weights_sha256": self.weights_sha256,
             "official_weights": self.official_weights,
             "resize": RESIZE,
-            "input": "uint8 by rounding (x + 1) * 127.5, as a PNG stores it; grayscale repeated to 3 channels",
+            "input": "uint8 as a PNG of the sample stores it (torchvision save_image: (x + 1) / 2 * 255 + 0.5,"
+                     " truncated); grayscale repeated to 3 channels",
             "fid": f"Frechet distance of Gaussians fitted to the {self.fid_features}-d pool features (float64,"
                    " unbiased covariances)",
         }

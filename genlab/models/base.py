@@ -291,15 +291,19 @@ class GenerativeModule(GenlabModule):
         """What decides the samples besides the weights and the seed (prior, BatchNorm mode, …), for records."""
         return {"latent_dim": self.latent_dim}
 
+    def check_sampler(self, variant: str) -> None:
+        """One line when `variant` is not one of this model's samplers."""
+        if variant not in self.sampler_variants:
+            raise GenlabError(f"{type(self).__name__} has no sampler {variant!r}; it has"
+                              f" {list(self.sampler_variants) or 'only its configured one'}")
+
     @contextmanager
     def sampler(self, variant: str | None = None) -> Iterator[None]:
         """Sample with `variant` (one of `sampler_variants`) for the duration; None keeps the configured sampler."""
         if variant is None:
             yield
             return
-        if variant not in self.sampler_variants:
-            raise GenlabError(f"{type(self).__name__} has no sampler {variant!r}; it has"
-                              f" {list(self.sampler_variants) or 'only its configured one'}")
+        self.check_sampler(variant)
         configured = getattr(self, self.sampler_setting)
         setattr(self, self.sampler_setting, variant)
         try:
