@@ -6,8 +6,9 @@
 
 Resumable: a run whose fit finished is not trained again, a run that was killed continues with
 `--ckpt_path last`, a run already tested is not tested again. Every run lives in
-`<runs>/lightning_logs/<experiment>-seed<k>/`; `<runs>/results/<experiment>-seed<k>.json` holds what the table
-needs (the test record with its whole protocol, wall time, iterations). Classifiers are trained first, since the
+`<runs>/lightning_logs/<experiment>-seed<k>/`; `<runs>/results/<experiment>-seed<k>.json` marks it done, and its copy
+in `docs/results/` (committed) holds what the table needs (the test record with its whole protocol, wall time,
+iterations): the table is written from `docs/results/`, so rows run on other days or machines stay. Classifiers are trained first, since the
 generators' scores need them. Inception scores are computed only where the official weights file is present
 (checked by SHA-256); otherwise the row says "weights not available" and dcgan_emoji trains without them.
 """
@@ -174,7 +175,8 @@ def _format(values: list[float]) -> str:
     return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
 
 
-def write_table(results: Path, output: Path, docs: Path, inception: bool) -> None:
+def write_table(output: Path, docs: Path, inception: bool) -> None:
+    """The table from the records in `docs` (committed with it), so a row run on another day or machine stays."""
     lines = [
         "# Results",
         "",
@@ -191,7 +193,7 @@ def write_table(results: Path, output: Path, docs: Path, inception: bool) -> Non
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in ROWS:
-        found = [json.loads(path.read_text()) for path in sorted(results.glob(f"{row.name}-seed*.json"))]
+        found = [json.loads(path.read_text()) for path in sorted(docs.glob(f"{row.name}-seed*.json"))]
         found = [entry for entry in found if entry["experiment"] == row.name]
         if not found:
             lines.append(f"| {row.name} | {row.reference} | {row.protocol} | not run yet | | | | | |")
@@ -211,7 +213,7 @@ def write_table(results: Path, output: Path, docs: Path, inception: bool) -> Non
         lines.append(f"| {row.name} | {row.reference} | {row.protocol} | {'; '.join(shown)} |"
                      f" {', '.join(str(entry['seed']) for entry in found)} | {iterations} | {minutes:.1f} min |"
                      f" {rate:.1f} | {grid} |")
-    entries = [json.loads(path.read_text()) for path in results.glob("*.json")]
+    entries = [json.loads(path.read_text()) for path in docs.glob("*.json")]
     capability = sorted({entry.get("cpu_capability") or "?" for entry in entries})
     commits = sorted({entry.get("genlab_commit") or "?" for entry in entries})
     lines += ["", f"Measured on CPUs with capability {', '.join(capability)} (torch.backends.cpu.get_cpu_capability()),"
@@ -247,8 +249,8 @@ def main() -> None:
             row = by_name[name]
             for seed in row.seeds:
                 reproduction.run(row, seed, evaluate=inception or not row.name.endswith("emoji"))
-            write_table(runs / "results", output, docs, inception)
-    write_table(runs / "results", output, docs, inception)
+            write_table(output, docs, inception)
+    write_table(output, docs, inception)
     print(f"reproduce: wrote {output}")
 
 
