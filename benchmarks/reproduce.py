@@ -106,8 +106,8 @@ def official_inception_weights() -> bool:
 
 
 class Reproduction:
-    def __init__(self, runs: Path, docs: Path, extra: list[str]) -> None:
-        self.runs, self.docs, self.extra = runs, docs, extra
+    def __init__(self, runs: Path, docs: Path, extra: list[str], precision: str | None = None) -> None:
+        self.runs, self.docs, self.extra, self.precision = runs, docs, extra, precision
         self.results = runs / "results"
         self.results.mkdir(parents=True, exist_ok=True)
 
@@ -130,6 +130,8 @@ class Reproduction:
         config = ["--config", str(REPO / "experiments" / f"{row.name}.yaml"), f"--seed_everything={seed}",
                   f"--trainer.logger.init_args.name={label}", "--trainer.enable_progress_bar=false",
                   *([] if evaluate else ["--evaluate=false"])]
+        if self.precision and row.needs:  # generators only: the classifiers that score them stay fp32
+            config.append(f"--trainer.precision={self.precision}")
         run_dir = self.runs / "lightning_logs" / label / "version_0"
         timing = run_dir / "reproduce_fit_seconds.json"
         if not (run_dir / "fit.done").is_file():
@@ -152,6 +154,7 @@ class Reproduction:
         toy = run_dir / "toy" / "metrics.jsonl"
         toy_last = json.loads(toy.read_text().splitlines()[-1]) if toy.is_file() else {}
         iterations = printed.get("iteration", 0)
+        trained_in = torch.load(checkpoint, map_location="cpu", weights_only=True).get("genlab_training_precisions")
         fit = json.loads(timing.read_text())
         docs = self.docs
         docs.mkdir(parents=True, exist_ok=True)
@@ -162,7 +165,7 @@ class Reproduction:
         result = json.dumps({
             "experiment": row.name, "seed": seed, "iterations": iterations, "fit_seconds": fit["seconds"],
             "genlab_commit": "/".join(dict.fromkeys(fit.get("commits", []))) or source_version(),
-            "scores": scores, "record": record, "evaluated": evaluate,
+            "scores": scores, "record": record, "evaluated": evaluate, "trained_in_precision": trained_in,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
         }, indent=1)
         (docs / f"{row.name}-seed{seed}.json").write_text(result)
@@ -189,14 +192,15 @@ def write_table(output: Path, docs: Path, inception: bool) -> None:
         "(batches) over the fit's wall time, evaluations included. Where genlab's number differs from the",
         "reference's, `docs/reproduction.md` says why, with the measurements.",
         "",
-        "| experiment | reference | reference protocol | genlab | seeds | iterations | wall time | it/s | grid |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| experiment | reference | reference protocol | genlab | seeds | iterations | trained in | wall time | it/s"
+        " | grid |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in ROWS:
         found = [json.loads(path.read_text()) for path in sorted(docs.glob(f"{row.name}-seed*.json"))]
         found = [entry for entry in found if entry["experiment"] == row.name]
         if not found:
-            lines.append(f"| {row.name} | {row.reference} | {row.protocol} | not run yet | | | | | |")
+            lines.append(f"| {row.name} | {row.reference} | {row.protocol} | not run yet | | | | | | |")
             continue
         shown = []
         for name in row.headline:
@@ -206,12 +210,15 @@ def write_table(output: Path, docs: Path, inception: bool) -> None:
             elif name.startswith("inception/") and not inception:
                 shown.append(f"{name}: weights not available")
         iterations = found[0]["iterations"]
+        # records made before genlab chose precisions automatically were all trained in fp32
+        precisions = sorted({"+".join(entry.get("trained_in_precision") or ["32-true"]) for entry in found})
         minutes = statistics.mean(entry["fit_seconds"] for entry in found) / 60
         rate = statistics.mean(entry["iterations"] / entry["fit_seconds"] for entry in found if entry["fit_seconds"])
         picture = docs / f"{row.name}-seed{found[0]['seed']}.png"
         grid = f"![]({os.path.relpath(picture, output.parent)})" if picture.is_file() else ""
         lines.append(f"| {row.name} | {row.reference} | {row.protocol} | {'; '.join(shown)} |"
-                     f" {', '.join(str(entry['seed']) for entry in found)} | {iterations} | {minutes:.1f} min |"
+                     f" {', '.join(str(entry['seed']) for entry in found)} | {iterations} | {', '.join(precisions)} |"
+                     f" {minutes:.1f} min |"
                      f" {rate:.1f} | {grid} |")
     entries = [json.loads(path.read_text()) for path in docs.glob("*.json")]
     capability = sorted({entry.get("cpu_capability") or "?" for entry in entries})
@@ -230,13 +237,15 @@ def main() -> None:
     parser.add_argument("--output", default=str(REPO / "RESULTS.md"))
     parser.add_argument("--docs", default=str(REPO / "docs" / "results"), help="where final grids and records go")
     parser.add_argument("--table-only", action="store_true", help="only rewrite the table from finished results")
+    parser.add_argument("--precision", help="training precision of the generative models, e.g. 32-true or bf16-mixed"
+                        " (default: genlab's automatic choice; classifiers always as their YAML says)")
     parser.add_argument("--set", action="append", default=[], metavar="ARG",
                         help="an extra genlab argument for every run (e.g. --set=--trainer.max_epochs=1 for a smoke run)")
     args = parser.parse_args()
     runs, docs, output = Path(args.runs).resolve(), Path(args.docs).resolve(), Path(args.output).resolve()
     inception = official_inception_weights()
     if not args.table_only:
-        reproduction = Reproduction(runs, docs, args.set)
+        reproduction = Reproduction(runs, docs, args.set, args.precision)
         by_name = {row.name: row for row in ROWS}
         wanted = args.experiments.split(",") if args.experiments else list(by_name)
         unknown = set(wanted) - set(by_name)

@@ -15,9 +15,11 @@ warm-up.
     python benchmarks/throughput.py --models dcgan_mnist --iterations 60
     python benchmarks/throughput.py --models toy_quadratic,gan_mnist --threads 1
 
-It also prints this machine's measured fp32 (and bf16) matmul peak and, per model, the conv/linear FLOPs of
-one iteration and the fraction of the fp32 peak each side achieves. bf16-mixed is tried for the convolutional
-GANs only where bf16 matmuls are faster than fp32 here (CPUs without AVX-512-BF16/AMX run them ~100x slower).
+It also prints this machine's CPU capability, the precision genlab's automatic choice picks here
+(`genlab.precision`: bf16-mixed only where bf16 is native and measured faster), the measured fp32 (and bf16)
+matmul peak and, per model, the conv/linear FLOPs of one iteration and the fraction of the fp32 peak each side
+achieves. genlab is timed on its default path (the automatic precision) and, where that is not fp32, in fp32
+too, so the ratio of each to the same reference loop is read side by side.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from genlab.data import EmojiDataModule, FashionMNISTDataModule, MNISTDataModule
 from genlab.likelihoods import Bernoulli
 from genlab.models import GAN, VAE
 from genlab.models.base import iterations_done
+from genlab.precision import choose_precision
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 IMAGE_CALLBACKS = (SampleGrid, ToyGANPlots, LatentInterpolation, DenoisingTriplets)
@@ -256,15 +259,14 @@ def flops_per_iteration(step: Callable[[], None]) -> int:
 class Case:
     name: str
     warmup: int
-    bf16_candidate: bool = False  # convolutional: where bf16-mixed could pay on a CPU with native bf16
 
 
 CASES = [
     Case("gan_mnist", 20),
-    Case("dcgan_mnist", 5, bf16_candidate=True),
+    Case("dcgan_mnist", 5),
     Case("vae_mnist", 30),
     Case("toy_quadratic", 200),
-    Case("dcgan_emoji", 20, bf16_candidate=True),
+    Case("dcgan_emoji", 20),
 ]
 
 
@@ -279,7 +281,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="without --iterations: timed seconds per model and side (default %(default)s)")
     parser.add_argument("--warmup", type=int, help="warm-up iterations per side (default: per model, 5-200)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
-    parser.add_argument("--precision", help="genlab's precision for every model, e.g. bf16-mixed (default: the YAML's)")
+    parser.add_argument("--precision", help="genlab's precision for every model, e.g. bf16-mixed (default: the YAML's,"
+                                            " else genlab's automatic choice)")
     args = parser.parse_args(argv)
     known = {case.name for case in CASES}
     args.models = [name.strip() for name in args.models.split(",") if name.strip()]
@@ -302,17 +305,16 @@ def main(argv: list[str] | None = None) -> None:
     fp32 = matmul_peak(torch.float32, 2048, 5)
     bf16_native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     bf16 = bf16_peak(fp32)
-    bf16_pays = bf16_native and bf16 > fp32 and not args.precision
+    auto = choose_precision("cpu")
     print(f"machine: {torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()},"
           f" oneDNN bf16 {'supported' if bf16_native else 'not supported'}")
-    skipped = "" if bf16_pays or args.precision else (
-        " -> bf16-mixed not tried (" + ("slower than fp32 here" if bf16 <= fp32 else "no native bf16") + ")")
-    print(f"matmul peak: fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s{skipped}")
+    print(f"matmul peak: fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s")
+    print(f"automatic precision here: {auto.precision} ({auto.reason})")
     budget_text = (f"{args.iterations} iterations" if args.iterations else f"{args.seconds:g} s") + " timed per side"
     print(f"genlab: YAML as `genlab fit --evaluate=false`, no image callbacks/checkpoints/validation, TensorBoard on;"
           f" {budget_text}" + (f"; genlab precision {args.precision}" if args.precision else ""))
     print()
-    header = (f"{'model':<26}{'reference it/s':>15}{'genlab it/s':>13}{'genlab/ref':>11}"
+    header = (f"{'model':<30}{'reference it/s':>15}{'genlab it/s':>13}{'genlab/ref':>11}"
               f"{'GFLOP/it':>10}{'% fp32 peak ref/genlab':>24}")
     print(header)
     print("-" * len(header))
@@ -324,21 +326,20 @@ def main(argv: list[str] | None = None) -> None:
         budget = Budget(args.warmup if args.warmup is not None else case.warmup, args.iterations, args.seconds)
         with tempfile.TemporaryDirectory() as logs:
             cli = build(config, logs, args.precision)
-            model = cli.model
+            model, default = cli.model, str(cli.trainer.precision)
             reference = gan_reference_step if isinstance(model, GAN) else vae_reference_step
             batches = reference_batches(cli.datamodule, cli.datamodule.batch_size, normalize=isinstance(model, GAN))
             step = reference(model, batches)
             ref_rate, _ = time_reference(step, budget)
-            genlab_rate, _ = time_genlab(cli, budget)
+            variants = [(f"{case.name} ({default})", time_genlab(cli, budget)[0])]
             flops = flops_per_iteration(step)
-            variants = [(case.name, genlab_rate)]
-            if bf16_pays and case.bf16_candidate:
-                cli = build(config, logs, "bf16-mixed")
+            if default != "32-true":
+                cli = build(config, logs, "32-true")
                 cli.model.load_state_dict(model.state_dict())
-                variants.append((f"{case.name} (bf16-mixed)", time_genlab(cli, budget)[0]))
+                variants.append((f"{case.name} (32-true)", time_genlab(cli, budget)[0]))
         for name, rate in variants:
             peak = f"{flops * ref_rate / 1e9 / fp32:.0%} / {flops * rate / 1e9 / fp32:.0%}"
-            print(f"{name:<26}{ref_rate:>15.2f}{rate:>13.2f}{rate / ref_rate:>10.2f}x{flops / 1e9:>10.3g}{peak:>24}",
+            print(f"{name:<30}{ref_rate:>15.2f}{rate:>13.2f}{rate / ref_rate:>10.2f}x{flops / 1e9:>10.3g}{peak:>24}",
                   flush=True)
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
 

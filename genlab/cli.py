@@ -21,12 +21,14 @@ from typing import Any
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_info
 
 from genlab.callbacks.metrics import GenerativeMetrics
 from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.test_results import TestResults
 from genlab.callbacks.checkpoint import PREVIOUS_NAME, RunCheckpoint, SafeCheckpointIO, check_checkpoint_file
 from genlab.errors import GenlabError
+from genlab.precision import choose_precision, remember_choice
 
 TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
 _NOISE = ("Does not validate against any of", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
@@ -157,6 +159,7 @@ class GenlabCLI(LightningCLI):
         trainer_config = (self.config_init[self.subcommand] if self.subcommand else self.config_init)["trainer"]
         for name, count in self._whole_batch_limits.items():
             trainer_config[name] = count
+        self._choose_precision(trainer_config)
         if self._get(self.config_init, "trainer.plugins") is None:
             kwargs.setdefault("plugins", [SafeCheckpointIO()])
         if self._get(self.config_init, "trainer.strategy") == "ddp" and not self.model.automatic_optimization:
@@ -194,6 +197,23 @@ class GenlabCLI(LightningCLI):
             logger.init_args.version = _version_number(run) if _version_number(run) >= 0 else run.name
 
 
+    def _choose_precision(self, trainer_config: dict[str, Any]) -> None:
+        """No `trainer.precision` given: genlab's automatic choice, printed and kept in the saved config."""
+        if trainer_config.get("precision") is not None:
+            return
+        choice = choose_precision(trainer_config.get("accelerator"), self.subcommand or "fit", self.model,
+                                  getattr(self.datamodule, "batch_size", 64))
+        trainer_config["precision"] = choice.precision
+        (self.config[self.subcommand] if self.subcommand else self.config).trainer.precision = choice.precision
+        remember_choice(choice)
+        rank_zero_info(choice.describe())  # beside Lightning's own "Using bfloat16 AMP" line, not on stderr
+
+
+def _is_first_process() -> bool:
+    """Rank zero of the job, known before the Trainer exists (from the launcher's environment)."""
+    return all(int(os.environ.get(name, "0")) == 0 for name in ("LOCAL_RANK", "NODE_RANK"))
+
+
 def user_error(error: BaseException) -> GenlabError | None:
     """The GenlabError behind an exception, if any (jsonargparse wraps errors raised while instantiating)."""
     seen: set[int] = set()
@@ -213,7 +233,7 @@ def main(args: list[str] | None = None) -> None:
     except Exception as error:
         if (cause := user_error(error)) is None:
             raise
-        if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
+        if _is_first_process():
             print(f"genlab: error: {cause}", file=sys.stderr)  # once, not once per DDP process
         raise SystemExit(2) from None
 

@@ -72,3 +72,11 @@ def shared_datasets() -> Path:
     if not (SHARED_DATASETS / "MNIST" / "raw").is_dir():
         pytest.skip("the real datasets in ../shared/datasets are not here")
     return SHARED_DATASETS
+
+
+@pytest.fixture(autouse=True)
+def _fp32_unless_a_test_measures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The automatic precision times the model on this machine; tests must not depend on which CPU runs them,
+    so its probe reports "bf16 does not pay" unless a test (tests/test_precision.py) replaces it."""
+    monkeypatch.setattr("genlab.precision.bf16_speedup", lambda model, batch_size: 1.0)
+    monkeypatch.delenv("GENLAB_AUTO_PRECISION", raising=False)

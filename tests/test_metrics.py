@@ -322,6 +322,7 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
     sampling = fit_records[0]["sampling"]
     assert sampling["seed"] == 0 and sampling["batch_size"] == 40 and sampling["device"] == "cpu"
     assert sampling["processes"] == 1 and sampling["precision"] == "32-true"
+    assert fit_records[0]["trained_in_precision"] == ["32-true"]
     assert sampling["samplers"] == {"configured": {"latent_dim": 10, "noise": "U(-1, 1)",
                                                    "batchnorm": "none (the generator has no BatchNorm)"}}
     real_values = fit_records[0]["real_values"]
@@ -341,6 +342,7 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
     test_record = _records(test_runs[-1])[-1]
     assert test_record["stage"] == "test" and test_record["real_split"] == "test" and test_record["num_real"] == 100
     assert test_record["iteration"] == 20  # the iteration of the checkpoint's weights
+    assert test_record["trained_in_precision"] == ["32-true"]  # from the checkpoint, not the test's precision
     assert "test/classifier/is" in printed
     printed_results = json.loads((test_runs[-1] / "test_results.json").read_text())  # the printed table, for scripts
     assert printed_results["iteration"] == 20

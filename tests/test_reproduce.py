@@ -28,7 +28,7 @@ def test_the_smallest_row_trains_tests_and_lands_in_the_table_and_a_rerun_skips_
     assert result["scores"]["curve_distance"] == last["curve_distance"]
     table = (tmp_path / "RESULTS.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| toy_quadratic |"))
-    assert f"curve_distance {last['curve_distance']:.4g}" in row and "| 150 |" in row
+    assert f"curve_distance {last['curve_distance']:.4g}" in row and "| 150 | 32-true |" in row
     assert "| dcgan_mnist |" in table and "not run yet" in table  # every row is listed
     assert (tmp_path / "docs" / "toy_quadratic-seed0.json").is_file()
 

@@ -265,11 +265,14 @@ class GenerativeMetrics(L.Callback):
                 trainer, model, variant, (real_values or {}).get("scores"))
             scores |= {f"{name}{suffix}": value for name, value in variant_scores.items()}
             extras |= {f"{name}{suffix}": value for name, value in variant_extras.items()}
+        trained_in = list(getattr(model, "training_precisions", []))
+        if stage == "fit" and trained_in[-1:] != [str(trainer.precision)]:
+            trained_in.append(str(trainer.precision))
         return {
             # in `genlab test` the loops start at 0: the iteration is that of the checkpoint's weights
             "iteration": iterations_done(trainer) if stage == "fit" else int(getattr(model, "trained_iterations", 0)),
             "step": trainer.global_step, "epoch": trainer.current_epoch,
-            "stage": stage, "real_split": split,
+            "stage": stage, "real_split": split, "trained_in_precision": trained_in,
             "num_fake": self.num_samples, "num_real": self._real_count,
             "scores": scores, **extras,
             "real_values": real_values,

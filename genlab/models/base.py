@@ -27,6 +27,7 @@ from genlab.rng import collect_rng_states, restore_rng_states
 _RNG_KEY = "genlab_rng_states"
 _ITERATIONS_KEY = "genlab_iterations"  # training batches behind the weights, for `genlab test` records
 _SKIPPED_KEY = "genlab_skipped_updates"
+_PRECISIONS_KEY = "genlab_training_precisions"  # what the weights were trained in, for `genlab test` records
 DIVERGENCE_POLICIES = ("stop", "skip")
 
 
@@ -74,6 +75,17 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
+def update_norms(parameters: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """(norm of the gradients, norm of the weights) of `parameters`, in one fused pass and without a host sync:
+    what the divergence guard checks and the GAN logs, on every update."""
+    gradients = [p.grad for p in parameters if p.grad is not None]
+    norms = torch._foreach_norm([*gradients, *parameters])  # what torch.nn.utils.get_total_norm runs per device
+    if len({norm.device for norm in norms}) > 1:  # a model spread over devices: gather the norms on one
+        norms = [norm.to(parameters[0].device) for norm in norms]
+    grad_norm = torch.linalg.vector_norm(torch.stack(norms[:len(gradients)])) if gradients else torch.zeros(())
+    return grad_norm, torch.linalg.vector_norm(torch.stack(norms[len(gradients):]))
+
+
 def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -113,6 +125,7 @@ class GenlabModule(L.LightningModule):
     """
 
     def setup(self, stage: str) -> None:
+        self._buffer_list = None  # found again for this stage (modules may have been replaced since)
         rank, world_size = _distributed()
         if stage == "fit" and world_size > 1:
             base_seed = int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed()))
@@ -129,6 +142,10 @@ class GenlabModule(L.LightningModule):
             checkpoint[_RNG_KEY] = {"per_rank": [states]}
         checkpoint[_SKIPPED_KEY] = self.skipped_updates
         checkpoint[_ITERATIONS_KEY] = self.iteration
+        precision = str(self.trainer.precision) if self._trainer is not None else "32-true"
+        if not self.training_precisions or self.training_precisions[-1] != precision:
+            self.training_precisions = [*self.training_precisions, precision]
+        checkpoint[_PRECISIONS_KEY] = self.training_precisions
         if self._saving_mid_batch:
             _rewind_batch_progress(checkpoint)
 
@@ -140,6 +157,7 @@ class GenlabModule(L.LightningModule):
             )
         self.skipped_updates = int(checkpoint.get(_SKIPPED_KEY, 0))
         self.trained_iterations = int(checkpoint.get(_ITERATIONS_KEY, 0))
+        self.training_precisions = list(checkpoint.get(_PRECISIONS_KEY, []))
         per_rank = checkpoint.get(_RNG_KEY, {}).get("per_rank")
         if per_rank:
             rank, _ = _distributed()
@@ -149,7 +167,10 @@ class GenlabModule(L.LightningModule):
     #: one line naming the iteration and the side; "skip" leaves that update out and counts it.
     on_divergence: Literal["stop", "skip"] = "stop"
     skipped_updates: int = 0
+    #: the precisions the weights were trained in, in order (a resume may change it), for score records
+    training_precisions: list[str] = []
     _good_buffers: list[Tensor] | None = None
+    _buffer_list: list[Tensor] | None = None
     _update_loss: Tensor | None = None
     _saving_mid_batch: bool = False
 
@@ -158,9 +179,11 @@ class GenlabModule(L.LightningModule):
 
         A non-finite forward pass spoils them before any check can run; `step_is_finite` puts the copies back,
         so a skipped update leaves no trace and a diagnostic checkpoint holds the last good statistics.
-        Models without buffers pay nothing.
+        Models without buffers pay nothing: the list of buffers is found once per stage, not per update.
         """
-        self._good_buffers = [buffer.detach().clone() for buffer in self.buffers()]
+        if self._buffer_list is None:
+            self._buffer_list = list(self.buffers())
+        self._good_buffers = [buffer.detach().clone() for buffer in self._buffer_list] if self._buffer_list else None
 
     def _restore_buffers(self) -> None:
         if self._good_buffers is not None:
@@ -174,27 +197,27 @@ class GenlabModule(L.LightningModule):
         return getattr(plugin, "scaler", None) is not None
 
     def step_is_finite(self, side: str, loss: Tensor | None, parameters: Iterable[Tensor],
-                       grad_norm: Tensor | None = None) -> bool:
+                       norms: tuple[Tensor, Tensor] | None = None) -> bool:
         """Whether an update of `parameters` may go ahead: loss, gradient norm and weight norm all finite.
 
         Call it after backward and before `optimizer.step()`, so the weights are still the last good ones when
-        it stops the run. Costs one host synchronisation (and, under DDP, one all-reduce) per update.
-        `grad_norm` defaults to the norm of the parameters' gradients; under float16 mixed precision
-        gradients are left to the GradScaler. Non-finite weights stop the run even in skip mode: skipping
-        updates cannot repair them.
+        it stops the run. Costs one fused norm pass (pass `norms` from `update_norms` when they are logged
+        anyway) and one host synchronisation (under DDP, one all-reduce) per update; under float16 mixed
+        precision gradients are left to the GradScaler. Non-finite weights stop the run even in skip mode:
+        skipping updates cannot repair them.
         """
-        parameters = list(parameters)
+        grad_norm, weight_norm = norms if norms is not None else update_norms(list(parameters))
         values = {"loss": loss.detach()} if loss is not None else {}
         if not self._grad_scaler_active():
-            gradients = [p.grad for p in parameters if p.grad is not None]
-            values["gradients"] = grad_norm if grad_norm is not None else torch.nn.utils.get_total_norm(gradients)
-        values["weights"] = torch.nn.utils.get_total_norm(parameters)
-        flags = torch.stack([torch.isfinite(value).all().to(self.device) for value in values.values()]).tolist()
-        finite = all(flags)
+            values["gradients"] = grad_norm
+        values["weights"] = weight_norm
+        finite = bool(torch.isfinite(torch.stack([value.float().to(weight_norm.device) for value in values.values()]))
+                      .all())
         if self._trainer is not None and self.trainer.world_size > 1:
             finite = bool(self.trainer.strategy.reduce_boolean_decision(finite, all=True))
         if finite:
             return True
+        flags = [bool(torch.isfinite(value).all()) for value in values.values()]
         self._restore_buffers()
         broken = [name for name, ok in zip(values, flags) if not ok]
         if self.on_divergence == "skip" and "weights" not in broken:
@@ -316,6 +339,11 @@ class GenerativeModule(GenlabModule):
         if self.num_classes == 0:
             return None
         return torch.arange(n, device=self.device) % self.num_classes
+
+    def timing_pass(self, n: int) -> Tensor:
+        """A forward pass through every network one training iteration uses, on random inputs: what
+        `genlab.precision` times (with its backward) in fp32 and in bf16 to choose the automatic precision."""
+        return self.decode(torch.randn(n, self.latent_dim, device=self.device), self.default_labels(n))
 
     def sample(self, n: int, labels: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """n samples in eval mode without gradients; labels default to balanced classes when conditional."""

@@ -11,13 +11,13 @@ from torch import Tensor, nn
 
 from genlab.errors import GenlabError
 from genlab.losses import AdversarialLoss, gradient_penalty, resolve_loss
-from genlab.models.base import GenerativeModule, divergence_policy
+from genlab.models.base import GenerativeModule, divergence_policy, update_norms
 from genlab.nets.base import Discriminator, Generator
 
 
-def gradient_norm(module: nn.Module) -> Tensor:
-    """Total L2 norm of a module's current gradients, as a tensor (fused per device; no host sync)."""
-    return torch.nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None])
+def optimized_parameters(optimizer: torch.optim.Optimizer) -> list[Tensor]:
+    """The parameters an optimizer updates: a list at hand, not a walk over the module tree every update."""
+    return [parameter for group in optimizer.param_groups for parameter in group["params"]]
 
 
 class GAN(GenerativeModule):
@@ -144,6 +144,11 @@ class GAN(GenerativeModule):
             return torch.rand(n, self.latent_dim, generator=generator, device=device) * 2 - 1
         return torch.randn(n, self.latent_dim, generator=generator, device=device)
 
+    def timing_pass(self, n: int) -> Tensor:
+        """The critic's scores of generated images: both networks, as in the generator's step."""
+        labels = self.default_labels(n)
+        return self.discriminator(super().timing_pass(n), labels)
+
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.generator(z, labels if self.num_classes else None)
 
@@ -191,12 +196,14 @@ class GAN(GenerativeModule):
                 logs["loss/gradient_penalty"] = penalty.detach()
             d_optimizer.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
-            logs["grad_norm/d"] = gradient_norm(self.discriminator)
-            if self.step_is_finite("discriminator", d_loss, self.discriminator.parameters(), logs["grad_norm/d"]):
+            d_parameters = optimized_parameters(d_optimizer)
+            norms = update_norms(d_parameters)
+            logs["grad_norm/d"] = norms[0]
+            if self.step_is_finite("discriminator", d_loss, d_parameters, norms):
                 d_optimizer.step()
                 if self.clip_weights is not None:
                     with torch.no_grad():
-                        for parameter in self.discriminator.parameters():
+                        for parameter in d_parameters:
                             parameter.clamp_(-self.clip_weights, self.clip_weights)
             else:
                 d_optimizer.zero_grad(set_to_none=True)
@@ -212,8 +219,10 @@ class GAN(GenerativeModule):
                 g_loss = self.loss.generator(fake_scores)
                 g_optimizer.zero_grad(set_to_none=True)
                 self.manual_backward(g_loss)
-                logs["grad_norm/g"] = gradient_norm(self.generator)
-                if self.step_is_finite("generator", g_loss, self.generator.parameters(), logs["grad_norm/g"]):
+                g_parameters = optimized_parameters(g_optimizer)
+                norms = update_norms(g_parameters)
+                logs["grad_norm/g"] = norms[0]
+                if self.step_is_finite("generator", g_loss, g_parameters, norms):
                     g_optimizer.step()
                 else:
                     g_optimizer.zero_grad(set_to_none=True)

@@ -152,6 +152,10 @@ class VAE(GenerativeModule):
         """Images in [-1, 1]: the likelihood's image (e.g. its mean) for the decoder's logits."""
         return self.likelihood.image(self.decoder(z)) * 2 - 1
 
+    def timing_pass(self, n: int) -> Tensor:
+        """The encoder's means of decoded random codes: both networks."""
+        return self.encode(super().timing_pass(n))[0]
+
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(mean, log-variance) of q(z|x) for images x in [-1, 1]."""
         return self.encoder(x if self.encoder_input == "symmetric" else to_intensities(x))
