@@ -19,7 +19,10 @@ It also prints this machine's CPU capability, the precision genlab's automatic c
 (`genlab.precision`: bf16-mixed only where bf16 is native and measured faster), the measured fp32 (and bf16)
 matmul peak and, per model, the conv/linear FLOPs of one iteration and the fraction of the fp32 peak each side
 achieves. genlab is timed on its default path (the automatic precision) and, where that is not fp32, in fp32
-too, so the ratio of each to the same reference loop is read side by side.
+too, so the ratio of each to the same reference loop is read side by side. For the GANs a third row times the
+reference iteration as a bare manual-optimization LightningModule on genlab's data module (fp32, no logging,
+no divergence guard): the difference to the reference row is Lightning's own per-iteration cost, the
+difference to genlab's fp32 row what genlab adds.
 """
 
 from __future__ import annotations
@@ -160,6 +163,44 @@ def vae_reference_step(model: VAE, batches: Iterator[torch.Tensor]) -> Callable[
         optimizer.step()
 
     return step
+
+
+class BareLightningGAN(L.LightningModule):
+    """The reference GAN iteration as the smallest manual-optimization LightningModule: no divergence guard, no
+    gradient norms, no logging. Trained on genlab's own data module, it measures what Lightning's loop costs,
+    apart from what genlab adds on top of it."""
+
+    def __init__(self, model: GAN) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.generator, self.discriminator = copy.deepcopy(model.generator), copy.deepcopy(model.discriminator)
+        self.source, self.loss = model, model.loss
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.source.discriminator_optimizer(self.discriminator.parameters()),
+                self.source.generator_optimizer(self.generator.parameters())]
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        real = batch[0]
+        d_opt, g_opt = self.optimizers()
+        fake = self.generator(self.source._draw_noise(len(real), None, real.device)).detach()
+        d_loss = self.loss.discriminator(self.discriminator(real), self.discriminator(fake))
+        d_opt.zero_grad()
+        self.manual_backward(d_loss)
+        d_opt.step()
+        g_loss = self.loss.generator(self.discriminator(self.generator(self.source._draw_noise(len(real), None,
+                                                                                             real.device))))
+        g_opt.zero_grad()
+        self.manual_backward(g_loss)
+        g_opt.step()
+
+
+def time_bare_lightning(model: GAN, datamodule: L.LightningDataModule, budget: Budget) -> float:
+    timer = StopAndTime(budget)
+    trainer = L.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[timer], limit_val_batches=0, num_sanity_val_steps=0)
+    trainer.fit(BareLightningGAN(model), datamodule)
+    return timer.rate
 
 
 # --------------------------------------------------------------------------- timing
@@ -332,6 +373,8 @@ def main(argv: list[str] | None = None) -> None:
             step = reference(model, batches)
             ref_rate, _ = time_reference(step, budget)
             variants = [(f"{case.name} ({default})", time_genlab(cli, budget)[0])]
+            if isinstance(model, GAN) and not args.precision:  # where the loop's own cost shows: tiny networks
+                variants.append((f"{case.name} (bare Lightning)", time_bare_lightning(model, cli.datamodule, budget)))
             flops = flops_per_iteration(step)
             if default != "32-true":
                 cli = build(config, logs, "32-true")
