@@ -55,7 +55,6 @@ from genlab.data import EmojiDataModule, FashionMNISTDataModule, MNISTDataModule
 from genlab.likelihoods import Bernoulli
 from genlab.models import GAN, VAE
 from genlab.models.base import iterations_done
-from genlab.precision import choose_precision
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 IMAGE_CALLBACKS = (SampleGrid, ToyGANPlots, LatentInterpolation, DenoisingTriplets)
@@ -346,11 +345,11 @@ def main(argv: list[str] | None = None) -> None:
     fp32 = matmul_peak(torch.float32, 2048, 5)
     bf16_native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     bf16 = bf16_peak(fp32)
-    auto = choose_precision("cpu")
     print(f"machine: {torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()},"
           f" oneDNN bf16 {'supported' if bf16_native else 'not supported'}")
     print(f"matmul peak: fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s")
-    print(f"automatic precision here: {auto.precision} ({auto.reason})")
+    print("genlab's default path: the automatic precision, chosen per model by timing its networks in bf16 and"
+          " fp32 (each row names the precision it ran)")
     budget_text = (f"{args.iterations} iterations" if args.iterations else f"{args.seconds:g} s") + " timed per side"
     print(f"genlab: YAML as `genlab fit --evaluate=false`, no image callbacks/checkpoints/validation, TensorBoard on;"
           f" {budget_text}" + (f"; genlab precision {args.precision}" if args.precision else ""))

@@ -9,7 +9,8 @@ user should not have to know which one they are on.
 - CUDA: bf16-mixed where the GPU has native bf16 (Ampere and newer), else fp32.
 - CPU: bf16-mixed only where oneDNN reports native bf16 *and* the model's own networks (`timing_pass`), forward and
   backward under autocast at the training batch size, is measured at least `MIN_SPEEDUP` times faster than in fp32
-  (`bf16_speedup`, under a second); else fp32. Models without a generator (the classifiers) train in fp32.
+  (`bf16_speedup`, under a few seconds, measured once per machine kind, network and batch size and kept in
+  `~/.cache/genlab`, so one command always makes the same choice on one machine); else fp32. Models without a generator (the classifiers) train in fp32.
 - Anything else (MPS, XLA …): fp32.
 
 The choice is printed at start and written into the run's `config.yaml` (as `trainer.precision`) and into every
@@ -20,10 +21,13 @@ inherit the first process's choice (through `CHOICE_VARIABLE`), so all ranks tra
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -86,10 +90,40 @@ def choose_precision(accelerator: str | None, subcommand: str | None = "fit",
         return PrecisionChoice("32-true", f"CPU {capability} without native bf16")
     if model is None or not hasattr(model, "timing_pass"):
         return PrecisionChoice("32-true", f"CPU {capability}: bf16 is measured on generative models only")
-    speedup = bf16_speedup(model, batch_size)
+    speedup = remembered_speedup(model, batch_size)
     if speedup < MIN_SPEEDUP:
         return PrecisionChoice("32-true", f"CPU {capability}: bf16 measured {speedup:.2f}x fp32, below {MIN_SPEEDUP}x")
     return PrecisionChoice("bf16-mixed", f"CPU {capability} with native bf16, measured {speedup:.1f}x fp32")
+
+
+def cache_file() -> Path:
+    """Where measured speedups are kept: $GENLAB_CACHE_DIR, else $XDG_CACHE_HOME/genlab, else ~/.cache/genlab."""
+    folder = os.environ.get("GENLAB_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"),
+                                                         "genlab")
+    return Path(folder) / "bf16_speedups.json"
+
+
+def remembered_speedup(model: torch.nn.Module, batch_size: int) -> float:
+    """`bf16_speedup`, measured once per machine kind, torch version, network and batch size and then read back:
+    a model near `MIN_SPEEDUP` would otherwise train in bf16 one day and in fp32 the next, from one command."""
+    fingerprint = f"{torch.backends.cpu.get_cpu_capability()} {torch.__version__} {batch_size} {model!r}"
+    key = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+    path = cache_file()
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known.get(key), float):
+        return known[key]
+    speedup = bf16_speedup(model, batch_size)
+    try:  # a cache that cannot be written only means measuring again next time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(json.dumps({**known, key: speedup}))
+        partial.replace(path)
+    except OSError:
+        pass
+    return speedup
 
 
 def remember_choice(choice: PrecisionChoice) -> None:

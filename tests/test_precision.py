@@ -91,6 +91,19 @@ def test_test_evaluates_in_fp32_even_where_training_would_use_bf16(native_bf16, 
     assert checkpoint["genlab_training_precisions"] == ["bf16-mixed"]  # what score records quote
 
 
+def test_a_measurement_is_made_once_per_network_and_batch_size_and_then_read_back(monkeypatch):
+    calls = _measured(monkeypatch, 2.0)
+    model = GAN(generator=MLPGenerator(latent_dim=4, hidden=[8], out_shape=[1, 4, 4]),
+                discriminator=MLPDiscriminator(in_shape=[1, 4, 4], hidden=[8]))
+    assert precision.remembered_speedup(model, 16) == 2.0
+    _measured(monkeypatch, 1.0)  # a second measurement would now say otherwise: the first one stands
+    assert precision.remembered_speedup(model, 16) == 2.0
+    wider = GAN(generator=MLPGenerator(latent_dim=4, hidden=[9], out_shape=[1, 4, 4]),
+                discriminator=MLPDiscriminator(in_shape=[1, 4, 4], hidden=[8]))
+    assert precision.remembered_speedup(wider, 16) == 1.0 and precision.remembered_speedup(model, 32) == 1.0
+    assert calls == [16]
+
+
 def test_a_ddp_child_process_takes_the_first_process_choice(monkeypatch):
     monkeypatch.setenv(precision.CHOICE_VARIABLE, "bf16-mixed|chosen by rank 0")
     monkeypatch.setenv("LOCAL_RANK", "1")
