@@ -105,7 +105,9 @@ def source_version() -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    # the table and records this script writes itself are not changes to the code
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!RESULTS.md", ":!docs/results")
+    return commit + ("+changes" if changed else "")
 
 
 def official_inception_weights() -> bool:

@@ -1,21 +1,25 @@
-"""The automatic precision: bf16-mixed where this machine runs it natively and faster, fp32 everywhere else.
+"""The automatic fast path: precision and memory layout chosen by timing the model on this machine.
 
-A `genlab fit` that names no `trainer.precision` gets the choice below; an explicit precision (YAML or command
-line) always wins. `test`, `validate` and `predict` default to fp32, so a checkpoint scores the same on every
-machine. The reason matters more than the few seconds it costs to find out: on a CPU without native bf16
-(AVX2 only) bf16 matmuls are ~70x slower than fp32, on one with AVX-512-BF16/AMX they are ~2-4x faster, and a
-user should not have to know which one they are on.
+A `genlab fit` that names no `trainer.precision` gets the precision chosen below; `memory_format: auto` (the
+default) gets the layout. An explicit setting always wins. `test`, `validate` and `predict` default to fp32, so
+a checkpoint scores the same on every machine. The reason matters more than the seconds it costs to find out:
+on a CPU without native bf16 (AVX2 only) bf16 matmuls are ~70x slower than fp32, on one with AVX-512-BF16/AMX
+they are ~2-4x faster, and oneDNN's convolutions run faster in channels-last layout there; a user should not
+have to know which machine they are on.
 
-- CUDA: bf16-mixed where the GPU has native bf16 (Ampere and newer), else fp32.
-- CPU: bf16-mixed only where oneDNN reports native bf16 *and* the model's own networks (`timing_pass`), forward and
-  backward under autocast at the training batch size, is measured at least `MIN_SPEEDUP` times faster than in fp32
-  (`bf16_speedup`, under a few seconds, measured once per machine kind, network and batch size and kept in
-  `~/.cache/genlab`, so one command always makes the same choice on one machine); else fp32. Models without a generator (the classifiers) train in fp32.
-- Anything else (MPS, XLA …): fp32.
+- CUDA: bf16-mixed where the GPU has native bf16 (Ampere and newer), else fp32; the layout is left contiguous.
+- CPU: the model's own networks (`timing_pass`), forward and backward at the training batch size, are timed in
+  fp32 and, where oneDNN reports native bf16, in bf16 autocast, each in contiguous and (for convolutional
+  models) channels-last layout (`measure_paths`, a few seconds). bf16-mixed is chosen only where its best layout
+  is at least `MIN_SPEEDUP` times faster than fp32's best; channels-last only where it beats contiguous by
+  `MIN_LAYOUT_GAIN`. Measured once per machine kind, torch version, network and batch size and kept in
+  `~/.cache/genlab`, so one command makes the same choice on one machine every time. Models without a
+  `timing_pass` (the classifiers) train in fp32, contiguous.
+- Anything else (MPS, XLA …): fp32, contiguous.
 
-The choice is printed at start and written into the run's `config.yaml` (as `trainer.precision`) and into every
-score record, so a number always says what precision produced it. Processes that Lightning starts for DDP
-inherit the first process's choice (through `CHOICE_VARIABLE`), so all ranks train in the same precision.
+The choice is printed at start and written into the run's `config.yaml` (`trainer.precision`, `memory_format`),
+the checkpoints and every score record (`trained_in_precision`). Processes that Lightning starts for DDP inherit
+the first process's choice (through `CHOICE_VARIABLE`), so all ranks train alike.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import copy
 import hashlib
 import json
 import os
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,98 +37,154 @@ import torch
 from genlab.rng import isolated_rng
 
 #: bf16 on a CPU must pay clearly: a probe speedup of 1.5 was ~1.3x per whole training iteration on an
-#: AVX-512-BF16 CPU (benchmarks/throughput.py), below it the gain is small and not worth a second numerics
+#: AVX-512-BF16 CPU (benchmarks/throughput.py); below it the gain is small and not worth a second numerics
 MIN_SPEEDUP = 1.5
-CHOICE_VARIABLE = "GENLAB_AUTO_PRECISION"  # "bf16-mixed|why" set by the first process, read by DDP children
+#: channels-last must beat contiguous by this much: below it the layout conversions eat the gain
+MIN_LAYOUT_GAIN = 1.1
+CHOICE_VARIABLE = "GENLAB_AUTO_PRECISION"  # "precision|layout|why" set by the first process, read by DDP children
+FP32, BF16 = "32-true", "bf16-mixed"
+CONTIGUOUS, CHANNELS_LAST = "contiguous", "channels_last"
 
 
 @dataclass(frozen=True)
-class PrecisionChoice:
+class FastPath:
     precision: str  # a Lightning precision: "bf16-mixed" or "32-true"
+    memory_format: str  # "contiguous" or "channels_last"
     reason: str
 
     def describe(self) -> str:
-        return f"genlab: precision {self.precision} (automatic: {self.reason}; --trainer.precision overrides it)"
+        return (f"genlab: precision {self.precision}, memory format {self.memory_format} (automatic: {self.reason};"
+                " --trainer.precision and --memory_format override it)")
 
 
-def bf16_speedup(model: torch.nn.Module, batch_size: int, passes: int = 9) -> float:
-    """fp32 time / bf16-autocast time of the model's own networks (its `timing_pass`), forward and backward, at
-    the training batch size on the CPU: whether bf16 pays depends on the layer sizes (a 2-D toy GAN's tiny
-    layers lose to the casts, a DCGAN's convolutions gain ~2x). Medians of `passes` alternating passes, so a
-    busy neighbour on the machine moves both sides alike. A copy is timed, with the random-number streams put
-    back afterwards, so the run itself is untouched."""
-    times: dict[bool, list[float]] = {False: [], True: []}
+def _is_convolutional(model: torch.nn.Module) -> bool:
+    return any(parameter.dim() == 4 for parameter in model.parameters())
+
+
+def _optimizers(module: torch.nn.Module) -> list[torch.optim.Optimizer]:
+    """The optimizers `configure_optimizers` builds (a list, one, or Lightning's dict forms); none if it cannot."""
+    try:
+        built = module.configure_optimizers()
+    except Exception:  # noqa: BLE001 - a module that needs its trainer to build optimizers is timed without them
+        return []
+    built = built if isinstance(built, (list, tuple)) else [built]
+    found = [entry.get("optimizer") if isinstance(entry, dict) else entry for entry in built]
+    return [optimizer for optimizer in found if isinstance(optimizer, torch.optim.Optimizer)]
+
+
+def measure_paths(model: torch.nn.Module, batch_size: int, bf16: bool, passes: int = 3) -> dict[str, float]:
+    """Seconds per forward and backward pass of the model's own networks (its `timing_pass`) at the training batch
+    size on the CPU, followed by a step of each of its optimizers (the same cost on every path, as in training,
+    where it dilutes what bf16 gains), per path "<precision> <layout>": fp32 and (if `bf16`) bf16 autocast,
+    contiguous and (for convolutional models) channels-last. Whether a path pays depends on the layer sizes: a
+    2-D toy GAN's tiny layers lose to bf16's casts, a DCGAN's convolutions gain ~2x.
+
+    Each path runs in a block of `passes` after one warm-up pass, as training runs it (paths timed in turns,
+    pass by pass, hide channels-last's gain: oneDNN then keeps switching layouts); the blocks go forward, then
+    backward, and each path's fastest pass counts (interference from a busy neighbour only ever adds time). Copies
+    are timed, with the random-number streams put back afterwards, so the run itself is untouched."""
+    precisions = [FP32, BF16] if bf16 else [FP32]
+    layouts = [CONTIGUOUS, CHANNELS_LAST] if _is_convolutional(model) else [CONTIGUOUS]
+    paths = [(precision, layout) for precision in precisions for layout in layouts]
+    times: dict[tuple[str, str], list[float]] = {path: [] for path in paths}
     with isolated_rng():
-        probe = copy.deepcopy(model).cpu().train()
-        for index in range(2 * (passes + 1)):
-            autocast = bool(index % 2)
-            start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                output = probe.timing_pass(batch_size)
-            output.float().square().mean().backward()
-            probe.zero_grad(set_to_none=True)
-            if index >= 2:  # the first pass of each side warms up
-                times[autocast].append(time.perf_counter() - start)
-    return statistics.median(times[False]) / statistics.median(times[True])
-
-
-def choose_precision(accelerator: str | None, subcommand: str | None = "fit",
-                     model: torch.nn.Module | None = None, batch_size: int = 64) -> PrecisionChoice:
-    """The automatic precision for training `model` on `accelerator` (Lightning's name: "auto", "cpu", "gpu" …)."""
-    if subcommand != "fit":
-        return PrecisionChoice("32-true", f"genlab {subcommand} evaluates in fp32, the same on every machine")
-    inherited = os.environ.get(CHOICE_VARIABLE)
-    if inherited and "|" in inherited and int(os.environ.get("LOCAL_RANK", "0")) > 0:  # a DDP child process
-        precision, reason = inherited.split("|", 1)
-        return PrecisionChoice(precision, reason)
-    accelerator = (accelerator or "auto").lower()
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
-            return PrecisionChoice("bf16-mixed", f"{torch.cuda.get_device_name()} has native bf16")
-        return PrecisionChoice("32-true", "the GPU has no native bf16")
-    if accelerator not in ("cpu", "auto"):
-        return PrecisionChoice("32-true", f"accelerator {accelerator}")
-    capability = torch.backends.cpu.get_cpu_capability()
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return PrecisionChoice("32-true", f"CPU {capability} without native bf16")
-    if model is None or not hasattr(model, "timing_pass"):
-        return PrecisionChoice("32-true", f"CPU {capability}: bf16 is measured on generative models only")
-    speedup = remembered_speedup(model, batch_size)
-    if speedup < MIN_SPEEDUP:
-        return PrecisionChoice("32-true", f"CPU {capability}: bf16 measured {speedup:.2f}x fp32, below {MIN_SPEEDUP}x")
-    return PrecisionChoice("bf16-mixed", f"CPU {capability} with native bf16, measured {speedup:.1f}x fp32")
+        contiguous = copy.deepcopy(model).cpu().train()
+        probes = {CONTIGUOUS: contiguous}
+        if CHANNELS_LAST in layouts:
+            probes[CHANNELS_LAST] = copy.deepcopy(contiguous).to(memory_format=torch.channels_last)
+        optimizers = {layout: _optimizers(probe) for layout, probe in probes.items()}
+        for precision, layout in [*paths, *reversed(paths)]:
+            probe = probes[layout]
+            for index in range(passes + 1):
+                start = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == BF16):
+                    output = probe.timing_pass(batch_size)
+                output.float().square().mean().backward()
+                for optimizer in optimizers[layout]:
+                    optimizer.step()
+                probe.zero_grad(set_to_none=True)
+                if index:
+                    times[precision, layout].append(time.perf_counter() - start)
+    return {f"{precision} {layout}": min(values) for (precision, layout), values in times.items()}
 
 
 def cache_file() -> Path:
-    """Where measured speedups are kept: $GENLAB_CACHE_DIR, else $XDG_CACHE_HOME/genlab, else ~/.cache/genlab."""
+    """Where measurements are kept: $GENLAB_CACHE_DIR, else $XDG_CACHE_HOME/genlab, else ~/.cache/genlab."""
     folder = os.environ.get("GENLAB_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"),
                                                          "genlab")
-    return Path(folder) / "bf16_speedups.json"
+    return Path(folder) / "fast_paths.json"
 
 
-def remembered_speedup(model: torch.nn.Module, batch_size: int) -> float:
-    """`bf16_speedup`, measured once per machine kind, torch version, network and batch size and then read back:
-    a model near `MIN_SPEEDUP` would otherwise train in bf16 one day and in fp32 the next, from one command."""
-    fingerprint = f"{torch.backends.cpu.get_cpu_capability()} {torch.__version__} {batch_size} {model!r}"
+def remembered_paths(model: torch.nn.Module, batch_size: int, bf16: bool) -> dict[str, float]:
+    """`measure_paths`, measured once per machine kind, torch version, network and batch size, then read back: a
+    model near a threshold would otherwise train one way one day and the other way the next, from one command."""
+    fingerprint = f"{torch.backends.cpu.get_cpu_capability()} {torch.__version__} {batch_size} {bf16} {model!r}"
     key = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
     path = cache_file()
     try:
         known = json.loads(path.read_text())
     except (OSError, ValueError):
         known = {}
-    if isinstance(known.get(key), float):
+    if isinstance(known.get(key), dict):
         return known[key]
-    speedup = bf16_speedup(model, batch_size)
+    measured = measure_paths(model, batch_size, bf16)
     try:  # a cache that cannot be written only means measuring again next time
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.partial")
-        partial.write_text(json.dumps({**known, key: speedup}))
+        partial.write_text(json.dumps({**known, key: measured}))
         partial.replace(path)
     except OSError:
         pass
-    return speedup
+    return measured
 
 
-def remember_choice(choice: PrecisionChoice) -> None:
+def _fastest_layout(times: dict[str, float], precision: str) -> tuple[str, float]:
+    contiguous = times[f"{precision} {CONTIGUOUS}"]
+    channels_last = times.get(f"{precision} {CHANNELS_LAST}", float("inf"))
+    if channels_last * MIN_LAYOUT_GAIN <= contiguous:
+        return CHANNELS_LAST, channels_last
+    return CONTIGUOUS, contiguous
+
+
+def choose_fast_path(accelerator: str | None, subcommand: str | None = "fit", model: torch.nn.Module | None = None,
+                     batch_size: int = 64, precision: str | None = None) -> FastPath:
+    """The automatic path for training `model` on `accelerator` (Lightning's name: "auto", "cpu", "gpu" …);
+    `precision` given by the user is kept, and only the layout is chosen for it."""
+    inherited = os.environ.get(CHOICE_VARIABLE, "").split("|", 2)
+    if len(inherited) == 3 and int(os.environ.get("LOCAL_RANK", "0")) > 0:  # a DDP child process
+        return FastPath(*inherited)
+    if subcommand != "fit":
+        return FastPath(precision or FP32, CONTIGUOUS, f"genlab {subcommand} evaluates the same on every machine")
+    accelerator = (accelerator or "auto").lower()
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        if precision is not None:
+            return FastPath(precision, CONTIGUOUS, "precision given")
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+            return FastPath(BF16, CONTIGUOUS, f"{torch.cuda.get_device_name()} has native bf16")
+        return FastPath(FP32, CONTIGUOUS, "the GPU has no native bf16")
+    if accelerator not in ("cpu", "auto"):
+        return FastPath(precision or FP32, CONTIGUOUS, f"accelerator {accelerator}")
+    capability = torch.backends.cpu.get_cpu_capability()
+    if model is None or not hasattr(model, "timing_pass"):
+        return FastPath(precision or FP32, CONTIGUOUS, f"CPU {capability}: only generative models are timed")
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    wanted = {FP32: FP32, "32": FP32, 32: FP32, BF16: BF16, "bf16": BF16}.get(precision or FP32)
+    times = remembered_paths(model, batch_size, bf16=(native and precision is None) or wanted == BF16)
+    if precision is not None:
+        if wanted is None:  # fp16, fp64 …: not timed, the layout stays
+            return FastPath(precision, CONTIGUOUS, "precision given")
+        layout, _ = _fastest_layout(times, wanted)
+        return FastPath(precision, layout, f"CPU {capability}, precision given")
+    fp32_layout, fp32_time = _fastest_layout(times, FP32)
+    if not native:
+        return FastPath(FP32, fp32_layout, f"CPU {capability} without native bf16")
+    bf16_layout, bf16_time = _fastest_layout(times, BF16)
+    speedup = fp32_time / bf16_time
+    if speedup < MIN_SPEEDUP:
+        return FastPath(FP32, fp32_layout, f"CPU {capability}: bf16 measured {speedup:.2f}x fp32, below {MIN_SPEEDUP}x")
+    return FastPath(BF16, bf16_layout, f"CPU {capability} with native bf16, measured {speedup:.1f}x fp32")
+
+
+def remember_choice(choice: FastPath) -> None:
     """Hand the choice to the processes Lightning launches for DDP (they inherit the environment)."""
-    os.environ[CHOICE_VARIABLE] = f"{choice.precision}|{choice.reason}"
+    os.environ[CHOICE_VARIABLE] = f"{choice.precision}|{choice.memory_format}|{choice.reason}"

@@ -77,8 +77,9 @@ def shared_datasets() -> Path:
 @pytest.fixture(autouse=True)
 def _fp32_unless_a_test_measures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The automatic precision times the model on this machine; tests must not depend on which CPU runs them,
-    so its probe reports "bf16 does not pay" unless a test (tests/test_precision.py) replaces it, and its cache
-    of measurements lives in the test's own folder."""
-    monkeypatch.setattr("genlab.precision.bf16_speedup", lambda model, batch_size: 1.0)
+    so its probe reports every path equally fast (fp32, contiguous wins) unless a test (tests/test_precision.py)
+    replaces it, and its cache of measurements lives in the test's own folder."""
+    monkeypatch.setattr("genlab.precision.measure_paths", lambda model, batch_size, bf16: {
+        f"{precision} {layout}": 1.0 for precision in ("32-true", "bf16-mixed") for layout in ("contiguous", "channels_last")})
     monkeypatch.setenv("GENLAB_CACHE_DIR", str(tmp_path / "genlab-cache"))
     monkeypatch.delenv("GENLAB_AUTO_PRECISION", raising=False)

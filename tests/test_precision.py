@@ -1,5 +1,6 @@
-"""The automatic precision: bf16-mixed only where this machine runs the model's networks clearly faster in bf16,
-fp32 otherwise; an explicit precision always wins, and the choice is printed and kept with the run."""
+"""The automatic fast path: bf16-mixed only where this machine runs the model's networks clearly faster in bf16,
+fp32 otherwise, channels-last only where it is measured faster; an explicit setting always wins, and the choice
+is printed and kept with the run."""
 
 import copy
 
@@ -37,15 +38,27 @@ def announced(monkeypatch) -> list[str]:
     return lines
 
 
-def _measured(monkeypatch, speedup: float) -> list:
+def _measured(monkeypatch, speedup: float, channels_last_gain: float = 1.0) -> list:
+    """Replace the timing: bf16 `speedup` times faster than fp32, channels-last `channels_last_gain` times faster
+    than contiguous; returns the batch sizes timed."""
     calls = []
-    monkeypatch.setattr(precision, "bf16_speedup", lambda model, batch_size: calls.append(batch_size) or speedup)
+
+    def measure(model, batch_size, bf16):
+        calls.append(batch_size)
+        return {f"{name} {layout}": 1.0 / (speedup if name == "bf16-mixed" else 1.0)
+                / (channels_last_gain if layout == "channels_last" else 1.0)
+                for name in ("32-true", "bf16-mixed") for layout in ("contiguous", "channels_last")}
+
+    monkeypatch.setattr(precision, "measure_paths", measure)
     return calls
 
 
-def _saved_precision(tmp_path) -> str:
+def _saved(tmp_path, key: str = "precision") -> str:
     config = yaml.safe_load((tmp_path / "lightning_logs" / "gan_mnist" / "version_0" / "config.yaml").read_text())
-    return config["trainer"]["precision"]
+    return config["trainer"]["precision"] if key == "precision" else config[key]
+
+
+_saved_precision = _saved
 
 
 def test_fit_picks_bf16_where_it_is_native_and_measured_faster_prints_it_and_saves_it(
@@ -53,7 +66,7 @@ def test_fit_picks_bf16_where_it_is_native_and_measured_faster_prints_it_and_sav
     calls = _measured(monkeypatch, 2.0)
     run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}")
     assert calls == [16]  # timed once, at the training batch size
-    assert announced[0].startswith("genlab: precision bf16-mixed (automatic: CPU")
+    assert announced[0].startswith("genlab: precision bf16-mixed, memory format contiguous (automatic: CPU")
     assert _saved_precision(tmp_path) == "bf16-mixed"
 
 
@@ -61,23 +74,56 @@ def test_fit_stays_fp32_where_bf16_is_measured_too_slow(native_bf16, monkeypatch
                                                          announced):
     _measured(monkeypatch, precision.MIN_SPEEDUP - 0.01)
     run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}")
-    assert announced[0].startswith("genlab: precision 32-true (automatic: CPU")
+    assert announced[0].startswith("genlab: precision 32-true, memory format contiguous (automatic: CPU")
     assert _saved_precision(tmp_path) == "32-true"
 
 
-def test_a_cpu_without_native_bf16_is_never_timed_and_trains_fp32(monkeypatch, run_cli, tiny_data, tmp_path):
+def test_a_cpu_without_native_bf16_never_trains_in_bf16(monkeypatch, run_cli, tiny_data, tmp_path):
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    calls = _measured(monkeypatch, 100.0)
+    asked = []
+    monkeypatch.setattr(precision, "measure_paths", lambda model, batch_size, bf16: asked.append(bf16) or {
+        "32-true contiguous": 1.0, "bf16-mixed contiguous": 0.01})  # bf16 timed anyway would look 100x faster
     run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}")
-    assert calls == [] and _saved_precision(tmp_path) == "32-true"
+    assert asked == [False] and _saved_precision(tmp_path) == "32-true"
 
 
-def test_an_explicit_precision_wins_and_nothing_is_timed(native_bf16, monkeypatch, run_cli, tiny_data, tmp_path,
-                                                         announced):
-    calls = _measured(monkeypatch, 100.0)
-    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.precision=32-true")
+def test_explicit_precision_and_memory_format_win_and_nothing_is_timed(native_bf16, monkeypatch, run_cli,
+                                                                        tiny_data, tmp_path, announced):
+    calls = _measured(monkeypatch, 100.0, channels_last_gain=3.0)
+    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.precision=32-true",
+            "--memory_format=contiguous")
     assert calls == [] and announced == []
-    assert _saved_precision(tmp_path) == "32-true"
+    assert _saved_precision(tmp_path) == "32-true" and _saved(tmp_path, "memory_format") == "contiguous"
+
+
+CONV_GAN = [
+    "--config", str(EXPERIMENTS / "dcgan_emoji.yaml"),
+    "--model.init_args.generator.init_args.base_channels=4",
+    "--model.init_args.discriminator.init_args.base_channels=4",
+    "--data.init_args.batch_size=16", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+    "--evaluate=false", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+]
+
+
+def test_channels_last_where_measured_faster_trains_in_that_layout_and_resumes(native_bf16, monkeypatch, run_cli,
+                                                                               tiny_data, tmp_path, announced):
+    _measured(monkeypatch, 1.0, channels_last_gain=precision.MIN_LAYOUT_GAIN + 0.05)
+    run_cli("fit", *CONV_GAN, f"--data.data_dir={tiny_data}")
+    assert "precision 32-true, memory format channels_last" in announced[0]
+    run = tmp_path / "lightning_logs" / "dcgan_emoji" / "version_0"
+    assert yaml.safe_load((run / "config.yaml").read_text())["memory_format"] == "channels_last"
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    weights = [value for value in checkpoint["state_dict"].values() if value.dim() == 4]
+    assert weights and all(value.is_contiguous(memory_format=torch.channels_last) for value in weights)
+    run_cli("fit", *CONV_GAN, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=2", "--ckpt_path=last",
+            "--memory_format=contiguous")  # a checkpoint in one layout loads into the other
+
+
+def test_channels_last_barely_faster_is_not_worth_it(native_bf16, monkeypatch):
+    _measured(monkeypatch, 1.0, channels_last_gain=precision.MIN_LAYOUT_GAIN - 0.05)
+    model = GAN(generator=MLPGenerator(latent_dim=4, hidden=[8], out_shape=[1, 4, 4]),
+                discriminator=MLPDiscriminator(in_shape=[1, 4, 4], hidden=[8]))
+    assert precision.choose_fast_path("cpu", "fit", model, 8).memory_format == "contiguous"
 
 
 def test_test_evaluates_in_fp32_even_where_training_would_use_bf16(native_bf16, monkeypatch, run_cli, tiny_data,
@@ -85,7 +131,7 @@ def test_test_evaluates_in_fp32_even_where_training_would_use_bf16(native_bf16, 
     _measured(monkeypatch, 100.0)
     run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}")
     run_cli("test", *TINY_GAN, f"--data.data_dir={tiny_data}", "--ckpt_path=last")
-    assert announced[-1].startswith("genlab: precision 32-true (automatic: genlab test evaluates in fp32")
+    assert announced[-1].startswith("genlab: precision 32-true, memory format contiguous (automatic: genlab test")
     checkpoint = torch.load(tmp_path / "lightning_logs" / "gan_mnist" / "version_0" / "checkpoints" / "last.ckpt",
                             weights_only=True)
     assert checkpoint["genlab_training_precisions"] == ["bf16-mixed"]  # what score records quote
@@ -95,22 +141,27 @@ def test_a_measurement_is_made_once_per_network_and_batch_size_and_then_read_bac
     calls = _measured(monkeypatch, 2.0)
     model = GAN(generator=MLPGenerator(latent_dim=4, hidden=[8], out_shape=[1, 4, 4]),
                 discriminator=MLPDiscriminator(in_shape=[1, 4, 4], hidden=[8]))
-    assert precision.remembered_speedup(model, 16) == 2.0
+
+    def bf16_speedup(model, batch_size):
+        times = precision.remembered_paths(model, batch_size, bf16=True)
+        return times["32-true contiguous"] / times["bf16-mixed contiguous"]
+
+    assert bf16_speedup(model, 16) == 2.0
     _measured(monkeypatch, 1.0)  # a second measurement would now say otherwise: the first one stands
-    assert precision.remembered_speedup(model, 16) == 2.0
+    assert bf16_speedup(model, 16) == 2.0
     wider = GAN(generator=MLPGenerator(latent_dim=4, hidden=[9], out_shape=[1, 4, 4]),
                 discriminator=MLPDiscriminator(in_shape=[1, 4, 4], hidden=[8]))
-    assert precision.remembered_speedup(wider, 16) == 1.0 and precision.remembered_speedup(model, 32) == 1.0
+    assert bf16_speedup(wider, 16) == 1.0 and bf16_speedup(model, 32) == 1.0
     assert calls == [16]
 
 
 def test_a_ddp_child_process_takes_the_first_process_choice(monkeypatch):
-    monkeypatch.setenv(precision.CHOICE_VARIABLE, "bf16-mixed|chosen by rank 0")
+    monkeypatch.setenv(precision.CHOICE_VARIABLE, "bf16-mixed|channels_last|chosen by rank 0")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert precision.choose_precision("cpu") == precision.PrecisionChoice("bf16-mixed", "chosen by rank 0")
+    assert precision.choose_fast_path("cpu") == precision.FastPath("bf16-mixed", "channels_last", "chosen by rank 0")
     monkeypatch.setenv("LOCAL_RANK", "0")  # the first process measures for itself
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    assert precision.choose_precision("cpu").precision == "32-true"
+    assert precision.choose_fast_path("cpu").precision == "32-true"
 
 
 @pytest.mark.parametrize("build", [
@@ -126,7 +177,8 @@ def test_timing_leaves_the_model_and_the_random_streams_untouched(build, monkeyp
     torch.manual_seed(7)
     expected = torch.rand(3)
     torch.manual_seed(7)
-    speedup = precision.bf16_speedup(model, batch_size=5)
-    assert speedup > 0 and torch.equal(torch.rand(3), expected)
+    times = precision.measure_paths(model, batch_size=5, bf16=True)
+    assert set(times) == {"32-true contiguous", "bf16-mixed contiguous"} and all(t > 0 for t in times.values())
+    assert torch.equal(torch.rand(3), expected)
     assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
     assert all(parameter.grad is None for parameter in model.parameters())
