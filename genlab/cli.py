@@ -28,6 +28,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from genlab.callbacks.metrics import GenerativeMetrics
 from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.test_results import TestResults
+from genlab.callbacks.graceful_stop import EXIT_STATUS, GracefulStop
 from genlab.callbacks.checkpoint import PREVIOUS_NAME, RunCheckpoint, SafeCheckpointIO, check_checkpoint_file
 from genlab.errors import GenlabError
 from genlab.precision import FastPath, choose_fast_path, remember_choice
@@ -156,7 +157,8 @@ class GenlabCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)
         argv = sys.argv[1:] if args is None else args
-        self._whole_batch_limits = whole_batch_limits(list(argv)) if isinstance(argv, (list, tuple)) else {}
+        self._argv = [str(arg) for arg in argv] if isinstance(argv, (list, tuple)) else []
+        self._whole_batch_limits = whole_batch_limits(self._argv)
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
@@ -180,6 +182,8 @@ class GenlabCLI(LightningCLI):
             trainer.callbacks.append(WriteSamples())  # PNGs and a grid in the run folder
         if self.subcommand == "test":
             trainer.callbacks.append(TestResults())  # the printed table as test_results.json
+        if self.subcommand == "fit":
+            trainer.callbacks.append(GracefulStop(resume_command(self._argv)))
         return trainer
 
     def before_instantiate_classes(self) -> None:
@@ -227,6 +231,19 @@ def _is_first_process() -> bool:
     return all(int(os.environ.get(name, "0")) == 0 for name in ("LOCAL_RANK", "NODE_RANK"))
 
 
+def resume_command(argv: list[str]) -> list[str]:
+    """`genlab <argv>` without its --ckpt_path: what to run, plus `--ckpt_path last`, to continue this run."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--ckpt_path":
+            skip = True
+        elif not arg.startswith("--ckpt_path="):
+            kept.append(arg)
+    return ["genlab", *kept]
+
+
 def user_error(error: BaseException) -> GenlabError | None:
     """The GenlabError behind an exception, if any (jsonargparse wraps errors raised while instantiating)."""
     seen: set[int] = set()
@@ -241,8 +258,13 @@ def user_error(error: BaseException) -> GenlabError | None:
 
 def main(args: list[str] | None = None) -> None:
     """Console entry point; `args` lets tests drive the real CLI in-process."""
+    GracefulStop.stopped_by = None
     try:
         GenlabCLI(args=args)
+    except SystemExit:
+        if GracefulStop.stopped_by is not None:  # SIGTERM / SIGINT: not a finished run, whatever Lightning exits with
+            raise SystemExit(EXIT_STATUS[GracefulStop.stopped_by]) from None
+        raise
     except Exception as error:
         if (cause := user_error(error)) is None:
             raise

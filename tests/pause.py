@@ -1,4 +1,5 @@
-"""A callback for crash tests: after a given iteration it sleeps, so the test can SIGKILL the run there."""
+"""A callback for crash tests: after a given iteration it sleeps, so the test can SIGKILL (or SIGTERM) the run
+there; a stop request (SIGTERM, SIGINT) ends the pause."""
 
 import time
 
@@ -13,4 +14,6 @@ class PauseAfterIteration(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
         if iterations_done(trainer) == self.iteration:
-            time.sleep(self.seconds)
+            end = time.monotonic() + self.seconds
+            while time.monotonic() < end and not trainer.received_sigterm:
+                time.sleep(0.05)

@@ -133,6 +133,65 @@ def test_sigkill_then_resume_loses_nothing_since_the_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name, status", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_sigterm_or_sigint_finishes_the_iteration_saves_last_and_resume_is_exact(name, status, tmp_path):
+    """A scheduler's SIGTERM or a Ctrl-C mid-run: the iteration ends, last.ckpt holds it, the exit status says the
+    run did not finish, one line says how to resume, and the resumed run ends bit-identical to an unbroken one."""
+    data = write_tiny_mnist(tmp_path / "data")
+    env = _subprocess_env(data)
+    subprocess.run(_fit_command("--trainer.logger.init_args.name=straight"), cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    stopped = tmp_path / "lightning_logs" / "stopped" / "version_0" / "checkpoints"
+    process = subprocess.Popen(
+        _fit_command("--trainer.logger.init_args.name=stopped", "--checkpoint.every_n_iterations=7",
+                     "--trainer.callbacks+=tests.pause.PauseAfterIteration", "--trainer.callbacks.iteration=8"),
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (stopped / "epoch=1-step=14.ckpt").exists():  # iteration 7; the run then pauses after iteration 8
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its checkpoint"
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(getattr(signal, name))
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == status, stderr[-2000:]
+    last_line = [line for line in stderr.splitlines() if line.startswith("genlab: stopped")]
+    assert last_line == [f"genlab: stopped by {name} after iteration 8; saved {Path('lightning_logs/stopped/version_0/checkpoints/last.ckpt')};"
+                         f" resume with: {' '.join(last_line[0].split('resume with: ')[1:])}"]
+    assert last_line[0].endswith("--ckpt_path last") and "fit --config" in last_line[0]
+    assert load_checkpoint(stopped / "last.ckpt")["global_step"] == 16  # 8 iterations, not the 14 of iteration 7
+    assert load_checkpoint(stopped / "previous.ckpt")["global_step"] == 14
+    subprocess.run(_fit_command("--trainer.logger.init_args.name=stopped", "--ckpt_path=last"), cwd=tmp_path,
+                   env=env, check=True, capture_output=True)
+    straight = load_checkpoint(tmp_path / "lightning_logs" / "straight" / "version_0" / "checkpoints" / "last.ckpt")
+    resumed = load_checkpoint(stopped / "last.ckpt")
+    assert straight["global_step"] == resumed["global_step"] == 30
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+
+
+@pytest.mark.slow
+def test_a_second_signal_exits_at_once_and_leaves_every_checkpoint_whole(tmp_path):
+    data = write_tiny_mnist(tmp_path / "data")
+    process = subprocess.Popen(
+        _fit_command("--trainer.logger.init_args.name=twice", "--checkpoint.every_n_iterations=2",
+                     "--trainer.max_epochs=1000"),
+        cwd=tmp_path, env=_subprocess_env(data), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    folder = tmp_path / "lightning_logs" / "twice" / "version_0" / "checkpoints"
+    deadline = time.monotonic() + 120
+    while not (folder / "last.ckpt").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode == 143
+    for path in folder.glob("*.ckpt"):  # whatever was being written, no file under a real name is half-written
+        assert load_checkpoint(path)["global_step"] > 0, path
+
+
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_writes_once_and_resumes(tmp_path):
     data = write_tiny_mnist(tmp_path / "data", train=112)
     env = _subprocess_env(data)

@@ -113,6 +113,11 @@ class RunCheckpoint(ModelCheckpoint):
                 os.replace(last, last.parent / PREVIOUS_NAME)
         super()._save_last_checkpoint(trainer, monitor_candidates)
 
+    def save_last_now(self, trainer: L.Trainer) -> Path:
+        """Write `last.ckpt` (keeping the old one as `previous.ckpt`) outside the schedule, e.g. on SIGTERM."""
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        return Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning 2.6 writes last.ckpt at the end of a fast_dev_run although it promises not to checkpoint.
         if trainer.fast_dev_run:
