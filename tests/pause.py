@@ -5,6 +5,7 @@ import time
 
 import lightning as L
 
+from genlab.callbacks.graceful_stop import GracefulStop
 from genlab.models.base import iterations_done
 
 
@@ -15,5 +16,6 @@ class PauseAfterIteration(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
         if iterations_done(trainer) == self.iteration:
             end = time.monotonic() + self.seconds
-            while time.monotonic() < end and not trainer.received_sigterm:
+            stops = [callback for callback in trainer.callbacks if isinstance(callback, GracefulStop)]
+            while time.monotonic() < end and not any(stop.received for stop in stops):
                 time.sleep(0.05)

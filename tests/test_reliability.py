@@ -217,6 +217,43 @@ def test_ddp_on_two_cpu_processes_writes_once_and_resumes(tmp_path):
 
 
 @pytest.mark.slow
+def test_sigterm_to_the_first_ddp_process_stops_all_at_one_iteration_and_resume_is_exact(tmp_path):
+    """`kill PID` of a DDP run: only the first process gets the signal, yet both ranks stop after the same
+    iteration, one last.ckpt holds both ranks' random states, and resuming ends bit-identical to an unbroken run."""
+    data = write_tiny_mnist(tmp_path / "data", train=112)
+    env = _subprocess_env(data)
+    ddp = [*GENLAB, "fit", *TINY_GAN, "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
+           "--trainer.max_epochs=4"]
+    subprocess.run([*ddp, "--trainer.logger.init_args.name=straight"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    process = subprocess.Popen(
+        [*ddp, "--trainer.logger.init_args.name=stopped", "--checkpoint.every_n_iterations=4",
+         "--trainer.callbacks+=tests.pause.PauseAfterIteration", "--trainer.callbacks.iteration=5",
+         "--trainer.callbacks.seconds=5"],  # the second rank, never signalled, pauses the full 5 s
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    stopped = tmp_path / "lightning_logs" / "stopped" / "version_0" / "checkpoints"
+    deadline = time.monotonic() + 180
+    while not (stopped / "epoch=1-step=8.ckpt").exists():  # iteration 4; both ranks then pause after iteration 5
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its checkpoint"
+        time.sleep(0.2)
+    time.sleep(1.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    assert sum(line.startswith("genlab: stopped by SIGTERM after iteration 5") for line in stderr.splitlines()) == 1
+    checkpoint = load_checkpoint(stopped / "last.ckpt")
+    assert checkpoint["global_step"] == 2 * 5 and len(checkpoint["genlab_rng_states"]["per_rank"]) == 2
+    subprocess.run([*ddp, "--trainer.logger.init_args.name=stopped", "--ckpt_path=last"], cwd=tmp_path, env=env,
+                   check=True, capture_output=True)
+    straight = load_checkpoint(tmp_path / "lightning_logs" / "straight" / "version_0" / "checkpoints" / "last.ckpt")
+    resumed = load_checkpoint(stopped / "last.ckpt")
+    assert straight["global_step"] == resumed["global_step"] == 2 * 12
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+
+
+@pytest.mark.slow
 def test_vae_trains_and_validates_under_ddp_on_two_cpu_processes(tmp_path):
     data = write_tiny_mnist(tmp_path / "data", train=112)
     vae = ["--config", str(EXPERIMENTS / "vae_mnist.yaml"), "--data.init_args.batch_size=16",

@@ -1,7 +1,12 @@
 """SIGTERM and SIGINT end a fit cleanly: the current iteration finishes, `last.ckpt` is written atomically, one
 line says how to resume, and the exit status says why (143 / 130), so a scheduler never takes a stopped run
 for a finished one. A second signal exits at once; the checkpoints on disk stay whole (each is written under a
-temporary name and then renamed), so at worst the newest iterations are lost, never a file."""
+temporary name and then renamed), so at worst the newest iterations are lost, never a file.
+
+Under DDP the processes agree at the end of every iteration (one all-reduce of a flag) whether any of them was
+signalled, so all stop after the same iteration and write one checkpoint together, whether the scheduler
+signals every process (SLURM) or only the first (`kill PID`, Ctrl-C in a terminal).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,6 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from genlab.callbacks.checkpoint import RunCheckpoint
 from genlab.models.base import iterations_done
-from genlab.runtime import request_stop_after_iteration
 
 EXIT_STATUS = {"SIGTERM": 128 + signal.SIGTERM, "SIGINT": 128 + signal.SIGINT}  # 143, 130: the shells' convention
 
@@ -30,45 +34,57 @@ class GracefulStop(L.Callback):
 
     def __init__(self, command: list[str] | None = None) -> None:
         self.command = command or ["genlab", "fit", "--config", "<your config>"]
-        self._previous_sigint: Any = None
-        self._lightning_sigterm: Any = None
+        self._received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def received(self) -> str | None:
+        """The signal received in this fit, if any (the stop follows at the end of the current iteration)."""
+        return self._received
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Lightning has registered its SIGTERM handler by now (after on_fit_start); genlab's runs before it
-        GracefulStop.stopped_by = None
-        self._lightning_sigterm = signal.getsignal(signal.SIGTERM)
-        self._previous_sigint = signal.getsignal(signal.SIGINT)
+        # Lightning registers its own SIGTERM handler just before this hook; genlab's replaces it (Lightning's
+        # stops each process wherever it gets the signal, which under DDP can leave them one iteration apart)
+        GracefulStop.stopped_by, self._received = None, None
 
         def handler(signum: int, frame: FrameType | None) -> None:
             name = signal.Signals(signum).name
-            if GracefulStop.stopped_by is not None:  # the second signal: at once
-                os._exit(EXIT_STATUS.get(name, 128 + signum))
-            GracefulStop.stopped_by = name
+            if self._received is not None:
+                if trainer.is_global_zero:  # the second signal: at once, taking the other processes along
+                    launcher = trainer.strategy.launcher
+                    if launcher is not None:
+                        launcher.kill(signal.SIGKILL)
+                    os._exit(EXIT_STATUS.get(self._received, 128 + signum))
+                return  # other processes follow the first one
+            self._received = name
             if trainer.is_global_zero:
                 print(f"genlab: {name} received: stopping after this iteration and saving last.ckpt"
                       " (send it again to stop at once)", file=sys.stderr, flush=True)
-            if signum == signal.SIGTERM and callable(self._lightning_sigterm):
-                self._lightning_sigterm(signum, frame)  # Lightning's own: tells the other DDP processes
-            request_stop_after_iteration(trainer)
 
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, handler)
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if GracefulStop.stopped_by is None or not isinstance(exception, SIGTERMException):
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        received = self._received is not None
+        if trainer.world_size > 1:
+            received = bool(trainer.strategy.reduce_boolean_decision(received, all=False))
+        if not received:
             return
+        GracefulStop.stopped_by = self._received or "SIGTERM"  # a process not signalled itself stops with the rest
         checkpoint = trainer.checkpoint_callback
         if isinstance(checkpoint, RunCheckpoint) and checkpoint.dirpath:
-            path = checkpoint.save_last_now(trainer)
-            saved = f"saved {path}"
+            saved = f"saved {checkpoint.save_last_now(trainer)}"  # as a periodic save: resume continues exactly
             resume = shlex.join([*self.command, "--ckpt_path", "last"])
         else:
             saved, resume = "nothing saved (checkpointing is off)", "start it again"
         if trainer.is_global_zero:
             print(f"genlab: stopped by {GracefulStop.stopped_by} after iteration {iterations_done(trainer)}; {saved};"
                   f" resume with: {resume}", file=sys.stderr, flush=True)
+        raise SIGTERMException  # every process here, after the same iteration; `genlab.cli.main` sets the status
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self._previous_sigint is not None:  # Lightning restores SIGTERM itself
-            signal.signal(signal.SIGINT, self._previous_sigint)
-            self._previous_sigint = None
+        for signum, previous in self._previous.items():
+            if previous is not None:
+                signal.signal(signum, previous)
+        self._previous = {}
