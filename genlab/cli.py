@@ -24,13 +24,14 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from genlab.callbacks.metrics import GenerativeMetrics
 from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.test_results import TestResults
 from genlab.callbacks.graceful_stop import EXIT_STATUS, GracefulStop
 from genlab.callbacks.checkpoint import PREVIOUS_NAME, RunCheckpoint, SafeCheckpointIO, check_checkpoint_file
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, first_line
 from genlab.precision import FastPath, choose_fast_path, remember_choice
 
 TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
@@ -186,6 +187,11 @@ class GenlabCLI(LightningCLI):
             trainer.callbacks.append(GracefulStop(resume_command(self._argv)))
         return trainer
 
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
+        if config.get("enable_checkpointing") is False:  # honoured: without genlab's checkpoint section
+            callbacks = [callback for callback in callbacks if not isinstance(callback, RunCheckpoint)]
+        return super()._instantiate_trainer(config, callbacks)
+
     def before_instantiate_classes(self) -> None:
         """Resolve `--ckpt_path last`, and let a resumed fit continue in its checkpoint's own run folder."""
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -265,6 +271,12 @@ def main(args: list[str] | None = None) -> None:
         if GracefulStop.stopped_by is not None:  # SIGTERM / SIGINT: not a finished run, whatever Lightning exits with
             raise SystemExit(EXIT_STATUS[GracefulStop.stopped_by]) from None
         raise
+    except MisconfigurationException as error:  # Lightning refused the trainer settings: a user error too
+        cause = GenlabError(f"Lightning refuses these trainer settings: {first_line(error, 200)}; fix the trainer"
+                            " section of the config or the --trainer.* options")
+        if _is_first_process():
+            print(f"genlab: error: {cause}", file=sys.stderr)
+        raise SystemExit(2) from None
     except Exception as error:
         if (cause := user_error(error)) is None:
             raise

@@ -152,3 +152,19 @@ def test_test_and_predict_without_a_checkpoint_refuse_untrained_weights_unless_a
     assert "--allow_untrained true" in err
     run_cli(subcommand, *TINY_GAN, f"--data.data_dir={tiny_data}", "--allow_untrained=true",
             "--trainer.limit_test_batches=1", "--trainer.limit_predict_batches=1")
+
+
+def test_trainer_settings_lightning_refuses_are_one_line(run_cli, tiny_data, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.limit_train_batches=-1")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("genlab: error: Lightning refuses these trainer settings:")
+    assert "limit_train_batches" in err[0]
+
+
+def test_enable_checkpointing_false_is_honoured_without_genlab_checkpoints(run_cli, tiny_data, tmp_path):
+    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=1",
+            "--trainer.enable_checkpointing=false")
+    run = tmp_path / "lightning_logs" / "gan_mnist" / "version_0"
+    assert (run / "config.yaml").is_file() and not (run / "checkpoints").exists()
