@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import torch
 
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
@@ -32,6 +32,7 @@ from genlab.callbacks.test_results import TestResults
 from genlab.callbacks.graceful_stop import EXIT_STATUS, GracefulStop
 from genlab.callbacks.checkpoint import PREVIOUS_NAME, RunCheckpoint, SafeCheckpointIO, check_checkpoint_file
 from genlab.errors import GenlabError, first_line
+from genlab.run_folder import RunClaim, _version_number
 from genlab.precision import FastPath, choose_fast_path, remember_choice
 
 TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
@@ -79,11 +80,6 @@ class SaveRunConfig(SaveConfigCallback):
                     name = f"config.resume-{resumes}.yaml"
             self.config_filename = trainer.strategy.broadcast(name)
         super().setup(trainer, pl_module, stage)
-
-
-def _version_number(folder: Path) -> int:
-    suffix = folder.name.removeprefix("version_")
-    return int(suffix) if suffix.isdigit() else -1
 
 
 def find_last_checkpoint(experiment_dir: Path) -> Path:
@@ -185,6 +181,7 @@ class GenlabCLI(LightningCLI):
             trainer.callbacks.append(TestResults())  # the printed table as test_results.json
         if self.subcommand == "fit":
             trainer.callbacks.append(GracefulStop(resume_command(self._argv)))
+        trainer.callbacks.append(MarkStarted())
         return trainer
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
@@ -202,9 +199,14 @@ class GenlabCLI(LightningCLI):
                 " newest run of this experiment) or a checkpoint file, or --allow_untrained true to mean it"
             )
         logger = config.trainer.logger
-        if ckpt_path is None or not hasattr(logger, "class_path") or logger.class_path != TENSORBOARD:
-            return  # another logger: Lightning's own meaning of the path applies
+        if not hasattr(logger, "class_path") or logger.class_path != TENSORBOARD:
+            return  # another logger: Lightning's own meaning of the path and folders applies
         experiment_dir = Path(logger.init_args.save_dir) / (logger.init_args.name or "")
+        claims = logger.init_args.get("version") is None and not config.trainer.get("fast_dev_run")
+        if ckpt_path is None:
+            if claims:  # fast_dev_run writes no run folder at all
+                logger.init_args.version = RunClaim.claim(experiment_dir)
+            return
         if ckpt_path == "last":
             config.ckpt_path = os.fspath(find_last_checkpoint(experiment_dir))
             check_checkpoint_file(Path(config.ckpt_path))
@@ -212,6 +214,8 @@ class GenlabCLI(LightningCLI):
         run = checkpoint.parent.parent
         if self.subcommand == "fit" and checkpoint.parent.name == "checkpoints" and run.parent.resolve() == experiment_dir.resolve():
             logger.init_args.version = _version_number(run) if _version_number(run) >= 0 else run.name
+        elif claims:  # a test, a predict, or a fit starting from other weights
+            logger.init_args.version = RunClaim.claim(experiment_dir)
 
 
     def _choose_fast_path(self, trainer_config: dict[str, Any]) -> None:
@@ -230,6 +234,15 @@ class GenlabCLI(LightningCLI):
             rank_zero_info(choice.describe())  # beside Lightning's own "Using bfloat16 AMP" line, not on stderr
         if layout == "channels_last":
             self.model.to(memory_format=torch.channels_last)
+
+
+class MarkStarted(Callback):
+    """Records that work began (an iteration, a test or a prediction): from then on the run folder is kept."""
+
+    def _started(self, *args: Any) -> None:
+        RunClaim.started = True
+
+    on_train_batch_start = on_test_batch_start = on_predict_batch_start = on_validation_batch_start = _started
 
 
 def _is_first_process() -> bool:
@@ -265,6 +278,16 @@ def user_error(error: BaseException) -> GenlabError | None:
 def main(args: list[str] | None = None) -> None:
     """Console entry point; `args` lets tests drive the real CLI in-process."""
     GracefulStop.stopped_by = None
+    RunClaim.reset()
+    try:
+        _run(args)
+    except BaseException:
+        RunClaim.remove_if_unused()  # a run that never started leaves no folder behind
+        raise
+
+
+def _run(args: list[str] | None) -> None:
+    """The CLI with genlab's exits: one line and status 2 for user errors, 143 / 130 after SIGTERM / SIGINT."""
     try:
         GenlabCLI(args=args)
     except SystemExit:

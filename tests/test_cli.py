@@ -168,3 +168,25 @@ def test_enable_checkpointing_false_is_honoured_without_genlab_checkpoints(run_c
             "--trainer.enable_checkpointing=false")
     run = tmp_path / "lightning_logs" / "gan_mnist" / "version_0"
     assert (run / "config.yaml").is_file() and not (run / "checkpoints").exists()
+
+
+def test_a_run_that_stops_before_its_first_iteration_leaves_no_run_folder(run_cli, tiny_data, tmp_path):
+    with pytest.raises(SystemExit):
+        run_cli("fit", *TINY_GAN, f"--data.data_dir={tmp_path / 'empty'}", "--data.download=false")
+    experiment = tmp_path / "lightning_logs" / "gan_mnist"
+    assert list(experiment.glob("version_*")) == []
+    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=1")
+    assert [path.name for path in experiment.glob("version_*")] == ["version_0"]  # no gap left by the failure
+
+
+def test_a_run_folder_taken_by_another_run_meanwhile_is_not_shared(tmp_path, monkeypatch):
+    """Two starts that list the folder at the same moment: the second mkdir fails and takes the next number."""
+    from genlab.run_folder import RunClaim
+
+    experiment = tmp_path / "lightning_logs" / "exp"
+    experiment.mkdir(parents=True)
+    stale_listing = list(experiment.glob("version_*"))  # empty: what both runs saw
+    assert RunClaim.claim(experiment) == 0
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: iter(stale_listing))
+    assert RunClaim.claim(experiment) == 1
+    RunClaim.reset()

@@ -322,3 +322,19 @@ def test_a_ckpt_path_that_is_no_genlab_checkpoint_is_one_line_and_runs_nothing(k
         line = error_line(capsys)
         assert line.startswith(f"genlab: error: checkpoint {path} ") and expected in line, line
     assert not marker.exists()  # nothing in the file was executed
+
+
+@pytest.mark.slow
+def test_two_runs_of_one_experiment_started_together_get_their_own_folders(tmp_path):
+    data = write_tiny_mnist(tmp_path / "data")
+    command = _fit_command("--trainer.max_epochs=1")
+    processes = [subprocess.Popen(command, cwd=tmp_path, env=_subprocess_env(data), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for process in processes:
+        _, stderr = process.communicate(timeout=180)
+        assert process.returncode == 0, stderr[-2000:]
+    runs = sorted((tmp_path / "lightning_logs" / "gan_mnist").iterdir())
+    assert [run.name for run in runs] == ["version_0", "version_1"]
+    for run in runs:  # each its own config and checkpoint, neither overwritten by the other
+        assert (run / "config.yaml").is_file() and not (run / "config.resume-1.yaml").exists()
+        assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 2 * 5
