@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +32,7 @@ from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.test_results import TestResults
 from genlab.callbacks.graceful_stop import EXIT_STATUS, GracefulStop
 from genlab.callbacks.checkpoint import PREVIOUS_NAME, RunCheckpoint, SafeCheckpointIO, check_checkpoint_file
+from genlab.atomic_files import disk_full, disk_full_cause
 from genlab.errors import GenlabError, first_line
 from genlab.run_folder import RunClaim, _version_number
 from genlab.precision import FastPath, choose_fast_path, remember_choice
@@ -279,11 +281,19 @@ def main(args: list[str] | None = None) -> None:
     """Console entry point; `args` lets tests drive the real CLI in-process."""
     GracefulStop.stopped_by = None
     RunClaim.reset()
+    threading.excepthook = _quiet_about_full_disks
     try:
         _run(args)
     except BaseException:
         RunClaim.remove_if_unused()  # a run that never started leaves no folder behind
         raise
+
+
+def _quiet_about_full_disks(args: threading.ExceptHookArgs) -> None:
+    """A writer thread (TensorBoard's) that meets a full disk dies without a traceback: the main thread meets the
+    same error at its next write and answers it in one line."""
+    if args.exc_value is None or disk_full_cause(args.exc_value) is None:
+        threading.__excepthook__(args)
 
 
 def _run(args: list[str] | None) -> None:
@@ -302,7 +312,9 @@ def _run(args: list[str] | None) -> None:
         raise SystemExit(2) from None
     except Exception as error:
         if (cause := user_error(error)) is None:
-            raise
+            if (full := disk_full_cause(error)) is None:
+                raise
+            cause = disk_full(Path(full.filename) if full.filename else None, None)  # e.g. TensorBoard's events
         if _is_first_process():
             print(f"genlab: error: {cause}", file=sys.stderr)  # once, not once per DDP process
         raise SystemExit(2) from None

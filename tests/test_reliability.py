@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from tests.conftest import EXPERIMENTS, REPO, write_tiny_mnist
 from tests.test_cli import TINY_GAN, load_checkpoint
@@ -338,3 +339,74 @@ def test_two_runs_of_one_experiment_started_together_get_their_own_folders(tmp_p
     for run in runs:  # each its own config and checkpoint, neither overwritten by the other
         assert (run / "config.yaml").is_file() and not (run / "config.resume-1.yaml").exists()
         assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 2 * 5
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 2 MB file system (tmpfs), where a run soon fills the disk; skipped where mounting is not allowed."""
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip()[:80]})")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_run_in_one_line_with_every_written_file_whole(small_disk, tmp_path):
+    data = write_tiny_mnist(tmp_path / "data")
+    done = subprocess.run(
+        _fit_command("--trainer.max_epochs=200", "--checkpoint.every_n_iterations=1",
+                     f"--trainer.logger.init_args.save_dir={small_disk}",
+                     "--trainer.callbacks+=genlab.callbacks.SampleGrid", "--trainer.callbacks.every_n_iterations=1"),
+        cwd=tmp_path, env=_subprocess_env(data), capture_output=True, text=True, timeout=300,
+    )
+    errors = [line for line in done.stderr.splitlines() if line.startswith("genlab: error:")]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr[-2000:]
+    assert "no space left on the device for" in errors[0] and "free some space and resume" in errors[0]
+    assert "Traceback" not in done.stderr
+    run = small_disk / "gan_mnist" / "version_0"
+    assert not list(run.rglob("*.partial")) and not list(run.rglob(".*partial"))  # no temporary file left
+    checkpoints = list((run / "checkpoints").glob("*.ckpt"))
+    assert checkpoints and all(load_checkpoint(path)["global_step"] > 0 for path in checkpoints)
+    for grid in (run / "samples").glob("*.png"):
+        with Image.open(grid) as image:
+            image.load()  # decodes: no half-written PNG under a real name
+    newest = max(load_checkpoint(path)["global_step"] for path in checkpoints)
+    epochs = load_checkpoint(max(checkpoints, key=lambda path: load_checkpoint(path)["global_step"]))["epoch"] + 2
+    subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)  # space freed: the run
+    # continues from its newest whole checkpoint
+    resumed = subprocess.run(
+        [*GENLAB, "fit", *TINY_GAN, f"--trainer.max_epochs={epochs}", f"--trainer.logger.init_args.save_dir={small_disk}",
+         "--ckpt_path=last"], cwd=tmp_path, env=_subprocess_env(data), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] > newest
+
+
+def test_a_line_that_does_not_fit_is_not_appended_at_all(small_disk):
+    from genlab.atomic_files import append_jsonl
+    from genlab.errors import GenlabError
+
+    log = small_disk / "metrics.jsonl"
+    append_jsonl(log, {"iteration": 1})
+    before = log.read_bytes()
+    (small_disk / "filler").write_bytes(b"\0" * (2 * 1024 * 1024 - 64 * 1024))  # the disk is nearly full now
+    with pytest.raises(GenlabError, match=r"no space left on the device for .*metrics.jsonl \(0\.\d MB needed"):
+        append_jsonl(log, {"scores": "x" * 200_000})
+    assert log.read_bytes() == before  # no half line
+
+
+def test_a_writer_thread_meeting_a_full_disk_leaves_the_one_line_to_the_main_thread(capsys):
+    import errno
+    import threading
+
+    from genlab.cli import _quiet_about_full_disks
+
+    def run(error: BaseException) -> str:
+        thread = threading.Thread(target=lambda: None)
+        _quiet_about_full_disks(threading.ExceptHookArgs([type(error), error, None, thread]))
+        return capsys.readouterr().err
+
+    assert run(OSError(errno.ENOSPC, "No space left on device")) == ""
+    assert "ValueError: a real bug" in run(ValueError("a real bug"))  # other errors are shown as before

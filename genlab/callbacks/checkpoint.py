@@ -3,6 +3,7 @@ and a one-line error naming the file (and the fallback) when a checkpoint cannot
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import zipfile
@@ -14,6 +15,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from genlab.atomic_files import write_bytes
 from genlab.errors import GenlabError, first_line
 from genlab.models.base import iterations_done
 
@@ -39,7 +41,16 @@ def looks_complete(path: Path) -> bool:
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint IO (atomic writes through a temporary file), with readable load errors."""
+    """Lightning's checkpoint IO with readable load errors, and local saves through `genlab.atomic_files`: whole or
+    not at all, and a full disk named in one line with the size the checkpoint needed."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):  # remote file systems: Lightning's own writer
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_bytes(Path(path), buffer.getvalue())
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         path = Path(path)

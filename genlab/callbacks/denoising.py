@@ -8,8 +8,9 @@ from typing import Literal, Protocol, runtime_checkable
 import lightning as L
 import torch
 from torch import Tensor
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
+from genlab.atomic_files import save_png
 from genlab.callbacks.run_files import log_image, run_dir, to_unit_range
 from genlab.errors import GenlabError
 from genlab.models.base import evaluation_mode, iterations_done
@@ -74,7 +75,7 @@ class DenoisingTriplets(L.Callback):
         name = f"val_iteration_{iteration:07d}.png" if split == "val" else "test.png"
         path = run_dir(trainer) / "denoising" / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(image, path)
+        save_png(image, path)
         log_image(trainer, f"denoising/{split}", image, iteration)
         return path
 

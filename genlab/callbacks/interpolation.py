@@ -15,8 +15,9 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
+from genlab.atomic_files import save_png
 from genlab.callbacks.run_files import log_image, run_dir, to_unit_range
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModule, evaluation_mode
@@ -179,7 +180,7 @@ class LatentInterpolation(L.Callback):
         for name, image in figures.items():
             path = run_dir(trainer) / "interpolation" / f"{name}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_image(image, path)
+            save_png(image, path)
             log_image(trainer, f"interpolation/{name}", image, trainer.global_step)
             written.append(path)
         return written

@@ -13,7 +13,6 @@ another split scored as if they were generated: the IS ceiling, the FD floor).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +21,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from genlab.atomic_files import append_jsonl, save_png
 from genlab.callbacks.run_files import log_image, run_dir
 from genlab.errors import GenlabError
 from genlab.metrics.suite import EvaluationPlan, MetricSuite
@@ -289,17 +289,12 @@ class GenerativeMetrics(L.Callback):
         if not trainer.is_global_zero:
             return
         folder = run_dir(trainer)
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "metrics.jsonl", "a") as file:
-            file.write(json.dumps(record) + "\n")
+        append_jsonl(folder / "metrics.jsonl", record)
         if "label_histogram" in record:
             title = f"{record['stage']} · iteration {record['iteration']}"
             image = draw_label_histogram(record["label_histogram"], title)
             path = Path(folder) / "metrics" / f"label_histogram-{record['stage']}-iteration_{record['iteration']:07d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            from torchvision.utils import save_image
-
-            save_image(image, path)
+            save_png(image, path)
             log_image(trainer, f"label_histogram/{record['stage']}", image, record["iteration"])
 
     @keeps_training_rng

@@ -9,8 +9,9 @@ from typing import Any
 import lightning as L
 import numpy
 from lightning.pytorch.callbacks import BasePredictionWriter
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
+from genlab.atomic_files import save_png
 from genlab.callbacks.run_files import run_dir, to_unit_range
 
 # Lightning looks for a DataLoader's batch sampler to hand writers the item indices; genlab's loader sends them
@@ -46,9 +47,9 @@ class WriteSamples(BasePredictionWriter):
             return
         images = to_unit_range(prediction["images"])
         for item, image in zip(items.tolist(), images):
-            save_image(image, folder / f"{item:06d}.png")
+            save_png(image, folder / f"{item:06d}.png")
         self.written += len(images)
         if batch_idx == 0 and trainer.is_global_zero:
             shown = images[: self.grid_size]
-            save_image(make_grid(shown, nrow=max(1, round(len(shown) ** 0.5)), padding=2, pad_value=1.0),
+            save_png(make_grid(shown, nrow=max(1, round(len(shown) ** 0.5)), padding=2, pad_value=1.0),
                        folder / "grid.png")

@@ -8,8 +8,9 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
+from genlab.atomic_files import save_png
 from genlab.callbacks.run_files import log_image, run_dir, to_unit_range
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModule, evaluation_mode, iterations_done
@@ -91,7 +92,7 @@ class SampleGrid(L.Callback):
             return None
         path = run_dir(trainer) / "samples" / f"iteration_{iteration:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(image, path)
+        save_png(image, path)
         log_image(trainer, "samples", image, iteration)
         if self.keep_last is not None:
             for old in sorted(path.parent.glob("iteration_*.png"))[: -self.keep_last]:

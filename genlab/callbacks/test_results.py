@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 
+from genlab.atomic_files import write_bytes
 from genlab.callbacks.run_files import run_dir
 
 
@@ -25,8 +26,4 @@ class TestResults(L.Callback):
         for name, value in trainer.callback_metrics.items():
             number = float(value)
             results[name] = number if math.isfinite(number) else None
-        folder = run_dir(trainer)
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / "test_results.json.partial"
-        partial.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-        partial.replace(folder / "test_results.json")
+        write_bytes(run_dir(trainer) / "test_results.json", (json.dumps(results, indent=1, sort_keys=True) + "\n").encode())

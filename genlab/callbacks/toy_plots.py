@@ -16,7 +16,7 @@ and held-out real points) to the loggers, and writes them with the window's mean
 
 from __future__ import annotations
 
-import json
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
+from genlab.atomic_files import append_jsonl, write_bytes
 from genlab.callbacks.run_files import log_image, run_dir
 from genlab.errors import GenlabError
 from genlab.metrics.toy import mean_distance_to_parabola, sliced_wasserstein
@@ -239,8 +240,9 @@ class ToyGANPlots(L.Callback):
         if trainer.fast_dev_run:  # like logging and checkpointing, files are suppressed in a smoke test
             return None
         path = run_dir(trainer) / "toy" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(path)
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="png")
+        write_bytes(path, buffer.getvalue())
         log_image(trainer, tag, torch.from_numpy(image).permute(2, 0, 1).float().div(255), step)
         return path
 
@@ -273,13 +275,11 @@ class ToyGANPlots(L.Callback):
             logger.log_metrics(metrics, step=iteration)
         if not trainer.fast_dev_run:
             path = run_dir(trainer) / "toy" / "metrics.jsonl"
-            path.parent.mkdir(parents=True, exist_ok=True)
             line: dict[str, Any] = {"iteration": iteration}
             line |= {key: value if math.isfinite(value) else None for key, value in row.items() if key != "iteration"}
             line |= {"sliced_wasserstein_real_vs_real": self.floor, "num_points": self.num_points,
                      "num_directions": self.num_directions}
-            with path.open("a") as handle:
-                handle.write(json.dumps(line) + "\n")
+            append_jsonl(path, line)
         return row
 
     # --- hooks -------------------------------------------------------------------------------------------
