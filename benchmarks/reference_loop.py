@@ -1,6 +1,7 @@
 """The reference notebook's VAE and IS classifier as a plain PyTorch loop, and the cross table of IS scores.
 
     python benchmarks/reference_loop.py train --seeds 0,1,2            # ~3 min per seed and part on 2 cores
+    python benchmarks/reference_loop.py gan --seeds 0 --epochs 10      # the vanilla GAN: grids per epoch
     python benchmarks/reference_loop.py score --genlab-vae lightning_logs/vae_mnist/version_0 \
         --genlab-classifier lightning_logs/classifier_mnist_reference --genlab-classifier lightning_logs/classifier_mnist
 
@@ -148,9 +149,48 @@ def score(out: Path, genlab_vaes: list[Path], genlab_classifiers: list[Path], sa
             print(f"| {count} | {name} | " + " | ".join(f"{value:.3f}" for value in row) + " |", flush=True)
 
 
+def train_gan(seed: int, out: Path, epochs: int) -> None:
+    """reference/001's vanilla GAN cells as written (noise U(-1, 1) of dimension 10, MLPs 10-1024-1024-784 and
+    784-256-256-1 with PyTorch's default init, BCE with logits, Adam 1e-3 betas (0.5, 0.4999), batch 128, 128
+    fakes per step, 10 epochs); a fixed-noise grid after every epoch in `out`."""
+    from torchvision.utils import save_image
+
+    torch.manual_seed(seed)
+    discriminator = nn.Sequential(nn.Linear(784, 256), nn.LeakyReLU(0.01), nn.Linear(256, 256), nn.LeakyReLU(0.01),
+                                  nn.Linear(256, 1))
+    generator = nn.Sequential(nn.Linear(10, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 784),
+                              nn.Tanh())
+    d_solver = torch.optim.Adam(discriminator.parameters(), lr=1e-3, betas=(0.5, 0.4999))
+    g_solver = torch.optim.Adam(generator.parameters(), lr=1e-3, betas=(0.5, 0.4999))
+    bce = nn.BCEWithLogitsLoss()
+
+    def noise(n: int) -> torch.Tensor:
+        return torch.rand(n, 10) * 2 - 1
+
+    images, _ = mnist("train")
+    fixed = noise(64)
+    out.mkdir(parents=True, exist_ok=True)
+    for epoch in range(epochs):
+        for batch in torch.randperm(len(images)).split(128):
+            real = images[batch] * 2 - 1
+            d_solver.zero_grad()
+            real_logits, fake_logits = discriminator(real), discriminator(generator(noise(128)))
+            d_loss = bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
+            d_loss.backward()
+            d_solver.step()
+            g_solver.zero_grad()
+            fake_logits = discriminator(generator(noise(128)))
+            g_loss = bce(fake_logits, torch.ones_like(fake_logits))
+            g_loss.backward()
+            g_solver.step()
+        with torch.no_grad():
+            save_image((generator(fixed).view(-1, 1, 28, 28) + 1) / 2, out / f"gan-seed{seed}-epoch{epoch + 1}.png")
+        print(f"gan seed {seed} epoch {epoch + 1}: D loss {d_loss.item():.3f}, G loss {g_loss.item():.3f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["train", "score"])
+    parser.add_argument("command", choices=["train", "score", "gan"])
     parser.add_argument("--out", default="reference_loop", help="where the loop's weights go (default: reference_loop/)")
     parser.add_argument("--seeds", default="0", help="train: comma-separated seeds")
     parser.add_argument("--epochs", type=int, default=20, help="train: epochs of each part (the notebook: 20)")
@@ -159,7 +199,10 @@ def main() -> None:
                         help="score: a genlab classifier run or experiment folder")
     parser.add_argument("--samples", default="10000,100000", help="score: sample counts (the notebook: 100000)")
     args = parser.parse_args()
-    if args.command == "train":
+    if args.command == "gan":
+        for seed in (int(s) for s in args.seeds.split(",")):
+            train_gan(seed, Path(args.out), args.epochs)
+    elif args.command == "train":
         for seed in (int(s) for s in args.seeds.split(",")):
             train(seed, Path(args.out), args.epochs)
     else:
