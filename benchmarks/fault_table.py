@@ -3,7 +3,9 @@ table, the exact line genlab answers with (and its exit status).
 
     python benchmarks/fault_table.py          # about a minute on a 2-core CPU; works offline
 
-Each case runs the real CLI in-process in a fresh temporary folder.
+Each case runs the real CLI in-process in a fresh temporary folder. Faults that need a second process or a
+small disk (SIGTERM / SIGINT mid-run, a second signal, a full disk, two runs started together, DDP) are tried
+by tests/test_reliability.py.
 """
 
 from __future__ import annotations
@@ -161,6 +163,24 @@ def case_missing_inception_weights(root: Path) -> list[str]:
     return args  # InceptionMetrics tries the download (30 s timeout), which fails offline
 
 
+def case_ckpt_path_text_file(root: Path) -> list[str]:
+    notes = root / "notes.txt"
+    notes.write_text("not a checkpoint\n")
+    return ["fit", *TINY_GAN, f"--data.data_dir={_mnist(root)}", f"--ckpt_path={notes}"]
+
+
+def case_ckpt_path_folder(root: Path) -> list[str]:
+    return ["fit", *TINY_GAN, f"--data.data_dir={_mnist(root)}", f"--ckpt_path={root}"]
+
+
+def case_lightning_refuses_a_trainer_setting(root: Path) -> list[str]:
+    return ["fit", *TINY_GAN, f"--data.data_dir={_mnist(root)}", "--trainer.limit_train_batches=-1"]
+
+
+def case_test_without_checkpoint(root: Path) -> list[str]:
+    return ["test", *TINY_GAN, f"--data.data_dir={_mnist(root)}"]
+
+
 CASES: list[tuple[str, Callable[[Path], list[str]]]] = [
     ("data folder missing", case_missing_data),
     ("idx file truncated", case_truncated_idx),
@@ -176,6 +196,10 @@ CASES: list[tuple[str, Callable[[Path], list[str]]]] = [
     ("truncated last.ckpt, resume", case_corrupt_checkpoint),
     ("checkpoint of another latent size", case_checkpoint_of_other_latent_size),
     ("--ckpt_path last with no run", case_no_run_to_resume),
+    ("--ckpt_path a text file", case_ckpt_path_text_file),
+    ("--ckpt_path a folder", case_ckpt_path_folder),
+    ("a trainer setting Lightning refuses", case_lightning_refuses_a_trainer_setting),
+    ("genlab test without --ckpt_path", case_test_without_checkpoint),
     ("loss/gradients diverge (lr 1e30)", case_divergence),
     ("classifier metrics without a classifier", case_missing_classifier),
     ("Inception metrics without weights, offline", case_missing_inception_weights),
