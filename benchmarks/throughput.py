@@ -54,7 +54,7 @@ from genlab.cli import GenlabCLI
 from genlab.data import EmojiDataModule, FashionMNISTDataModule, MNISTDataModule, QuadraticDataModule
 from genlab.likelihoods import Bernoulli
 from genlab.models import GAN, VAE
-from genlab.models.base import iterations_done
+from genlab.runtime import iterations_done
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 IMAGE_CALLBACKS = (SampleGrid, ToyGANPlots, LatentInterpolation, DenoisingTriplets)

@@ -279,6 +279,11 @@ def user_error(error: BaseException) -> GenlabError | None:
 
 def main(args: list[str] | None = None) -> None:
     """Console entry point; `args` lets tests drive the real CLI in-process."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["doctor"]:  # genlab's own subcommand beside LightningCLI's
+        from genlab.doctor import run as doctor
+
+        raise SystemExit(doctor(argv[1:]))
     GracefulStop.stopped_by = None
     RunClaim.reset()
     threading.excepthook = _quiet_about_full_disks

@@ -6,7 +6,7 @@ import time
 import lightning as L
 
 from genlab.callbacks.graceful_stop import GracefulStop
-from genlab.models.base import iterations_done
+from genlab.runtime import iterations_done
 
 
 class PauseAfterIteration(L.Callback):

@@ -17,7 +17,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from genlab.atomic_files import write_bytes
 from genlab.errors import GenlabError, first_line
-from genlab.models.base import iterations_done
+from genlab.runtime import iterations_done
 
 PREVIOUS_NAME = "previous.ckpt"
 

@@ -13,7 +13,8 @@ from torchvision.utils import make_grid
 from genlab.atomic_files import save_png
 from genlab.callbacks.run_files import log_image, run_dir, to_unit_range
 from genlab.errors import GenlabError
-from genlab.models.base import evaluation_mode, iterations_done
+from genlab.models.base import evaluation_mode
+from genlab.runtime import iterations_done
 from genlab.rng import keeps_training_rng
 
 

@@ -21,7 +21,7 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from genlab.callbacks.checkpoint import RunCheckpoint
-from genlab.models.base import iterations_done
+from genlab.runtime import iterations_done
 
 EXIT_STATUS = {"SIGTERM": 128 + signal.SIGTERM, "SIGINT": 128 + signal.SIGINT}  # 143, 130: the shells' convention
 

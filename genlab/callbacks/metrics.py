@@ -25,7 +25,8 @@ from genlab.atomic_files import append_jsonl, save_png
 from genlab.callbacks.run_files import log_image, run_dir
 from genlab.errors import GenlabError
 from genlab.metrics.suite import EvaluationPlan, MetricSuite
-from genlab.models.base import GenerativeModule, evaluation_mode, iterations_done
+from genlab.models.base import GenerativeModule, evaluation_mode
+from genlab.runtime import iterations_done
 from genlab.rng import keeps_training_rng
 
 SplitName = Literal["train", "val", "test"]

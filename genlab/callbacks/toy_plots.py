@@ -34,7 +34,8 @@ from genlab.atomic_files import append_jsonl, write_bytes
 from genlab.callbacks.run_files import log_image, run_dir
 from genlab.errors import GenlabError
 from genlab.metrics.toy import mean_distance_to_parabola, sliced_wasserstein
-from genlab.models.base import GenerativeModule, evaluation_mode, iterations_done
+from genlab.models.base import GenerativeModule, evaluation_mode
+from genlab.runtime import iterations_done
 from genlab.rng import keeps_training_rng
 
 LOSS_KEYS = {"loss_d": "loss/d", "loss_g": "loss/g"}

@@ -21,6 +21,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from genlab.runtime import iterations_done, logging_this_step, rewind_batch_progress
 from genlab.errors import GenlabError
 from genlab.rng import collect_rng_states, restore_rng_states
 
@@ -58,15 +59,6 @@ def evaluation_mode(module: nn.Module) -> Iterator[None]:
         for layer in batch_layers:
             layer.track_running_stats = True
         module.train(was_training)
-
-
-def iterations_done(trainer: L.Trainer) -> int:
-    """Training batches processed so far, across epochs and resumes.
-
-    Under manual optimization `trainer.global_step` counts optimizer steps (a D and a G step make 2), so
-    schedules such as "every 200 iterations" count batches instead.
-    """
-    return trainer.fit_loop.epoch_loop.batch_progress.total.ready
 
 
 def _distributed() -> tuple[int, int]:
@@ -107,15 +99,6 @@ def _shape_mismatches(saved: dict[str, Tensor], current: dict[str, Tensor]) -> l
     return problems
 
 
-def _rewind_batch_progress(checkpoint: dict[str, Any]) -> None:
-    """Count the batch in progress as not begun, so a run resumed from a mid-batch checkpoint redoes it under
-    its own iteration number (Lightning would count it twice)."""
-    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
-    if progress:
-        for counts in (progress["total"], progress["current"]):
-            counts["ready"] = counts["started"] = counts["completed"]
-
-
 class GenlabModule(L.LightningModule):
     """A LightningModule whose checkpoints also carry every process's random number generator states.
 
@@ -147,7 +130,7 @@ class GenlabModule(L.LightningModule):
             self.training_precisions = [*self.training_precisions, precision]
         checkpoint[_PRECISIONS_KEY] = self.training_precisions
         if self._saving_mid_batch:
-            _rewind_batch_progress(checkpoint)
+            rewind_batch_progress(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if problems := _shape_mismatches(checkpoint.get("state_dict", {}), self.state_dict()):
@@ -272,11 +255,7 @@ class GenlabModule(L.LightningModule):
     def logging_this_step(self) -> bool:
         """Whether Lightning writes step logs this step (every `log_every_n_steps`): values logged at other
         steps are computed and then dropped, which costs real time when a step takes a millisecond."""
-        trainer = self._trainer
-        if trainer is None:
-            return True
-        connector = getattr(trainer, "_logger_connector", None)
-        return bool(getattr(connector, "should_update_logs", True)) or trainer.fast_dev_run
+        return self._trainer is None or logging_this_step(self._trainer)
 
     #: training iterations behind the loaded weights (set when a checkpoint is loaded, e.g. by `genlab test`)
     trained_iterations: int = 0
