@@ -146,6 +146,13 @@ def _fastest_layout(times: dict[str, float], precision: str) -> tuple[str, float
     return CONTIGUOUS, contiguous
 
 
+def _native_cuda_bf16() -> bool:
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch before 2.4 has no emulation to exclude
+        return torch.cuda.is_bf16_supported()
+
+
 def choose_fast_path(accelerator: str | None, subcommand: str | None = "fit", model: torch.nn.Module | None = None,
                      batch_size: int = 64, precision: str | None = None) -> FastPath:
     """The automatic path for training `model` on `accelerator` (Lightning's name: "auto", "cpu", "gpu" …);
@@ -159,7 +166,7 @@ def choose_fast_path(accelerator: str | None, subcommand: str | None = "fit", mo
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         if precision is not None:
             return FastPath(precision, CONTIGUOUS, "precision given")
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+        if torch.cuda.is_available() and _native_cuda_bf16():
             return FastPath(BF16, CONTIGUOUS, f"{torch.cuda.get_device_name()} has native bf16")
         return FastPath(FP32, CONTIGUOUS, "the GPU has no native bf16")
     if accelerator not in ("cpu", "auto"):
