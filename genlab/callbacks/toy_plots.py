@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -290,11 +291,11 @@ class ToyGANPlots(L.Callback):
             self.record(trainer, pl_module)  # type: ignore[arg-type]
             self.plot(trainer, pl_module)  # type: ignore[arg-type]
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any) -> None:
         if not trainer.is_global_zero:
             return
-        # the GAN keeps every step's losses; Lightning's logged values exist only every log_every_n_steps
-        metrics = getattr(pl_module, "step_losses", None) or trainer.callback_metrics
+        # the GAN returns every step's losses; Lightning's logged values exist only every log_every_n_steps
+        metrics = outputs if isinstance(outputs, Mapping) and outputs else trainer.callback_metrics
         for key, name in LOSS_KEYS.items():
             if name in metrics:  # floats only: the window never holds a tensor (or its graph)
                 self._window[key][0] += float(metrics[name])

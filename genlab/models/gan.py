@@ -176,61 +176,64 @@ class GAN(GenerativeModule):
             return None
         return torch.randint(self.num_classes, (n,), device=self.device)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """One critic update on the batch, a generator update every `n_critic` iterations. Returns this
+        iteration's losses (detached), which Lightning hands to callbacks' `on_train_batch_end` as `outputs`."""
         real, labels = batch
-        real_labels = labels if self.num_classes else None
         d_optimizer, g_optimizer = self.optimizers()  # type: ignore[misc]
-        n = real.shape[0]
-
-        with self.toggled_optimizer(d_optimizer):
-            self.remember_buffers()  # BatchNorm statistics, put back if this update turns out non-finite
-            with torch.no_grad():  # fakes share the real batch's labels, so the penalty's mixes are consistent
-                fake = self.generator(self.sample_latent(n), real_labels)
-            real_scores = self.discriminator(real, real_labels)
-            fake_scores = self.discriminator(fake, real_labels)
-            d_loss = self.loss.discriminator(real_scores, fake_scores)
-            logs = {"loss/d": d_loss.detach()}
-            if self.gp_weight:
-                penalty = gradient_penalty(self.discriminator, real, fake, real_labels)
-                d_loss = d_loss + self.gp_weight * penalty
-                logs["loss/gradient_penalty"] = penalty.detach()
-            d_optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(d_loss)
-            d_parameters = optimized_parameters(d_optimizer)
-            norms = update_norms(d_parameters)
-            logs["grad_norm/d"] = norms[0]
-            if self.step_is_finite("discriminator", d_loss, d_parameters, norms):
-                d_optimizer.step()
-                if self.clip_weights is not None:
-                    with torch.no_grad():
-                        for parameter in d_parameters:
-                            parameter.clamp_(-self.clip_weights, self.clip_weights)
-            else:
-                d_optimizer.zero_grad(set_to_none=True)
+        logs, real_scores, fake_scores = self._critic_step(d_optimizer, real, labels if self.num_classes else None)
         logging = self.logging_this_step()
         if logging:
             logs |= {key: value.detach() for key, value in self.loss.summaries(real_scores, fake_scores).items()}
-
         if self.iteration % self.n_critic == 0:
-            with self.toggled_optimizer(g_optimizer):
-                self.remember_buffers()
-                fake_labels = self._fake_labels(n)
-                fake_scores = self.discriminator(self.generator(self.sample_latent(n), fake_labels), fake_labels)
-                g_loss = self.loss.generator(fake_scores)
-                g_optimizer.zero_grad(set_to_none=True)
-                self.manual_backward(g_loss)
-                g_parameters = optimized_parameters(g_optimizer)
-                norms = update_norms(g_parameters)
-                logs["grad_norm/g"] = norms[0]
-                if self.step_is_finite("generator", g_loss, g_parameters, norms):
-                    g_optimizer.step()
-                else:
-                    g_optimizer.zero_grad(set_to_none=True)
-            logs["loss/g"] = g_loss.detach()
-        #: this iteration's losses (detached), for callbacks that follow every step (ToyGANPlots' loss curves)
-        self.step_losses = {key: logs[key] for key in ("loss/d", "loss/g") if key in logs}
-        if not logging:  # self.log costs ~0.1 ms per value: with tiny networks that is most of a step
-            return
-        if self.on_divergence == "skip":
-            logs["divergence/skipped_updates"] = float(self.skipped_updates)
-        self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False)
+            logs |= self._generator_step(g_optimizer, real.shape[0])
+        if logging:  # self.log costs ~0.1 ms per value: with tiny networks that is most of a step
+            if self.on_divergence == "skip":
+                logs["divergence/skipped_updates"] = float(self.skipped_updates)
+            self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False)
+        return {key: logs[key] for key in ("loss/d", "loss/g") if key in logs}
+
+    def _critic_step(self, optimizer: torch.optim.Optimizer, real: Tensor,
+                     labels: Tensor | None) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """The discriminator's update on a real batch and as many fakes (sharing its labels, so the penalty's
+        mixes are consistent); returns its logs and the scores of both sides."""
+        with self.toggled_optimizer(optimizer):
+            self.remember_buffers()  # BatchNorm statistics, put back if this update turns out non-finite
+            with torch.no_grad():
+                fake = self.generator(self.sample_latent(real.shape[0]), labels)
+            real_scores = self.discriminator(real, labels)
+            fake_scores = self.discriminator(fake, labels)
+            loss = self.loss.discriminator(real_scores, fake_scores)
+            logs = {"loss/d": loss.detach()}
+            if self.gp_weight:
+                penalty = gradient_penalty(self.discriminator, real, fake, labels)
+                loss = loss + self.gp_weight * penalty
+                logs["loss/gradient_penalty"] = penalty.detach()
+            logs["grad_norm/d"], stepped = self._update("discriminator", optimizer, loss)
+            if stepped and self.clip_weights is not None:
+                with torch.no_grad():
+                    for parameter in optimized_parameters(optimizer):
+                        parameter.clamp_(-self.clip_weights, self.clip_weights)
+        return logs, real_scores, fake_scores
+
+    def _generator_step(self, optimizer: torch.optim.Optimizer, n: int) -> dict[str, Tensor]:
+        """The generator's update on fresh noise (and uniformly drawn labels when conditional)."""
+        with self.toggled_optimizer(optimizer):
+            self.remember_buffers()
+            labels = self._fake_labels(n)
+            loss = self.loss.generator(self.discriminator(self.generator(self.sample_latent(n), labels), labels))
+            grad_norm, _ = self._update("generator", optimizer, loss)
+        return {"grad_norm/g": grad_norm, "loss/g": loss.detach()}
+
+    def _update(self, side: str, optimizer: torch.optim.Optimizer, loss: Tensor) -> tuple[Tensor, bool]:
+        """zero_grad → backward → gradient and weight norms → divergence check → step (or skip); returns the
+        gradient norm and whether the step was taken."""
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        parameters = optimized_parameters(optimizer)
+        norms = update_norms(parameters)
+        if self.step_is_finite(side, loss, parameters, norms):
+            optimizer.step()
+            return norms[0], True
+        optimizer.zero_grad(set_to_none=True)
+        return norms[0], False
