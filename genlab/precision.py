@@ -14,7 +14,8 @@ have to know which machine they are on.
   is at least `MIN_SPEEDUP` times faster than fp32's best; channels-last only where it beats contiguous by
   `MIN_LAYOUT_GAIN`. Measured once per machine kind, torch version, network and batch size and kept in
   `~/.cache/genlab`, so one command makes the same choice on one machine every time. Models without a
-  `timing_pass` (the classifiers) train in fp32, contiguous.
+  `timing_pass` (the classifiers) train in fp32, contiguous, and so do models whose `automatic_bf16` is False
+  (bf16 runs not shown to score like fp32 ones: the VAE) unless bf16 is asked for.
 - Anything else (MPS, XLA …): fp32, contiguous.
 
 The choice is printed at start and written into the run's `config.yaml` (`trainer.precision`, `memory_format`),
@@ -176,7 +177,8 @@ def choose_fast_path(accelerator: str | None, subcommand: str | None = "fit", mo
         return FastPath(precision or FP32, CONTIGUOUS, f"CPU {capability}: only generative models are timed")
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     wanted = {FP32: FP32, "32": FP32, 32: FP32, BF16: BF16, "bf16": BF16}.get(precision or FP32)
-    times = remembered_paths(model, batch_size, bf16=(native and precision is None) or wanted == BF16)
+    automatic_bf16 = native and precision is None and getattr(model, "automatic_bf16", True)
+    times = remembered_paths(model, batch_size, bf16=automatic_bf16 or wanted == BF16)
     if precision is not None:
         if wanted is None:  # fp16, fp64 …: not timed, the layout stays
             return FastPath(precision, CONTIGUOUS, "precision given")
@@ -185,6 +187,8 @@ def choose_fast_path(accelerator: str | None, subcommand: str | None = "fit", mo
     fp32_layout, fp32_time = _fastest_layout(times, FP32)
     if not native:
         return FastPath(FP32, fp32_layout, f"CPU {capability} without native bf16")
+    if not getattr(model, "automatic_bf16", True):
+        return FastPath(FP32, fp32_layout, f"{type(model).__name__}'s scores in bf16 are not shown to match fp32")
     bf16_layout, bf16_time = _fastest_layout(times, BF16)
     speedup = fp32_time / bf16_time
     if speedup < MIN_SPEEDUP:

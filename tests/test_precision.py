@@ -182,3 +182,12 @@ def test_timing_leaves_the_model_and_the_random_streams_untouched(build, monkeyp
     assert torch.equal(torch.rand(3), expected)
     assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
     assert all(parameter.grad is None for parameter in model.parameters())
+
+
+def test_a_model_whose_bf16_scores_are_not_validated_stays_fp32_even_where_bf16_is_faster(native_bf16, monkeypatch):
+    _measured(monkeypatch, 100.0)
+    vae = VAE(encoder=MLPEncoder(in_shape=[1, 4, 4], hidden=[8], latent_dim=3),
+              decoder=MLPDecoder(latent_dim=3, hidden=[8], out_shape=[1, 4, 4]))
+    chosen = precision.choose_fast_path("cpu", "fit", vae, 8)
+    assert chosen.precision == "32-true" and "not shown to match fp32" in chosen.reason
+    assert precision.choose_fast_path("cpu", "fit", vae, 8, precision="bf16-mixed").precision == "bf16-mixed"

@@ -288,6 +288,9 @@ class GenerativeModule(GenlabModule):
     #: constructor setting that chooses among them is named by `sampler_setting`
     sampler_variants: tuple[str, ...] = ()
     sampler_setting: str = ""
+    #: whether `genlab.precision` may choose bf16-mixed for this model where it is faster: only where bf16 runs
+    #: were measured to score within the fp32 runs' seed-to-seed spread
+    automatic_bf16: bool = True
 
     def sampler_settings(self) -> dict[str, Any]:
         """What decides the samples besides the weights and the seed (prior, BatchNorm mode, …), for records."""
