@@ -17,3 +17,18 @@ def test_experiment_runs_one_batch(config, run_cli, tiny_data):
     data = [] if config.stem == "toy_quadratic" else [f"--data.data_dir={tiny_data}", "--data.val_size=16"]
     run_cli("fit", "--config", str(config), *data, "--data.batch_size=8", "--trainer.fast_dev_run=true",
             "--trainer.enable_progress_bar=false")
+
+
+@pytest.mark.parametrize("base", ["gan_mnist", "lsgan_mnist"])
+def test_the_adam_overlay_changes_only_the_betas_of_its_base(base, capsys):
+    from genlab.cli import main
+
+    def printed(*overlay: str) -> str:
+        with pytest.raises(SystemExit):
+            main(["fit", "--config", str(EXPERIMENTS / f"{base}.yaml"), *overlay, "--print_config"])
+        return capsys.readouterr().out
+
+    plain = printed()
+    overlaid = printed("--config", str(EXPERIMENTS / "overlays" / "adam_beta2_0999.yaml"))
+    assert plain.count("- 0.4999") == 2 and overlaid.count("- 0.999") == 2 and "0.4999" not in overlaid
+    assert plain.replace("- 0.4999", "- 0.999") == overlaid
