@@ -247,7 +247,7 @@ def time_reference(step: Callable[[], None], budget: Budget) -> tuple[float, int
     return count / (time.perf_counter() - start), count
 
 
-def build(config: Path, logs: str, precision: str | None) -> GenlabCLI:
+def build(config: Path, logs: str, precision: str | None, memory_format: str = "auto") -> GenlabCLI:
     """The run `genlab fit --config <config> --evaluate=false` would train, not started yet."""
     args = [
         "--config", os.fspath(config), "--evaluate=false",
@@ -258,6 +258,7 @@ def build(config: Path, logs: str, precision: str | None) -> GenlabCLI:
     ]
     if precision:
         args.append(f"--trainer.precision={precision}")
+    args.append(f"--memory_format={memory_format}")
     cli = GenlabCLI(args=args, run=False)
     cli.trainer.callbacks = [c for c in cli.trainer.callbacks
                              if not isinstance(c, (*IMAGE_CALLBACKS, ModelCheckpoint))]
@@ -354,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"genlab: YAML as `genlab fit --evaluate=false`, no image callbacks/checkpoints/validation, TensorBoard on;"
           f" {budget_text}" + (f"; genlab precision {args.precision}" if args.precision else ""))
     print()
-    header = (f"{'model':<30}{'reference it/s':>15}{'genlab it/s':>13}{'genlab/ref':>11}"
+    header = (f"{'model':<38}{'reference it/s':>15}{'genlab it/s':>13}{'genlab/ref':>11}"
               f"{'GFLOP/it':>10}{'% fp32 peak ref/genlab':>24}")
     print(header)
     print("-" * len(header))
@@ -367,21 +368,22 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory() as logs:
             cli = build(config, logs, args.precision)
             model, default = cli.model, str(cli.trainer.precision)
+            layout = ", channels_last" if cli.config.get("memory_format") == "channels_last" else ""
             reference = gan_reference_step if isinstance(model, GAN) else vae_reference_step
             batches = reference_batches(cli.datamodule, cli.datamodule.batch_size, normalize=isinstance(model, GAN))
             step = reference(model, batches)
             ref_rate, _ = time_reference(step, budget)
-            variants = [(f"{case.name} ({default})", time_genlab(cli, budget)[0])]
+            variants = [(f"{case.name} ({default}{layout})", time_genlab(cli, budget)[0])]
             if isinstance(model, GAN) and not args.precision:  # where the loop's own cost shows: tiny networks
                 variants.append((f"{case.name} (bare Lightning)", time_bare_lightning(model, cli.datamodule, budget)))
             flops = flops_per_iteration(step)
-            if default != "32-true":
-                cli = build(config, logs, "32-true")
+            if default != "32-true" or layout:
+                cli = build(config, logs, "32-true", "contiguous")
                 cli.model.load_state_dict(model.state_dict())
-                variants.append((f"{case.name} (32-true)", time_genlab(cli, budget)[0]))
+                variants.append((f"{case.name} (32-true, contiguous)", time_genlab(cli, budget)[0]))
         for name, rate in variants:
             peak = f"{flops * ref_rate / 1e9 / fp32:.0%} / {flops * rate / 1e9 / fp32:.0%}"
-            print(f"{name:<30}{ref_rate:>15.2f}{rate:>13.2f}{rate / ref_rate:>10.2f}x{flops / 1e9:>10.3g}{peak:>24}",
+            print(f"{name:<38}{ref_rate:>15.2f}{rate:>13.2f}{rate / ref_rate:>10.2f}x{flops / 1e9:>10.3g}{peak:>24}",
                   flush=True)
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
 
