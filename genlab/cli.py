@@ -20,22 +20,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from genlab.atomic_files import disk_full, disk_full_cause
+from genlab.callbacks.checkpoint import PREVIOUS_NAME, RunCheckpoint, SafeCheckpointIO, check_checkpoint_file
+from genlab.callbacks.graceful_stop import EXIT_STATUS, GracefulStop
 from genlab.callbacks.metrics import GenerativeMetrics
 from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.test_results import TestResults
-from genlab.callbacks.graceful_stop import EXIT_STATUS, GracefulStop
-from genlab.callbacks.checkpoint import PREVIOUS_NAME, RunCheckpoint, SafeCheckpointIO, check_checkpoint_file
-from genlab.atomic_files import disk_full, disk_full_cause
 from genlab.errors import GenlabError, first_line
-from genlab.run_folder import RunClaim, _version_number
 from genlab.precision import FastPath, choose_fast_path, remember_choice
+from genlab.run_folder import RunClaim, version_number
 
 TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
 _NOISE = ("Does not validate against any of", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
@@ -98,7 +97,7 @@ def find_last_checkpoint(experiment_dir: Path) -> Path:
             f"--ckpt_path last: no run in {experiment_dir.resolve()} has a checkpoints/last.ckpt;"
             " start the run without --ckpt_path, or pass the path of a checkpoint"
         )
-    return max(candidates, key=lambda path: (path.stat().st_mtime, _version_number(path.parent.parent)))
+    return max(candidates, key=lambda path: (path.stat().st_mtime, version_number(path.parent.parent)))
 
 
 def whole_batch_limits(args: list[str]) -> dict[str, int]:
@@ -215,10 +214,9 @@ class GenlabCLI(LightningCLI):
         checkpoint = Path(config.ckpt_path)
         run = checkpoint.parent.parent
         if self.subcommand == "fit" and checkpoint.parent.name == "checkpoints" and run.parent.resolve() == experiment_dir.resolve():
-            logger.init_args.version = _version_number(run) if _version_number(run) >= 0 else run.name
+            logger.init_args.version = version_number(run) if version_number(run) >= 0 else run.name
         elif claims:  # a test, a predict, or a fit starting from other weights
             logger.init_args.version = RunClaim.claim(experiment_dir)
-
 
     def _choose_fast_path(self, trainer_config: dict[str, Any]) -> None:
         """Precision (when none is given) and memory layout (when `auto`): genlab's measured choice, announced,

@@ -16,7 +16,7 @@ from pathlib import Path
 CLAIM_VARIABLE = "GENLAB_CLAIMED_RUN"  # the first process's claim, read by the processes Lightning starts for DDP
 
 
-def _version_number(folder: Path) -> int:
+def version_number(folder: Path) -> int:
     """N of a `version_N` folder; -1 for other names."""
     suffix = folder.name.removeprefix("version_")
     return int(suffix) if suffix.isdigit() else -1
@@ -38,9 +38,9 @@ class RunClaim:
         by Lightning take the first process's folder instead of claiming their own."""
         inherited = os.environ.get(CLAIM_VARIABLE)
         if inherited and int(os.environ.get("LOCAL_RANK", "0")) > 0:
-            return _version_number(Path(inherited))
+            return version_number(Path(inherited))
         experiment_dir.mkdir(parents=True, exist_ok=True)
-        version = max((_version_number(path) for path in experiment_dir.glob("version_*")), default=-1) + 1
+        version = max((version_number(path) for path in experiment_dir.glob("version_*")), default=-1) + 1
         while True:
             try:
                 (experiment_dir / f"version_{version}").mkdir()
