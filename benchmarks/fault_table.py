@@ -3,9 +3,9 @@ table, the exact line genlab answers with (and its exit status).
 
     python benchmarks/fault_table.py          # about a minute on a 2-core CPU; works offline
 
-Each case runs the real CLI in-process in a fresh temporary folder. Faults that need a second process or a
-small disk (SIGTERM / SIGINT mid-run, a second signal, a full disk, two runs started together, DDP) are tried
-by tests/test_reliability.py.
+Each case runs the real CLI in-process in a fresh temporary folder; the last ones (SIGTERM / SIGINT mid-run, a
+full disk on a 2 MB tmpfs, two runs started together) run real `genlab` processes. tests/test_reliability.py
+checks each of them, and the DDP and second-signal cases too.
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -206,6 +209,64 @@ CASES: list[tuple[str, Callable[[Path], list[str]]]] = [
 ]
 
 
+# --- faults that need real processes: signals, a full disk, two runs at once ---------------------------------
+def _genlab(*args: str) -> list[str]:
+    return [sys.executable, "-m", "genlab.cli", *args]
+
+
+def _process_env(data: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "GENLAB_DATA_DIR": str(data), "OMP_NUM_THREADS": "1"}
+
+
+def _stopped_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith(("genlab: stopped", "genlab: error"))]
+    return lines[-1] if lines else "(no genlab line)"
+
+
+def process_signal(root: Path, name: str) -> tuple[int, str]:
+    data = _mnist(root)
+    process = subprocess.Popen(_genlab("fit", *TINY_GAN, "--trainer.max_epochs=1000"), cwd=root,
+                               env=_process_env(data), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    last = root / "lightning_logs" / "gan_mnist" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(getattr(signal, name))
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, _stopped_line(stderr)
+
+
+def process_full_disk(root: Path) -> tuple[int, str]:
+    disk = root / "small_disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
+        return -1, "(not tried: mounting a small tmpfs needs root)"
+    try:
+        done = subprocess.run(_genlab("fit", *TINY_GAN, "--trainer.max_epochs=200", "--checkpoint.every_n_iterations=1",
+                                      f"--trainer.logger.init_args.save_dir={disk}"),
+                              cwd=root, env=_process_env(_mnist(root)), capture_output=True, text=True, timeout=300)
+        return done.returncode, _stopped_line(done.stderr)
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def process_two_at_once(root: Path) -> tuple[int, str]:
+    data = _mnist(root)
+    processes = [subprocess.Popen(_genlab("fit", *TINY_GAN), cwd=root, env=_process_env(data),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    statuses = [process.wait(timeout=300) for process in processes]
+    folders = sorted(path.name for path in (root / "lightning_logs" / "gan_mnist").iterdir())
+    return max(statuses), f"(no error: each run got its own folder: {', '.join(folders)})"
+
+
+PROCESS_CASES: list[tuple[str, Callable[[Path], tuple[int, str]]]] = [
+    ("SIGTERM mid-run (a scheduler, kill)", lambda root: process_signal(root, "SIGTERM")),
+    ("SIGINT mid-run (Ctrl-C)", lambda root: process_signal(root, "SIGINT")),
+    ("disk full while writing (2 MB tmpfs)", process_full_disk),
+    ("two runs of one experiment started together", process_two_at_once),
+]
+
+
 def main() -> None:
     os.environ.pop("GENLAB_DATA_DIR", None)
     home = os.getcwd()
@@ -217,6 +278,11 @@ def main() -> None:
                 status, line = run(case(Path(folder)))
             finally:
                 os.chdir(home)
+        shown = line.replace(folder, "<tmp>").replace("|", "\\|")
+        print(f"| {title} | {status} | `{shown}` |", flush=True)
+    for title, process_case in PROCESS_CASES:
+        with tempfile.TemporaryDirectory() as folder:
+            status, line = process_case(Path(folder))
         shown = line.replace(folder, "<tmp>").replace("|", "\\|")
         print(f"| {title} | {status} | `{shown}` |", flush=True)
 
