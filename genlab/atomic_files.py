@@ -72,13 +72,6 @@ def save_png(image: Tensor, path: Path) -> None:
     write_bytes(path, buffer.getvalue())
 
 
-def save_figure(figure: Any, path: Path, **savefig: Any) -> None:
-    """A matplotlib figure as PNG, written atomically."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", **savefig)
-    write_bytes(path, buffer.getvalue())
-
-
 def append_line(path: Path, text: str) -> None:
     """Append one line (`text` without its newline) whole, or leave the file as it was."""
     path = Path(path)

@@ -35,6 +35,7 @@ from genlab.callbacks.test_results import TestResults
 from genlab.errors import GenlabError, first_line
 from genlab.precision import FastPath, choose_fast_path, remember_choice
 from genlab.run_folder import RunClaim, version_number
+from genlab.runtime import first_process
 
 TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
 _NOISE = ("Does not validate against any of", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
@@ -245,11 +246,6 @@ class MarkStarted(Callback):
     on_train_batch_start = on_test_batch_start = on_predict_batch_start = on_validation_batch_start = _started
 
 
-def _is_first_process() -> bool:
-    """Rank zero of the job, known before the Trainer exists (from the launcher's environment)."""
-    return all(int(os.environ.get(name, "0")) == 0 for name in ("LOCAL_RANK", "NODE_RANK"))
-
-
 def resume_command(argv: list[str]) -> list[str]:
     """`genlab <argv>` without its --ckpt_path: what to run, plus `--ckpt_path last`, to continue this run."""
     kept, skip = [], False
@@ -310,7 +306,7 @@ def _run(args: list[str] | None) -> None:
     except MisconfigurationException as error:  # Lightning refused the trainer settings: a user error too
         cause = GenlabError(f"Lightning refuses these trainer settings: {first_line(error, 200)}; fix the trainer"
                             " section of the config or the --trainer.* options")
-        if _is_first_process():
+        if first_process():
             print(f"genlab: error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
     except Exception as error:
@@ -318,7 +314,7 @@ def _run(args: list[str] | None) -> None:
             if (full := disk_full_cause(error)) is None:
                 raise
             cause = disk_full(Path(full.filename) if full.filename else None, None)  # e.g. TensorBoard's events
-        if _is_first_process():
+        if first_process():
             print(f"genlab: error: {cause}", file=sys.stderr)  # once, not once per DDP process
         raise SystemExit(2) from None
 

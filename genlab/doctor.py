@@ -49,7 +49,6 @@ def _data(datamodule: Any) -> str:
 def _scores(trainer: Any, model: Any, datamodule: Any) -> list[tuple[str, Callable[[], str]]]:
     """One check per score suite of the config's GenerativeMetrics callbacks (nothing downloaded)."""
     from genlab.callbacks.metrics import GenerativeMetrics
-    from genlab.metrics.suite import EvaluationPlan
 
     checks = []
     for callback in (c for c in trainer.callbacks if isinstance(c, GenerativeMetrics)):
@@ -57,12 +56,8 @@ def _scores(trainer: Any, model: Any, datamodule: Any) -> list[tuple[str, Callab
             def check(suite: Any = suite, callback: Any = callback) -> str:
                 if hasattr(suite, "download"):
                     suite.download = False
-                plan = EvaluationPlan(data_shape=tuple(datamodule.data_shape), data_name=type(datamodule).__name__,
-                                      data_classes=int(getattr(datamodule, "num_classes", 0)),
-                                      model_classes=int(getattr(model, "num_classes", 0)),
-                                      num_fake=callback.num_samples, num_real=callback.num_samples,
-                                      real_split=callback.real_split)
-                suite.prepare(plan)
+                # as many real images as samples: the count the run will have is checked when it starts
+                suite.prepare(callback.evaluation_plan(datamodule, model, callback.real_split, callback.num_samples))
                 settings = suite.settings()
                 source = settings.get("checkpoint") or settings.get("weights") or settings.get("network", "")
                 return f"{suite.name} scores can be computed ({source})"

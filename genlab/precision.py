@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from genlab.rng import isolated_rng
+from genlab.runtime import launched_by_first_process
 
 #: bf16 on a CPU must pay clearly: a probe speedup of 1.5 was ~1.3x per whole training iteration on an
 #: AVX-512-BF16 CPU (benchmarks/throughput.py); below it the gain is small and not worth a second numerics
@@ -159,7 +160,7 @@ def choose_fast_path(accelerator: str | None, subcommand: str | None = "fit", mo
     """The automatic path for training `model` on `accelerator` (Lightning's name: "auto", "cpu", "gpu" …);
     `precision` given by the user is kept, and only the layout is chosen for it."""
     inherited = os.environ.get(CHOICE_VARIABLE, "").split("|", 2)
-    if len(inherited) == 3 and int(os.environ.get("LOCAL_RANK", "0")) > 0:  # a DDP child process
+    if len(inherited) == 3 and launched_by_first_process():
         return FastPath(*inherited)
     if subcommand != "fit":
         return FastPath(precision or FP32, CONTIGUOUS, f"genlab {subcommand} evaluates the same on every machine")
@@ -177,8 +178,8 @@ def choose_fast_path(accelerator: str | None, subcommand: str | None = "fit", mo
         return FastPath(precision or FP32, CONTIGUOUS, f"CPU {capability}: only generative models are timed")
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     wanted = {FP32: FP32, "32": FP32, 32: FP32, BF16: BF16, "bf16": BF16}.get(precision or FP32)
-    automatic_bf16 = native and precision is None and getattr(model, "automatic_bf16", True)
-    times = remembered_paths(model, batch_size, bf16=automatic_bf16 or wanted == BF16)
+    bf16_allowed = native and getattr(model, "automatic_bf16", True)  # may be chosen when no precision is given
+    times = remembered_paths(model, batch_size, bf16=(bf16_allowed and precision is None) or wanted == BF16)
     if precision is not None:
         if wanted is None:  # fp16, fp64 …: not timed, the layout stays
             return FastPath(precision, CONTIGUOUS, "precision given")
@@ -187,7 +188,7 @@ def choose_fast_path(accelerator: str | None, subcommand: str | None = "fit", mo
     fp32_layout, fp32_time = _fastest_layout(times, FP32)
     if not native:
         return FastPath(FP32, fp32_layout, f"CPU {capability} without native bf16")
-    if not getattr(model, "automatic_bf16", True):
+    if not bf16_allowed:
         return FastPath(FP32, fp32_layout, f"{type(model).__name__}'s scores in bf16 are not shown to match fp32")
     bf16_layout, bf16_time = _fastest_layout(times, BF16)
     speedup = fp32_time / bf16_time

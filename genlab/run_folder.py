@@ -13,6 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
+from genlab.runtime import launched_by_first_process
+
 CLAIM_VARIABLE = "GENLAB_CLAIMED_RUN"  # the first process's claim, read by the processes Lightning starts for DDP
 
 
@@ -37,7 +39,7 @@ class RunClaim:
         """Create the next free `version_N` in `experiment_dir` (atomically) and return N. DDP processes started
         by Lightning take the first process's folder instead of claiming their own."""
         inherited = os.environ.get(CLAIM_VARIABLE)
-        if inherited and int(os.environ.get("LOCAL_RANK", "0")) > 0:
+        if inherited and launched_by_first_process():
             return version_number(Path(inherited))
         experiment_dir.mkdir(parents=True, exist_ok=True)
         version = max((version_number(path) for path in experiment_dir.glob("version_*")), default=-1) + 1
@@ -54,6 +56,6 @@ class RunClaim:
     @classmethod
     def remove_if_unused(cls) -> None:
         """After a run ended early: delete the folder it claimed if no iteration, test or prediction began."""
-        if cls.folder is not None and not cls.started and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        if cls.folder is not None and not cls.started and not launched_by_first_process():
             shutil.rmtree(cls.folder, ignore_errors=True)
         cls.reset()

@@ -3,6 +3,7 @@ Lightning release that moves one fails there, by name, instead of silently shift
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import lightning as L
@@ -30,3 +31,14 @@ def rewind_batch_progress(checkpoint: dict[str, Any]) -> None:
     if progress:
         for counts in (progress["total"], progress["current"]):
             counts["ready"] = counts["started"] = counts["completed"]
+
+
+def first_process() -> bool:
+    """Rank zero of the whole job, known before the Trainer exists (from the launcher's environment)."""
+    return all(int(os.environ.get(name, "0")) == 0 for name in ("LOCAL_RANK", "NODE_RANK"))
+
+
+def launched_by_first_process() -> bool:
+    """A process Lightning's launcher started for DDP beside the first one on this machine (LOCAL_RANK > 0): it
+    takes the first process's decisions (precision, run folder) from the environment it inherited."""
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0

@@ -13,15 +13,9 @@ from genlab.models import GAN, VAE
 from genlab.nets import MLPDiscriminator, MLPGenerator
 from genlab.nets.vae import MLPDecoder, MLPEncoder
 from tests.conftest import EXPERIMENTS
+from tests.test_cli import TINY_GAN as TINY_CLI_GAN
 
-TINY_GAN = [
-    "--config", str(EXPERIMENTS / "gan_mnist.yaml"),
-    "--model.init_args.generator.init_args.hidden=[32]",
-    "--model.init_args.discriminator.init_args.hidden=[16]",
-    "--data.init_args.batch_size=16", "--data.init_args.val_size=16",
-    "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--evaluate=false",
-    "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-]
+TINY_GAN = [*TINY_CLI_GAN, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"]
 
 
 @pytest.fixture()

@@ -104,33 +104,49 @@ def _fit_command(*extra: str) -> list[str]:
     return [*GENLAB, "fit", *TINY_GAN, "--trainer.max_epochs=3", *extra]
 
 
+def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 120) -> None:
+    """Until the run has written `path`; fails if it ends first."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None and time.monotonic() < deadline, f"the run ended before writing {path.name}"
+        time.sleep(0.2)
+
+
+def _paused_after_iteration_8(tmp_path: Path, env: dict[str, str], name: str) -> tuple[subprocess.Popen, Path]:
+    """A tiny GAN run with a checkpoint at iteration 7 (epoch 2), started and left paused after iteration 8."""
+    process = subprocess.Popen(
+        _fit_command(f"--trainer.logger.init_args.name={name}", "--checkpoint.every_n_iterations=7",
+                     "--trainer.callbacks+=tests.pause.PauseAfterIteration", "--trainer.callbacks.iteration=8"),
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    checkpoints = tmp_path / "lightning_logs" / name / "version_0" / "checkpoints"
+    _wait_for(checkpoints / "epoch=1-step=14.ckpt", process)
+    time.sleep(1.0)  # now paused after iteration 8
+    return process, checkpoints
+
+
+def _resumed_equals_unbroken(tmp_path: Path, env: dict[str, str], command: list[str], name: str, steps: int) -> None:
+    """`command --ckpt_path=last` continues run `name` to the end, bit-identical to the unbroken run `straight`."""
+    subprocess.run([*command, f"--trainer.logger.init_args.name={name}", "--ckpt_path=last"], cwd=tmp_path, env=env,
+                   check=True, capture_output=True)
+    straight = load_checkpoint(tmp_path / "lightning_logs" / "straight" / "version_0" / "checkpoints" / "last.ckpt")
+    resumed = load_checkpoint(tmp_path / "lightning_logs" / name / "version_0" / "checkpoints" / "last.ckpt")
+    assert straight["global_step"] == resumed["global_step"] == steps
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+
+
 @pytest.mark.slow
 def test_sigkill_then_resume_loses_nothing_since_the_checkpoint(tmp_path):
     data = write_tiny_mnist(tmp_path / "data")
     env = _subprocess_env(data)
     subprocess.run(_fit_command("--trainer.logger.init_args.name=straight"), cwd=tmp_path, env=env, check=True,
                    capture_output=True)
-    killed = tmp_path / "lightning_logs" / "killed" / "version_0" / "checkpoints"
-    process = subprocess.Popen(
-        _fit_command("--trainer.logger.init_args.name=killed", "--checkpoint.every_n_iterations=7",
-                     "--trainer.callbacks+=tests.pause.PauseAfterIteration", "--trainer.callbacks.iteration=8"),
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while not (killed / "epoch=1-step=14.ckpt").exists():  # iteration 7, in the middle of epoch 2
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its checkpoint"
-        time.sleep(0.2)
-    time.sleep(1.0)  # paused after iteration 8: one iteration past the checkpoint is lost
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process, killed = _paused_after_iteration_8(tmp_path, env, "killed")
+    process.send_signal(signal.SIGKILL)  # one iteration past the checkpoint is lost
+    process.communicate()
     assert load_checkpoint(killed / "last.ckpt")["global_step"] == 14
-    subprocess.run(_fit_command("--trainer.logger.init_args.name=killed", "--ckpt_path=last"), cwd=tmp_path,
-                   env=env, check=True, capture_output=True)
-    straight = load_checkpoint(tmp_path / "lightning_logs" / "straight" / "version_0" / "checkpoints" / "last.ckpt")
-    resumed = load_checkpoint(killed / "last.ckpt")
-    assert straight["global_step"] == resumed["global_step"] == 30
-    for key, value in straight["state_dict"].items():
-        assert torch.equal(value, resumed["state_dict"][key]), key
+    _resumed_equals_unbroken(tmp_path, env, _fit_command(), "killed", steps=30)
 
 
 @pytest.mark.slow
@@ -142,17 +158,7 @@ def test_sigterm_or_sigint_finishes_the_iteration_saves_last_and_resume_is_exact
     env = _subprocess_env(data)
     subprocess.run(_fit_command("--trainer.logger.init_args.name=straight"), cwd=tmp_path, env=env, check=True,
                    capture_output=True)
-    stopped = tmp_path / "lightning_logs" / "stopped" / "version_0" / "checkpoints"
-    process = subprocess.Popen(
-        _fit_command("--trainer.logger.init_args.name=stopped", "--checkpoint.every_n_iterations=7",
-                     "--trainer.callbacks+=tests.pause.PauseAfterIteration", "--trainer.callbacks.iteration=8"),
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not (stopped / "epoch=1-step=14.ckpt").exists():  # iteration 7; the run then pauses after iteration 8
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its checkpoint"
-        time.sleep(0.2)
-    time.sleep(1.0)
+    process, stopped = _paused_after_iteration_8(tmp_path, env, "stopped")
     process.send_signal(getattr(signal, name))
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == status, stderr[-2000:]
@@ -162,13 +168,7 @@ def test_sigterm_or_sigint_finishes_the_iteration_saves_last_and_resume_is_exact
     assert last_line[0].endswith("--ckpt_path last") and "fit --config" in last_line[0]
     assert load_checkpoint(stopped / "last.ckpt")["global_step"] == 16  # 8 iterations, not the 14 of iteration 7
     assert load_checkpoint(stopped / "previous.ckpt")["global_step"] == 14
-    subprocess.run(_fit_command("--trainer.logger.init_args.name=stopped", "--ckpt_path=last"), cwd=tmp_path,
-                   env=env, check=True, capture_output=True)
-    straight = load_checkpoint(tmp_path / "lightning_logs" / "straight" / "version_0" / "checkpoints" / "last.ckpt")
-    resumed = load_checkpoint(stopped / "last.ckpt")
-    assert straight["global_step"] == resumed["global_step"] == 30
-    for key, value in straight["state_dict"].items():
-        assert torch.equal(value, resumed["state_dict"][key]), key
+    _resumed_equals_unbroken(tmp_path, env, _fit_command(), "stopped", steps=30)
 
 
 @pytest.mark.slow
@@ -180,10 +180,7 @@ def test_a_second_signal_exits_at_once_and_leaves_every_checkpoint_whole(tmp_pat
         cwd=tmp_path, env=_subprocess_env(data), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     folder = tmp_path / "lightning_logs" / "twice" / "version_0" / "checkpoints"
-    deadline = time.monotonic() + 120
-    while not (folder / "last.ckpt").exists():
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.1)
+    _wait_for(folder / "last.ckpt", process)
     process.send_signal(signal.SIGTERM)
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=60)
@@ -234,10 +231,7 @@ def test_sigterm_to_the_first_ddp_process_stops_all_at_one_iteration_and_resume_
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     stopped = tmp_path / "lightning_logs" / "stopped" / "version_0" / "checkpoints"
-    deadline = time.monotonic() + 180
-    while not (stopped / "epoch=1-step=8.ckpt").exists():  # iteration 4; both ranks then pause after iteration 5
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its checkpoint"
-        time.sleep(0.2)
+    _wait_for(stopped / "epoch=1-step=8.ckpt", process, seconds=180)  # iteration 4; both ranks then pause after 5
     time.sleep(1.5)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
@@ -245,13 +239,7 @@ def test_sigterm_to_the_first_ddp_process_stops_all_at_one_iteration_and_resume_
     assert sum(line.startswith("genlab: stopped by SIGTERM after iteration 5") for line in stderr.splitlines()) == 1
     checkpoint = load_checkpoint(stopped / "last.ckpt")
     assert checkpoint["global_step"] == 2 * 5 and len(checkpoint["genlab_rng_states"]["per_rank"]) == 2
-    subprocess.run([*ddp, "--trainer.logger.init_args.name=stopped", "--ckpt_path=last"], cwd=tmp_path, env=env,
-                   check=True, capture_output=True)
-    straight = load_checkpoint(tmp_path / "lightning_logs" / "straight" / "version_0" / "checkpoints" / "last.ckpt")
-    resumed = load_checkpoint(stopped / "last.ckpt")
-    assert straight["global_step"] == resumed["global_step"] == 2 * 12
-    for key, value in straight["state_dict"].items():
-        assert torch.equal(value, resumed["state_dict"][key]), key
+    _resumed_equals_unbroken(tmp_path, env, ddp, "stopped", steps=2 * 12)
 
 
 @pytest.mark.slow

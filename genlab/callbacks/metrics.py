@@ -160,6 +160,18 @@ class GenerativeMetrics(L.Callback):
         return next((name for name in ("train", "test", "val") if name != split and len(getattr(splits, name).samples)),
                     None)
 
+    def evaluation_plan(self, datamodule: Any, model: GenerativeModule, split: str, num_real: int) -> EvaluationPlan:
+        """What the suites are told before scoring (they refuse what cannot work, e.g. too few samples)."""
+        return EvaluationPlan(
+            data_shape=tuple(getattr(datamodule, "data_shape", ())),
+            data_name=type(datamodule).__name__,
+            data_classes=int(getattr(datamodule, "num_classes", 0)),
+            model_classes=int(model.num_classes),
+            num_fake=self.num_samples,
+            num_real=num_real,
+            real_split=split,
+        )
+
     @keeps_training_rng
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not isinstance(pl_module, GenerativeModule):
@@ -167,16 +179,7 @@ class GenerativeMetrics(L.Callback):
         if trainer.fast_dev_run or stage not in ("fit", "test"):
             return
         split = "test" if stage == "test" else self.real_split
-        datamodule = trainer.datamodule
-        plan = EvaluationPlan(
-            data_shape=tuple(getattr(datamodule, "data_shape", ())),
-            data_name=type(datamodule).__name__,
-            data_classes=int(getattr(datamodule, "num_classes", 0)),
-            model_classes=int(pl_module.num_classes),
-            num_fake=self.num_samples,
-            num_real=len(self._real_images(trainer, split)),
-            real_split=split,
-        )
+        plan = self.evaluation_plan(trainer.datamodule, pl_module, split, len(self._real_images(trainer, split)))
         for suite in self.suites:
             suite.prepare(plan)
         for variant in self.samplers:
@@ -266,9 +269,9 @@ class GenerativeMetrics(L.Callback):
                 trainer, model, variant, (real_values or {}).get("scores"))
             scores |= {f"{name}{suffix}": value for name, value in variant_scores.items()}
             extras |= {f"{name}{suffix}": value for name, value in variant_extras.items()}
-        trained_in = list(getattr(model, "training_precisions", []))
-        if stage == "fit" and trained_in[-1:] != [str(trainer.precision)]:
-            trained_in.append(str(trainer.precision))
+        # the weights' precisions so far; during a fit, the one training them now too
+        current = str(trainer.precision)
+        trained_in = model.precisions_trained_in(current) if stage == "fit" else model.training_precisions
         return {
             # in `genlab test` the loops start at 0: the iteration is that of the checkpoint's weights
             "iteration": iterations_done(trainer) if stage == "fit" else int(getattr(model, "trained_iterations", 0)),

@@ -26,4 +26,5 @@ class TestResults(L.Callback):
         for name, value in trainer.callback_metrics.items():
             number = float(value)
             results[name] = number if math.isfinite(number) else None
-        write_bytes(run_dir(trainer) / "test_results.json", (json.dumps(results, indent=1, sort_keys=True) + "\n").encode())
+        text = json.dumps(results, indent=1, sort_keys=True) + "\n"
+        write_bytes(run_dir(trainer) / "test_results.json", text.encode())

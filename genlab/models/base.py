@@ -67,6 +67,11 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
+def optimized_parameters(optimizer: torch.optim.Optimizer) -> list[Tensor]:
+    """The parameters an optimizer updates: a list at hand, not a walk over the module tree every update."""
+    return [parameter for group in optimizer.param_groups for parameter in group["params"]]
+
+
 def update_norms(parameters: list[Tensor]) -> tuple[Tensor, Tensor]:
     """(norm of the gradients, norm of the weights) of `parameters`, in one fused pass and without a host sync:
     what the divergence guard checks and the GAN logs, on every update."""
@@ -125,9 +130,8 @@ class GenlabModule(L.LightningModule):
             checkpoint[_RNG_KEY] = {"per_rank": [states]}
         checkpoint[_SKIPPED_KEY] = self.skipped_updates
         checkpoint[_ITERATIONS_KEY] = self.iteration
-        precision = str(self.trainer.precision) if self._trainer is not None else "32-true"
-        if not self.training_precisions or self.training_precisions[-1] != precision:
-            self.training_precisions = [*self.training_precisions, precision]
+        current = str(self.trainer.precision) if self._trainer is not None else "32-true"
+        self.training_precisions = self.precisions_trained_in(current)
         checkpoint[_PRECISIONS_KEY] = self.training_precisions
         if self._saving_mid_batch:
             rewind_batch_progress(checkpoint)
@@ -152,6 +156,12 @@ class GenlabModule(L.LightningModule):
     skipped_updates: int = 0
     #: the precisions the weights were trained in, in order (a resume may change it), for score records
     training_precisions: list[str] = []
+
+    def precisions_trained_in(self, current: str) -> list[str]:
+        """`training_precisions` with the precision of the training now running appended if it differs."""
+        if self.training_precisions[-1:] == [current]:
+            return self.training_precisions
+        return [*self.training_precisions, current]
     _good_buffers: list[Tensor] | None = None
     _buffer_list: list[Tensor] | None = None
     _update_loss: Tensor | None = None
@@ -238,7 +248,7 @@ class GenlabModule(L.LightningModule):
         update sets every gradient to None, which torch optimizers step over (zeros would still move Adam's
         weights through its momentum). Returning None from `training_step` instead is refused under DDP.
         """
-        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        parameters = optimized_parameters(optimizer)
         if not self.step_is_finite("model", self._update_loss, parameters):
             for parameter in parameters:
                 parameter.grad = None

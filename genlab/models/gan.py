@@ -11,13 +11,8 @@ from torch import Tensor, nn
 
 from genlab.errors import GenlabError
 from genlab.losses import AdversarialLoss, gradient_penalty, resolve_loss
-from genlab.models.base import GenerativeModule, divergence_policy, update_norms
+from genlab.models.base import GenerativeModule, divergence_policy, optimized_parameters, update_norms
 from genlab.nets.base import Discriminator, Generator
-
-
-def optimized_parameters(optimizer: torch.optim.Optimizer) -> list[Tensor]:
-    """The parameters an optimizer updates: a list at hand, not a walk over the module tree every update."""
-    return [parameter for group in optimizer.param_groups for parameter in group["params"]]
 
 
 class GAN(GenerativeModule):
