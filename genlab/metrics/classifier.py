@@ -16,7 +16,7 @@ from torch import Tensor
 from genlab.errors import GenlabError
 from genlab.metrics.scores import FrechetDistance, InceptionScore, LabelHistogram, ModifiedInceptionScore
 from genlab.metrics.suite import EvaluationPlan, MetricSuite, SuiteResult
-from genlab.nets.classifier import LoadedClassifier, load_classifier
+from genlab.metrics.classifier_checkpoint import LoadedClassifier, load_classifier
 
 
 class ClassifierMetrics(MetricSuite):
