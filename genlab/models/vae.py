@@ -12,6 +12,7 @@ from torch import Tensor
 
 from genlab.data.base import data_split
 from genlab.errors import GenlabError
+from genlab.metrics.vae import active_units, iwae_nll, kl_per_dimension
 from genlab.likelihoods import PixelLikelihood, kl_to_standard_normal, resolve_likelihood
 from genlab.models.base import GenerativeModule, evaluation_mode
 from genlab.nets.vae import VAEDecoder, VAEEncoder
@@ -54,6 +55,9 @@ class VAE(GenerativeModule):
         encoder_input: what the encoder reads: "unit" pixel intensities in [0, 1], or "symmetric" the same
             images in [-1, 1] (the reference notebook's `Q(preprocess_img(x))`, i.e. 2x - 1). The likelihood
             always scores intensities in [0, 1].
+        likelihood_samples: k of the importance-weighted -log p(x) that `genlab test` reports as
+            `test/nll_iwae<k>` (0: not computed), beside `test/active_units` and `test/kl_dim_<d>`
+            (`genlab.metrics.vae` says what they mean and which MNIST variant the number is on).
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class VAE(GenerativeModule):
         sampling_prior: Literal["standard", "mixture"] = "standard",
         mixture_components: int = 50,
         encoder_input: Literal["unit", "symmetric"] = "unit",
+        likelihood_samples: int = 100,
     ) -> None:
         super().__init__()
         if encoder.latent_dim != decoder.latent_dim:
@@ -91,6 +96,11 @@ class VAE(GenerativeModule):
         if encoder_input not in ("unit", "symmetric"):
             raise GenlabError(f"model.encoder_input must be 'unit' or 'symmetric', got {encoder_input!r}")
         self.sampling_prior, self.encoder_input = sampling_prior, encoder_input
+        if likelihood_samples < 0:
+            raise GenlabError(f"model.likelihood_samples must be 0 (off) or more, got {likelihood_samples}")
+        self.likelihood_samples = likelihood_samples
+        self._test_sums: Tensor | None = None  # per latent dimension: Σ mean, Σ mean², Σ KL; and the count
+        self._test_count = 0
         self.mixture = GaussianMixture(mixture_components, encoder.latent_dim)
         # the iteration whose weights the mixture was fitted to (-1: never), saved with the checkpoint
         self.register_buffer("mixture_iteration", torch.tensor(-1))
@@ -198,3 +208,28 @@ class VAE(GenerativeModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test")
+        images = batch[0]
+        mean, logvar = self.encode(images)
+        sums = torch.stack([mean.sum(0), mean.pow(2).sum(0), kl_per_dimension(mean, logvar).sum(0)]).double()
+        self._test_sums = sums if self._test_sums is None else self._test_sums + sums
+        self._test_count += len(images)
+        if self.likelihood_samples:
+            targets = to_intensities(images)
+            nll = iwae_nll(mean, logvar, lambda z: -self.likelihood.nll(
+                self.decoder(z.flatten(0, 1)), targets.repeat(len(z), *[1] * (targets.dim() - 1))).view(len(z), -1),
+                self.likelihood_samples, torch.Generator(device=self.device).manual_seed(batch_idx))
+            self.log(f"test/nll_iwae{self.likelihood_samples}", nll.mean(), on_epoch=True, batch_size=len(images),
+                     sync_dist=True)
+
+    def on_test_epoch_start(self) -> None:
+        self._test_sums, self._test_count = None, 0
+
+    def on_test_epoch_end(self) -> None:
+        """Active units and the KL of each latent dimension over the whole test split (summed over processes)."""
+        if self._test_sums is None:
+            return
+        count = self.trainer.strategy.reduce(torch.tensor(float(self._test_count), device=self.device), reduce_op="sum")
+        sums = self.trainer.strategy.reduce(self._test_sums, reduce_op="sum") / count.double()
+        self.log("test/active_units", float(active_units(sums[0], sums[1])))
+        for dim, kl in enumerate(sums[2].tolist()):
+            self.log(f"test/kl_dim_{dim:02d}", kl)
