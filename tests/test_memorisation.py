@@ -113,6 +113,8 @@ def test_memorisation_through_the_cli_writes_records_figures_and_tensorboard_ima
         assert (run / "memorisation" / f"closest_pairs_{space}-fit-iteration_0000007.png").is_file()
     assert settings["held_out_split"] == "val" and settings["num_held_out"] == 60 and settings["num_train"] == 200
     assert settings["classifier_sha256"] and settings["num_samples"] == 60
+    assert records[0]["sampler"] == {"latent_dim": 10, "noise": "U(-1, 1)",
+                                     "batchnorm": "none (the generator has no BatchNorm)"}
     events = EventAccumulator(str(run), size_guidance={"images": 0}).Reload()
     assert "memorisation/closest_pairs_pixel/fit" in events.Tags()["images"]
     assert "memorisation/pixel_ratio" in events.Tags()["scalars"]

@@ -150,7 +150,7 @@ class Memorisation(L.Callback):
         scores, nearest = self.score(samples, train, held_out, model.device)
         iteration = iterations_done(trainer) if stage == "fit" else int(getattr(model, "trained_iterations", 0))
         record = {"iteration": iteration, "stage": stage, "scores": scores, "settings": self.settings(
-            len(samples), len(train), len(held_out), held)}
+            len(samples), len(train), len(held_out), held), "sampler": model.sampler_settings()}
         folder = run_dir(trainer)
         append_jsonl(folder / "memorisation.jsonl", record)
         for logger in trainer.loggers:
