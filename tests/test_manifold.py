@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from genlab.errors import GenlabError
-from genlab.metrics import ClassifierMetrics, EvaluationPlan, ManifoldScores
+from genlab.metrics import ClassifierMetrics, ManifoldScores
 from genlab.metrics.functional import kth_neighbour_distances, manifold_scores, nearest_neighbours
 
 

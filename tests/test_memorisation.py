@@ -15,7 +15,6 @@ from genlab.callbacks.run_files import to_unit_range
 from genlab.errors import GenlabError
 from genlab.metrics.memorisation import median
 from genlab.nets.classifier import LoadedClassifier
-from tests.conftest import EXPERIMENTS
 from tests.test_metrics import TINY_CLASSIFIER, TINY_GAN
 
 
@@ -120,7 +119,7 @@ def test_memorisation_through_the_cli_writes_records_figures_and_tensorboard_ima
     assert "memorisation/pixel_ratio" in events.Tags()["scalars"]
 
     run_cli("test", *TINY_GAN, "--config", str(config), f"--data.data_dir={data}", "--ckpt_path=last")
-    test_run = sorted((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"))[-1]
+    test_run = max((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"))
     test_record = json.loads((test_run / "memorisation.jsonl").read_text().splitlines()[-1])
     assert test_record["stage"] == "test" and test_record["iteration"] == 7  # the checkpoint's weights
     assert test_record["scores"] == pytest.approx(scores, rel=1e-9)  # the same generator, the same seeded samples

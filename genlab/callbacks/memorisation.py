@@ -22,8 +22,8 @@ from genlab.errors import GenlabError
 from genlab.metrics.memorisation import NearestTraining, memorisation_scores, nearest_training
 from genlab.models.base import GenerativeModule, evaluation_mode
 from genlab.nets.classifier import LoadedClassifier, load_classifier
-from genlab.runtime import iterations_done
 from genlab.rng import keeps_training_rng
+from genlab.runtime import iterations_done
 
 
 class Memorisation(L.Callback):

@@ -14,8 +14,20 @@ from typing import Any
 from torch import Tensor
 
 from genlab.errors import GenlabError
-from genlab.metrics.scores import FrechetDistance, InceptionScore, LabelHistogram, ManifoldScores, ModifiedInceptionScore
-from genlab.metrics.suite import EvaluationPlan, MetricSuite, SuiteResult, check_manifold_counts, manifold_settings
+from genlab.metrics.scores import (
+    FrechetDistance,
+    InceptionScore,
+    LabelHistogram,
+    ManifoldScores,
+    ModifiedInceptionScore,
+)
+from genlab.metrics.suite import (
+    EvaluationPlan,
+    MetricSuite,
+    SuiteResult,
+    check_manifold_counts,
+    manifold_settings,
+)
 from genlab.nets.classifier import LoadedClassifier, load_classifier
 
 
@@ -159,4 +171,3 @@ class ClassifierMetrics(MetricSuite):
             "label_tv": "total variation between predicted-label distributions of generated and real images",
             **manifold_settings(self.manifold_k, "the classifier's penultimate features", self.manifold_counts),
         }
-
