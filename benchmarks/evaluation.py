@@ -43,7 +43,7 @@ from genlab.metrics import ClassifierMetrics, EvaluationPlan, InceptionMetrics, 
 from genlab.metrics.inception import INCEPTION_CLASSES
 from genlab.metrics.scores import FrechetDistance, InceptionScore, KernelDistance
 from genlab.models.base import GenerativeModule
-from genlab.nets.classifier import load_classifier
+from genlab.metrics.classifier_checkpoint import load_classifier
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 BATCH = 500  # GenerativeMetrics' default batch of generated images

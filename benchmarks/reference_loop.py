@@ -123,7 +123,7 @@ def genlab_decoder(run: Path) -> nn.Module:
 
 @torch.no_grad()
 def score(out: Path, genlab_vaes: list[Path], genlab_classifiers: list[Path], samples: list[int]) -> None:
-    from genlab.nets.classifier import load_classifier
+    from genlab.metrics.classifier_checkpoint import load_classifier
 
     decoders: dict[str, nn.Module] = {}
     classifiers: dict[str, object] = {}

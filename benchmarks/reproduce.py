@@ -122,10 +122,11 @@ def source_version() -> str:
 
 
 def official_inception_weights() -> bool:
-    from genlab.metrics.inception import WEIGHTS_SHA256_PREFIX, _sha256, default_weights_path
+    from genlab.atomic_files import file_sha256
+    from genlab.metrics.inception import WEIGHTS_SHA256_PREFIX, default_weights_path
 
     path = default_weights_path()
-    return path.is_file() and _sha256(path).startswith(WEIGHTS_SHA256_PREFIX)
+    return path.is_file() and file_sha256(path).startswith(WEIGHTS_SHA256_PREFIX)
 
 
 class Reproduction:

@@ -4,12 +4,14 @@ Every file genlab writes into a run folder goes through here: the bytes are made
 under a temporary name in the same folder and renamed over the real name (a rename within one file system is
 atomic), and lines are appended to a log either whole or not at all. When the disk is full the temporary file
 is removed and a `GenlabError` names the file, the space it needed and the space left, so a run stops with
-one line and every file it wrote before stays intact.
+one line and every file it wrote before stays intact. (`file_sha256` reads them back: the one hash of a file
+records and checks use.)
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import os
@@ -92,3 +94,13 @@ def append_line(path: Path, text: str) -> None:
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """One JSON record per line, appended whole."""
     append_line(path, json.dumps(record))
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks (weights files reach hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+

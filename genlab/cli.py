@@ -22,12 +22,12 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from genlab.atomic_files import disk_full, disk_full_cause
-from genlab.callbacks.checkpoint import PREVIOUS_NAME, RunCheckpoint, SafeCheckpointIO, check_checkpoint_file
+from genlab.training.checkpoints import RunCheckpoint, SafeCheckpointIO, check_checkpoint_file, last_checkpoint
 from genlab.callbacks.graceful_stop import EXIT_STATUS, GracefulStop
 from genlab.callbacks.memorisation import Memorisation
 from genlab.callbacks.metrics import GenerativeMetrics
@@ -36,30 +36,9 @@ from genlab.callbacks.test_results import TestResults
 from genlab.errors import GenlabError, first_line
 from genlab.precision import FastPath, choose_fast_path, remember_choice
 from genlab.run_folder import RunClaim, version_number
-from genlab.runtime import first_process
+from genlab.runtime import CLIHooks, first_process, summarize_parser_error
 
 TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
-_NOISE = ("Does not validate against any of", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
-
-
-def summarize_parser_error(message: str) -> str:
-    """jsonargparse's nested, multi-line error → one line: the config key, what is wrong, where to look."""
-    lines = [line.strip().lstrip("-").strip() for line in message.splitlines()]
-    if len(lines) == 1:
-        return f"{lines[0]}; `genlab <subcommand> --help` lists the accepted options"
-    keys, owner, detail = [], None, None
-    for line in lines:
-        if match := re.match(r'Parser key "([^"]+)":?\s*(.*)', line):
-            keys.append(match[1])
-            detail = detail or match[2] or None
-        elif match := re.match(r"Problem with given class_path '([^']+)'", line):
-            owner = match[1]
-        elif line and not line.startswith(_NOISE) and detail is None:
-            detail = line
-    where = f" ({owner})" if owner else ""
-    return f"config key {'.'.join(keys)}: {detail}{where}; `genlab fit --print_config` shows the accepted keys"
-
-
 class GenlabArgumentParser(LightningArgumentParser):
     """Configuration errors in one line (the key, the problem) instead of usage text and a nested report."""
 
@@ -86,20 +65,21 @@ class SaveRunConfig(SaveConfigCallback):
 
 
 def find_last_checkpoint(experiment_dir: Path) -> Path:
-    """The most recently written `version_*/checkpoints/last.ckpt` of an experiment folder.
-
-    A run killed between keeping `previous.ckpt` and writing the new `last.ckpt` has only the former.
-    """
-    candidates = list(experiment_dir.glob("*/checkpoints/last.ckpt"))
-    candidates += [
-        path for path in experiment_dir.glob(f"*/checkpoints/{PREVIOUS_NAME}") if not (path.parent / "last.ckpt").exists()
-    ]
-    if not candidates:
+    """`--ckpt_path last`: the experiment's last checkpoint (`genlab.training.checkpoints.last_checkpoint`)."""
+    found = last_checkpoint(experiment_dir)
+    if found is None:
         raise GenlabError(
             f"--ckpt_path last: no run in {experiment_dir.resolve()} has a checkpoints/last.ckpt;"
             " start the run without --ckpt_path, or pass the path of a checkpoint"
         )
-    return max(candidates, key=lambda path: (path.stat().st_mtime, version_number(path.parent.parent)))
+    return found
+
+
+def experiment_name(config_files: Any) -> str:
+    """The name a run's logger folder takes when its config names none: the first `--config` file's name without
+    its extension (later files are overlays), or "genlab" without one."""
+    first = next(iter(config_files or []), None)
+    return Path(os.fspath(first)).stem if first is not None else "genlab"
 
 
 def whole_batch_limits(args: list[str]) -> dict[str, int]:
@@ -119,14 +99,14 @@ def whole_batch_limits(args: list[str]) -> dict[str, int]:
     return limits
 
 
-class GenlabCLI(LightningCLI):
+class GenlabCLI(CLIHooks):
     """LightningCLI with a checkpoint section, resumable runs and one-line user errors."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_callback", SaveRunConfig)
         kwargs.setdefault(
             "trainer_defaults",
-            {"logger": {"class_path": TENSORBOARD, "init_args": {"save_dir": "lightning_logs", "name": "genlab"}}},
+            {"logger": {"class_path": TENSORBOARD, "init_args": {"save_dir": "lightning_logs", "name": ""}}},
         )
         kwargs.setdefault("auto_configure_optimizers", False)
         kwargs.setdefault("parser_class", GenlabArgumentParser)
@@ -169,14 +149,14 @@ class GenlabCLI(LightningCLI):
         for name, count in self._whole_batch_limits.items():
             trainer_config[name] = count
         self._choose_fast_path(trainer_config)
-        if self._get(self.config_init, "trainer.plugins") is None:
+        if self.setting("trainer.plugins") is None:
             kwargs.setdefault("plugins", [SafeCheckpointIO()])
-        if self._get(self.config_init, "trainer.strategy") == "ddp" and not self.model.automatic_optimization:
+        if self.setting("trainer.strategy") == "ddp" and not self.model.automatic_optimization:
             # A GAN's discriminator step leaves the generator unused (and the other way round), which plain
             # DDP refuses; letting DDP find the unused parameters is what alternating updates need.
             kwargs.setdefault("strategy", "ddp_find_unused_parameters_true")
         trainer = super().instantiate_trainer(**kwargs)
-        if not self._get(self.config_init, "evaluate", True):
+        if not self.setting("evaluate", True):
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (GenerativeMetrics, Memorisation))]
         if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in trainer.callbacks):
             trainer.callbacks.append(WriteSamples())  # PNGs and a grid in the run folder
@@ -187,10 +167,10 @@ class GenlabCLI(LightningCLI):
         trainer.callbacks.append(MarkStarted())
         return trainer
 
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
-        if config.get("enable_checkpointing") is False:  # honoured: without genlab's checkpoint section
-            callbacks = [callback for callback in callbacks if not isinstance(callback, RunCheckpoint)]
-        return super()._instantiate_trainer(config, callbacks)
+    def trainer_callbacks(self, trainer_config: dict[str, Any], callbacks: list[Any]) -> list[Any]:
+        if trainer_config.get("enable_checkpointing") is False:  # honoured: without genlab's checkpoint section
+            return [callback for callback in callbacks if not isinstance(callback, RunCheckpoint)]
+        return callbacks
 
     def before_instantiate_classes(self) -> None:
         """Resolve `--ckpt_path last`, and let a resumed fit continue in its checkpoint's own run folder."""
@@ -204,6 +184,8 @@ class GenlabCLI(LightningCLI):
         logger = config.trainer.logger
         if not hasattr(logger, "class_path") or logger.class_path != TENSORBOARD:
             return  # another logger: Lightning's own meaning of the path and folders applies
+        if not logger.init_args.name:  # runs of experiments/dcgan_mnist.yaml go to lightning_logs/dcgan_mnist
+            logger.init_args.name = experiment_name(config.get("config"))
         experiment_dir = Path(logger.init_args.save_dir) / (logger.init_args.name or "")
         claims = logger.init_args.get("version") is None and not config.trainer.get("fast_dev_run")
         if ckpt_path is None:

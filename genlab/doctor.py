@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from genlab.data.base import TensorDataModule
 from genlab.errors import GenlabError, first_line
 
 
@@ -39,9 +40,8 @@ def _check(item: str, check: Callable[[], str]) -> bool:
 def _data(datamodule: Any) -> str:
     datamodule.prepare_data()
     datamodule.setup("fit")
-    splits = getattr(datamodule, "splits", None)
-    counts = ", ".join(f"{name} {len(getattr(splits, name).samples):,}" for name in ("train", "val", "test")
-                       if splits is not None and hasattr(getattr(splits, name, None), "samples"))
+    counts = ", ".join(f"{name} {len(datamodule.split(name).samples):,}" for name in ("train", "val", "test")
+                       if isinstance(datamodule, TensorDataModule))
     return f"{type(datamodule).__name__} loads ({counts or 'sizes unknown'}), samples of shape" \
            f" {tuple(getattr(datamodule, 'data_shape', ()))}"
 

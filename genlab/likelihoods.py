@@ -1,4 +1,5 @@
-"""Per-pixel likelihoods of a VAE decoder and the closed-form KL term, as small pure functions.
+"""Per-pixel likelihoods of a VAE decoder (stateless objects, chosen by name or class_path) and the
+closed-form KL term.
 
 Decoders output logits η; pixel intensities x live in [0, 1]. With λ = sigmoid(η):
 - Bernoulli: -log p(x) = BCE(η, x), the usual (if, for grey pixels, improper) choice;
@@ -73,7 +74,7 @@ class ContinuousBernoulli(PixelLikelihood):
 
     Args:
         log_normalizer_weight: w, the coefficient on log C(λ). 1 is the proper density; 0 is plain BCE.
-            Values between trade likelihood for sharper samples (the seed's knob for a higher Inception Score).
+            Values between trade likelihood for sharper samples (the reference's knob for a higher Inception Score).
         output: what `image` (and so the VAE's samples) returns: the distribution's "mean", or the
             "probability" λ itself, which many continuous Bernoulli VAEs show.
     """

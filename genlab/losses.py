@@ -1,4 +1,5 @@
-"""Adversarial objectives as small pure functions of the discriminator's raw outputs.
+"""Adversarial objectives: small stateless loss objects, chosen by name or class_path, over the
+discriminator's raw outputs.
 
 Every loss takes raw scores (logits for the minimax family) so the sigmoid never has to be a layer of the
 network; that keeps BCE numerically stable and lets one discriminator serve every loss.
@@ -56,10 +57,10 @@ class Minimax(AdversarialLoss):
 
 @dataclass(frozen=True)
 class LeastSquares(AdversarialLoss):
-    """LSGAN (Mao et al.) with the seeds' constants.
+    """LSGAN (Mao et al.) with the references' constants.
 
     D minimises ½E[(D(x) - 1)²] + ½E[D(G(z))²]; G minimises generator_scale · E[(D(G(z)) - 1)²].
-    The MNIST seed uses generator_scale ½; the EmojiOne seed's Algorithm 1 uses 1 (no ½).
+    The MNIST reference uses generator_scale ½; the EmojiOne reference's Algorithm 1 uses 1 (no ½).
     """
 
     generator_scale: float = 0.5

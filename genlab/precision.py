@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from genlab.rng import isolated_rng
-from genlab.runtime import launched_by_first_process
+from genlab.runtime import cpu_has_native_bf16, launched_by_first_process
 
 #: bf16 on a CPU must pay clearly: a probe speedup of 1.5 was ~1.3x per whole training iteration on an
 #: AVX-512-BF16 CPU (benchmarks/throughput.py); below it the gain is small and not worth a second numerics
@@ -176,7 +176,7 @@ def choose_fast_path(accelerator: str | None, subcommand: str | None = "fit", mo
     capability = torch.backends.cpu.get_cpu_capability()
     if model is None or not hasattr(model, "timing_pass"):
         return FastPath(precision or FP32, CONTIGUOUS, f"CPU {capability}: only generative models are timed")
-    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    native = cpu_has_native_bf16()
     wanted = {FP32: FP32, "32": FP32, 32: FP32, BF16: BF16, "bf16": BF16}.get(precision or FP32)
     bf16_allowed = native and getattr(model, "automatic_bf16", True)  # may be chosen when no precision is given
     times = remembered_paths(model, batch_size, bf16=(bf16_allowed and precision is None) or wanted == BF16)

@@ -4,7 +4,7 @@ A VAE trained with the prior N(0, I) rarely fills it: its aggregate posterior (t
 leaves holes, and decoding a prior sample from a hole gives an ambiguous, between-classes digit. Fitting a
 mixture of Gaussians to the training codes after (or during) training and sampling from it instead keeps
 samples where the decoder was trained (Ghosh et al., "From Variational to Deterministic Autoencoders",
-ICLR 2020; Dai & Wipf's two-stage VAE is the same idea with a second VAE). Measured on the seed's MNIST VAE
+ICLR 2020; Dai & Wipf's two-stage VAE is the same idea with a second VAE). Measured on the reference's MNIST VAE
 after its 20 epochs: classifier IS 7.80 with N(0, I), 9.26 with 50 components (README: Autoencoders).
 
 The fit is plain EM with full covariances in float64, seeded k-means++ starts and a few Lloyd steps, all in
@@ -57,7 +57,7 @@ class GaussianMixture(nn.Module):
     """K full-covariance Gaussians in `dim` dimensions, kept as buffers so checkpoints carry the fit.
 
     Args:
-        components: K. More fits the codes more closely (measured on the seed's VAE: IS 9.0 / 9.2 / 9.3 at
+        components: K. More fits the codes more closely (measured on the reference's VAE: IS 9.0 / 9.2 / 9.3 at
             K = 10 / 20 / 50; 9.36 at 100, whose fit takes 7x as long).
         dim: dimension of the points (the VAE's latent_dim).
         iterations: at most this many EM steps; stops earlier when the mean log-likelihood gains < `tolerance`.
@@ -103,7 +103,7 @@ class GaussianMixture(nn.Module):
         """Fits the mixture to `points` (N x dim) from scratch and returns the mean log-likelihood per point.
 
         Always from k-means++ starts: EM warm-started from the previous epoch's mixture was measured to stay in
-        a worse optimum (log-likelihood 15.5 vs 19.1 per code, classifier IS 8.7 vs 9.3 on the seed's VAE).
+        a worse optimum (log-likelihood 15.5 vs 19.1 per code, classifier IS 8.7 vs 9.3 on the reference's VAE).
         """
         if points.dim() != 2 or points.shape[1] != self.dim:
             raise GenlabError(f"GaussianMixture of dim {self.dim} cannot fit points of shape {tuple(points.shape)}")

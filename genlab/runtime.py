@@ -1,12 +1,19 @@
-"""The one place genlab reads or edits Lightning's private state. Each use is pinned by tests/test_runtime.py, so a
-Lightning release that moves one fails there, by name, instead of silently shifting a schedule or a resume."""
+"""The one place genlab reads or edits private state of Lightning, jsonargparse and torch. Each use is pinned by
+tests/test_runtime.py, so a release that moves one fails there, by name, instead of silently shifting a schedule,
+a resume or an error message. Everything else in genlab uses public names only, including the ones this module
+gives (`attached_trainer`, `CheckpointHooks`, `CLIHooks`, …)."""
 
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
 
 
 def iterations_done(trainer: L.Trainer) -> int:
@@ -42,3 +49,81 @@ def launched_by_first_process() -> bool:
     """A process Lightning's launcher started for DDP beside the first one on this machine (LOCAL_RANK > 0): it
     takes the first process's decisions (precision, run folder) from the environment it inherited."""
     return int(os.environ.get("LOCAL_RANK", "0")) > 0
+
+
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The module's trainer, or None when it is not attached to one (`module.trainer` raises then)."""
+    return module._trainer
+
+
+def foreach_norm(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The 2-norm of each tensor in one fused kernel per device (what `torch.nn.utils.get_total_norm` runs)."""
+    return list(torch._foreach_norm(tensors))
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (AVX-512-BF16 or AMX); emulated bf16 is very slow."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+class CheckpointHooks(ModelCheckpoint):
+    """ModelCheckpoint with public names for what genlab's `RunCheckpoint` needs: a hook before every save of
+    `last.ckpt` (whatever schedule triggers it) and saves outside the schedule."""
+
+    def before_saving_last(self, trainer: L.Trainer) -> None:
+        """Called before each save of `last.ckpt`; nothing by default."""
+
+    def may_save(self, trainer: L.Trainer) -> bool:
+        """False where Lightning saves nothing (fast_dev_run, sanity check, a save at this step already made)."""
+        return not self._should_skip_saving_checkpoint(trainer)
+
+    def save_now(self, trainer: L.Trainer, top_k: bool = True) -> Path:
+        """Save `last.ckpt` (and the top-k checkpoint when `top_k`) now; returns the path of `last.ckpt`."""
+        candidates = self._monitor_candidates(trainer)
+        if top_k:
+            self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
+        return Path(self.dirpath or ".") / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
+        self.before_saving_last(trainer)
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+
+
+class CLIHooks(LightningCLI):
+    """LightningCLI with public names for what `GenlabCLI` needs: a configured value by its dotted key, and the
+    callbacks the Trainer is built with."""
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """The instantiated configuration's value at `key` (e.g. "trainer.strategy") for this subcommand."""
+        return self._get(self.config_init, key, default)
+
+    def trainer_callbacks(self, trainer_config: dict[str, Any], callbacks: list[Any]) -> list[Any]:
+        """The callbacks the Trainer gets, from the ones the configuration names; all of them by default."""
+        return callbacks
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> L.Trainer:
+        return super()._instantiate_trainer(config, self.trainer_callbacks(config, callbacks))
+
+
+_PARSER_NOISE = ("Does not validate against any of", "Subtypes:", "Errors:", "Given value",
+                 "Expected a <class 'NoneType'>")
+
+
+def summarize_parser_error(message: str) -> str:
+    """jsonargparse's nested, multi-line (English) error text → one line: the config key, what is wrong, where to
+    look."""
+    lines = [line.strip().lstrip("-").strip() for line in message.splitlines()]
+    if len(lines) == 1:
+        return f"{lines[0]}; `genlab <subcommand> --help` lists the accepted options"
+    keys, owner, detail = [], None, None
+    for line in lines:
+        if match := re.match(r'Parser key "([^"]+)":?\s*(.*)', line):
+            keys.append(match[1])
+            detail = detail or match[2] or None
+        elif match := re.match(r"Problem with given class_path '([^']+)'", line):
+            owner = match[1]
+        elif line and not line.startswith(_PARSER_NOISE) and detail is None:
+            detail = line
+    where = f" ({owner})" if owner else ""
+    return f"config key {'.'.join(keys)}: {detail}{where}; `genlab fit --print_config` shows the accepted keys"

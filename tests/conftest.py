@@ -9,11 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genlab.data.idx import write_idx
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """A uint8 array as an idx file, written by hand from the format (magic 0 0 0x08 ndim, big-endian sizes)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    path.write_bytes(bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes() + array.tobytes())
 
 
 def write_tiny_mnist(root: Path, folder: str = "MNIST", train: int = 96, test: int = 32, seed: int = 0) -> Path:

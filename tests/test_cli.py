@@ -190,3 +190,11 @@ def test_a_run_folder_taken_by_another_run_meanwhile_is_not_shared(tmp_path, mon
     monkeypatch.setattr(Path, "glob", lambda self, pattern: iter(stale_listing))
     assert RunClaim.claim(experiment) == 1
     RunClaim.reset()
+
+
+def test_runs_are_named_after_the_experiment_file_and_overlays_do_not_rename_them(run_cli, tiny_data, tmp_path):
+    overlay = EXPERIMENTS / "overlays" / "adam_beta2_0999.yaml"
+    run_cli("fit", *TINY_GAN, "--config", str(overlay), f"--data.data_dir={tiny_data}", "--trainer.max_epochs=1")
+    assert [path.name for path in (tmp_path / "lightning_logs").iterdir()] == ["gan_mnist"]  # not "adam_beta2_0999"
+    saved = (tmp_path / "lightning_logs" / "gan_mnist" / "version_0" / "config.yaml").read_text()
+    assert "name: gan_mnist" in saved and "betas:\n        - 0.5\n        - 0.999\n" in saved

@@ -14,7 +14,7 @@ from genlab.callbacks import DenoisingTriplets
 from genlab.data import MNISTDataModule, PatchNoise
 from genlab.errors import GenlabError
 from genlab.models import DenoisingAutoencoder
-from genlab.models.dae import psnr
+from genlab.metrics.functional import psnr
 from genlab.nets import MLPAutoencoder
 from tests.conftest import EXPERIMENTS, write_tiny_mnist
 
@@ -28,7 +28,7 @@ def bounding_box(changed: torch.Tensor) -> tuple[int, int, int, int]:
 
 def test_patch_noise_changes_exactly_one_8x8_window_per_image():
     clean = torch.zeros(200, 3, 28, 28)  # mid-grey: no pixel of the patch can be clamped back to its value
-    noisy, mask = PatchNoise(patch_size=8, std=0.3).corrupt(clean, torch.Generator().manual_seed(0))
+    noisy, mask = PatchNoise(patch_size=8, std=0.3).corrupt_with_region(clean, torch.Generator().manual_seed(0))
     for image, region in zip(noisy, mask):
         changed = image != 0
         assert torch.equal(changed[0], changed[1]) and torch.equal(changed[0], changed[2])  # one patch for all channels
@@ -48,7 +48,7 @@ def test_patch_positions_cover_every_allowed_place():
 
 def test_patch_noise_level_and_clamping():
     clean = torch.zeros(500, 1, 28, 28)
-    noisy, mask = PatchNoise(std=0.2, clamp=False).corrupt(clean, torch.Generator().manual_seed(2))
+    noisy, mask = PatchNoise(std=0.2, clamp=False).corrupt_with_region(clean, torch.Generator().manual_seed(2))
     assert noisy[mask.expand_as(noisy)].std().item() == pytest.approx(0.2, rel=0.03)  # 32,000 draws
     bright = torch.full((50, 1, 28, 28), 0.9)
     clamped = PatchNoise(std=1.0)(bright, torch.Generator().manual_seed(3))
@@ -123,7 +123,7 @@ def test_logged_test_psnr_matches_an_independent_computation(tmp_path):
 
     datamodule.setup()
     clean = datamodule.splits.test.samples
-    pairs = [PatchNoise(std=0.5).corrupt(batch, torch.Generator().manual_seed(11 + index))
+    pairs = [PatchNoise(std=0.5).corrupt_with_region(batch, torch.Generator().manual_seed(11 + index))
              for index, batch in enumerate(clean.split(16))]  # eval_seed + batch index
     noisy, mask = torch.cat([pair[0] for pair in pairs]), torch.cat([pair[1] for pair in pairs])
     with torch.no_grad():

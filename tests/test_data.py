@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from genlab.data import EmojiDataModule, FashionMNISTDataModule, MNISTDataModule, QuadraticDataModule, TensorLoader
-from genlab.data.idx import read_idx, write_idx
+from genlab.data.idx import read_idx
 from genlab.errors import GenlabError
-from tests.conftest import write_tiny_mnist
+from tests.conftest import write_idx, write_tiny_mnist
 
 
 def test_idx_round_trip(tmp_path):

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from genlab.callbacks.checkpoint import RunCheckpoint
+from genlab.training.checkpoints import RunCheckpoint
 from genlab.data.corruption import PatchNoise
 from genlab.errors import GenlabError
 from genlab.models import GAN, VAE, DenoisingAutoencoder
@@ -194,7 +194,7 @@ def test_skip_leaves_the_bad_updates_out_and_counts_them(tmp_path):
     before, after = StateAt(4), StateAt(5)
     with pytest.warns(UserWarning, match="iteration 4: non-finite discriminator update skipped"):
         trainer = fit(model, images(8, nan_at=(4, 6)), tmp_path, before, after)
-    assert model.skipped_updates == 2
+    assert model.divergence.skipped_updates == 2
     assert trainer.callback_metrics["divergence/skipped_updates"].item() == 2
     d_optimizer, g_optimizer = trainer.optimizers
     assert adam_steps(d_optimizer) == {8 - 2} and adam_steps(g_optimizer) == {8}
@@ -223,7 +223,7 @@ def test_vae_skip_steps_over_the_bad_batches(tmp_path):
     model = tiny_vae("skip")
     before, after = StateAt(2), StateAt(3)
     trainer = fit(model, images(6, nan_at=(2, 5)), tmp_path, before, after)
-    assert model.skipped_updates == 2
+    assert model.divergence.skipped_updates == 2
     assert trainer.callback_metrics["divergence/skipped_updates"].item() == 2
     assert adam_steps(trainer.optimizers[0]) == {6 - 2}  # gradients set to None: Adam's momentum stays still
     assert_same_state(after.state, before.state)

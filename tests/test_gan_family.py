@@ -280,7 +280,7 @@ def test_experiment_runs_and_logs_the_mode_collapse_signals(config, tiny_data, t
         first = [next(m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
                  for net in (model.generator, model.discriminator)]
         assert (first[0].in_features, getattr(first[1], "in_features", None) or first[1].in_channels) == expect["inputs"]
-    if "generator_scale" in expect:  # the seed's Algorithm 1: E[(D(G(z)) - 1)²], no ½
+    if "generator_scale" in expect:  # the reference's Algorithm 1: E[(D(G(z)) - 1)²], no ½
         scores = torch.tensor([0.0, 0.5, 2.0])
         assert model.loss.generator(scores).item() == pytest.approx(((scores - 1) ** 2).mean().item())
         assert model.loss.discriminator(scores, scores).item() == pytest.approx(

@@ -48,7 +48,7 @@ def test_least_squares_matches_the_seed_formulas():
     g_expected = 0.5 * mean([(f - 1) ** 2 for f in FAKE.tolist()])
     assert LeastSquares().discriminator(REAL, FAKE).item() == pytest.approx(d_expected)
     assert LeastSquares().generator(FAKE).item() == pytest.approx(g_expected)
-    # the EmojiOne seed's Algorithm 1: the generator loss has no ½
+    # the EmojiOne reference's Algorithm 1: the generator loss has no ½
     assert LeastSquares(generator_scale=1.0).generator(FAKE).item() == pytest.approx(2 * g_expected)
 
 

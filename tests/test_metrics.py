@@ -25,6 +25,7 @@ from genlab.metrics import (
 )
 from genlab.metrics.functional import frechet_distance, inception_score, modified_inception_score
 from tests.conftest import EXPERIMENTS
+from tests.test_cli import TINY_GAN as CLI_TINY_GAN
 
 
 def random_probabilities(n: int, classes: int = 10, seed: int = 0) -> torch.Tensor:
@@ -273,13 +274,8 @@ TINY_CLASSIFIER = [
     "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
 ]
 
-TINY_GAN = [
-    "--config", str(EXPERIMENTS / "gan_mnist.yaml"),
-    "--model.init_args.generator.init_args.hidden=[32, 32]",
-    "--model.init_args.discriminator.init_args.hidden=[16]",
-    "--data.init_args.batch_size=32", "--data.init_args.val_size=100",
-    "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-]
+TINY_GAN = [*CLI_TINY_GAN, "--data.init_args.batch_size=32", "--data.init_args.val_size=100",
+            "--evaluate=true"]  # scored here
 
 METRICS_YAML = """
 trainer:

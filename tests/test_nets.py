@@ -1,4 +1,4 @@
-"""The seed networks, checked by output shape and exact parameter count."""
+"""The reference networks, checked by output shape and exact parameter count."""
 
 import pytest
 import torch

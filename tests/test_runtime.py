@@ -1,5 +1,12 @@
-"""Pins of the Lightning internals genlab relies on (all in genlab/runtime.py): if a Lightning release moves one,
-these fail by name before a schedule, a log throttle or a resume goes wrong without an error."""
+"""Pins of the Lightning, jsonargparse and torch internals genlab relies on (all in genlab/runtime.py): if a release
+moves one, these fail by name before a schedule, a log throttle, a checkpoint or a resume goes wrong without an
+error."""
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
 
 from genlab import runtime
 from tests.test_cli import TINY_GAN, load_checkpoint
@@ -33,3 +40,55 @@ def test_checkpoints_hold_the_batch_progress_that_a_mid_batch_save_rewinds(run_c
     progress["total"]["ready"] = progress["total"]["started"] = progress["total"]["completed"] + 1  # mid-batch
     runtime.rewind_batch_progress(checkpoint)
     assert progress["total"]["ready"] == progress["total"]["started"] == progress["total"]["completed"] == 5
+
+
+@pytest.mark.parametrize("owner, name", [
+    (ModelCheckpoint, "_save_last_checkpoint"), (ModelCheckpoint, "_save_topk_checkpoint"),
+    (ModelCheckpoint, "_monitor_candidates"), (ModelCheckpoint, "_should_skip_saving_checkpoint"),
+    (LightningCLI, "_get"), (LightningCLI, "_instantiate_trainer"),
+])
+def test_the_private_members_runtime_wraps_still_exist(owner, name):
+    assert callable(getattr(owner, name, None)), (
+        f"{owner.__qualname__}.{name} is gone in this Lightning release: update genlab/runtime.py")
+
+
+def test_every_save_of_last_ckpt_passes_through_the_checkpoint_hook(tmp_path):
+    from genlab.data import QuadraticDataModule
+    from genlab.models import GAN
+    from genlab.nets import MLPDiscriminator, MLPGenerator
+
+    class Counting(runtime.CheckpointHooks):
+        calls = 0
+
+        def before_saving_last(self, trainer):
+            Counting.calls += 1
+
+    model = GAN(MLPGenerator(latent_dim=2, hidden=[8], out_shape=(2,)), MLPDiscriminator(in_shape=(2,), hidden=[8]))
+    trainer = L.Trainer(max_epochs=3, limit_train_batches=2, logger=False, enable_progress_bar=False,
+                        callbacks=[Counting(dirpath=tmp_path, save_last=True)], enable_model_summary=False)
+    trainer.fit(model, QuadraticDataModule(train_size=64, val_size=16, test_size=16, batch_size=16))
+    assert Counting.calls == 3  # Lightning's own end-of-epoch saves go through the method CheckpointHooks wraps
+    saved = Counting(dirpath=tmp_path / "now", save_last=True).save_now(trainer, top_k=False)
+    assert saved == tmp_path / "now" / "last.ckpt" and saved.is_file() and Counting.calls == 4
+
+
+def test_attached_trainer_is_none_until_a_trainer_holds_the_module(tmp_path):
+    module = L.LightningModule()
+    assert runtime.attached_trainer(module) is None
+    trainer = L.Trainer(logger=False)
+    module.trainer = trainer
+    assert runtime.attached_trainer(module) is trainer
+
+
+def test_foreach_norm_is_the_two_norm_of_each_tensor():
+    tensors = [torch.tensor([3.0, 4.0]), torch.ones(2, 2), torch.zeros(3)]
+    assert [float(norm) for norm in runtime.foreach_norm(tensors)] == [5.0, 2.0, 0.0]
+    assert isinstance(runtime.cpu_has_native_bf16(), bool)
+
+
+def test_a_wrong_value_deep_in_the_config_is_summarized_to_its_key(run_cli, tiny_data, capsys):
+    with pytest.raises(SystemExit):
+        run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--model.init_args.n_critic=many")
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("genlab: error: config key model.n_critic: ") and "many (genlab.models.GAN)" in error
+    assert "\n" not in error

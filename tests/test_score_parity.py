@@ -252,7 +252,7 @@ def images_predicted_as(labels: list[int], seed: int) -> torch.Tensor:
 def classifier_suite(monkeypatch: pytest.MonkeyPatch, model_classes: int, num_fake: int,
                      num_real: int, manifold_k: int | None = None) -> ClassifierMetrics:
     """ClassifierMetrics with its checkpoint loading replaced by the stand-in; the rest of prepare() runs."""
-    from genlab.nets.classifier import LoadedClassifier
+    from genlab.metrics.classifier_checkpoint import LoadedClassifier
 
     loaded = LoadedClassifier(LabelReadingNet(), Path("stand-in.ckpt"), "0" * 12, None, None)
     monkeypatch.setattr("genlab.metrics.classifier.load_classifier", lambda checkpoint: loaded)

@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from genlab.callbacks.toy_plots import ToyGANPlots, equilibrium_losses, feature_layer_error
+from genlab.callbacks.toy_plots import ToyGANPlots, equilibrium_losses
+from genlab.nets.toy import feature_layer_error
 from genlab.data import QuadraticDataModule
 from genlab.losses import resolve_loss
 from genlab.metrics.toy import distance_to_parabola, mean_distance_to_parabola, sliced_wasserstein

@@ -1,4 +1,4 @@
-"""The VAE: KL and likelihood terms against closed forms and torch's reference distributions, the seed
+"""The VAE: KL and likelihood terms against closed forms and torch's reference distributions, the reference
 networks by shape and parameter count, and the model's loss against a hand-written negative ELBO."""
 
 import math

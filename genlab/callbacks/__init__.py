@@ -1,6 +1,6 @@
 """Callbacks that talk to models only through `GenerativeModule`'s sampling interface."""
 
-from genlab.callbacks.checkpoint import RunCheckpoint, SafeCheckpointIO
+from genlab.training.checkpoints import RunCheckpoint, SafeCheckpointIO
 from genlab.callbacks.denoising import DenoisingTriplets
 from genlab.callbacks.interpolation import LatentInterpolation
 from genlab.callbacks.memorisation import Memorisation

@@ -10,8 +10,7 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from genlab.atomic_files import save_png
-from genlab.callbacks.run_files import log_image, run_dir, to_unit_range
+from genlab.callbacks.run_files import save_artifact, to_unit_range
 from genlab.errors import GenlabError
 from genlab.models.base import evaluation_mode
 from genlab.runtime import iterations_done
@@ -70,15 +69,9 @@ class DenoisingTriplets(L.Callback):
             return None
         loader = trainer.datamodule.val_dataloader() if split == "val" else trainer.datamodule.test_dataloader()
         image = self.grid(model, _first_images(loader, self.num_images).to(model.device))  # type: ignore[arg-type]
-        if trainer.fast_dev_run:  # like logging and checkpointing, files are suppressed in a smoke test
-            return None
         iteration = iterations_done(trainer)
         name = f"val_iteration_{iteration:07d}.png" if split == "val" else "test.png"
-        path = run_dir(trainer) / "denoising" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_png(image, path)
-        log_image(trainer, f"denoising/{split}", image, iteration)
-        return path
+        return save_artifact(trainer, f"denoising/{name}", image, f"denoising/{split}", iteration)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:

@@ -20,7 +20,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from genlab.callbacks.checkpoint import RunCheckpoint
+from genlab.training.checkpoints import RunCheckpoint
 from genlab.runtime import iterations_done
 
 EXIT_STATUS = {"SIGTERM": 128 + signal.SIGTERM, "SIGINT": 128 + signal.SIGINT}  # 143, 130: the shells' convention

@@ -17,8 +17,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from genlab.atomic_files import save_png
-from genlab.callbacks.run_files import log_image, run_dir, to_unit_range
+from genlab.callbacks.run_files import save_artifact, to_unit_range
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModule, evaluation_mode
 from genlab.rng import keeps_training_rng
@@ -174,16 +173,9 @@ class LatentInterpolation(L.Callback):
             images, labels = _all_test_data(trainer)
             num_classes = getattr(trainer.datamodule, "num_classes", 0) or 0
         figures = self.figures(model, images, labels, num_classes)
-        if trainer.fast_dev_run:  # like logging and checkpointing, files are suppressed in a smoke test
-            return []
-        written = []
-        for name, image in figures.items():
-            path = run_dir(trainer) / "interpolation" / f"{name}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_png(image, path)
-            log_image(trainer, f"interpolation/{name}", image, trainer.global_step)
-            written.append(path)
-        return written
+        written = [save_artifact(trainer, f"interpolation/{name}.png", image, f"interpolation/{name}",
+                                 trainer.global_step) for name, image in figures.items()]
+        return [path for path in written if path is not None]
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.at_fit_end:

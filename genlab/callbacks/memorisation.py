@@ -15,13 +15,14 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from genlab.atomic_files import append_jsonl, save_png
+from genlab.atomic_files import append_jsonl
 from genlab.callbacks.metrics import generated_batches
-from genlab.callbacks.run_files import log_image, run_dir, to_unit_range
+from genlab.callbacks.run_files import run_dir, save_artifact, to_unit_range
+from genlab.data.base import data_split
 from genlab.errors import GenlabError
 from genlab.metrics.memorisation import NearestTraining, memorisation_scores, nearest_training
 from genlab.models.base import GenerativeModule, evaluation_mode
-from genlab.nets.classifier import LoadedClassifier, load_classifier
+from genlab.metrics.classifier_checkpoint import LoadedClassifier, load_classifier
 from genlab.rng import keeps_training_rng
 from genlab.runtime import iterations_done
 
@@ -66,19 +67,18 @@ class Memorisation(L.Callback):
 
     def _real(self, trainer: L.Trainer) -> tuple[Tensor, Tensor, str]:
         """(training images, held-out images, held-out split name), with one line for what is missing."""
-        splits = getattr(trainer.datamodule, "splits", None)
-        if splits is None:
-            trainer.datamodule.setup()
-            splits = getattr(trainer.datamodule, "splits", None)
-        if splits is None or splits.train.samples.dim() != 4:
-            raise GenlabError("Memorisation needs a genlab image data module (its splits are the training and"
-                              " held-out images)")
-        held = self.held_out_split or ("val" if len(splits.val.samples) else "test")
-        held_out = getattr(splits, held).samples[: self.num_samples]
-        if len(held_out) == 0 or len(splits.train.samples) == 0:
+        def split(name: str) -> Tensor:
+            return data_split(trainer.datamodule, name, "Memorisation").samples
+
+        train = split("train")
+        if train.dim() != 4:
+            raise GenlabError(f"Memorisation compares images, but the data's samples have shape {tuple(train.shape[1:])}")
+        held = self.held_out_split or ("val" if len(split("val")) else "test")
+        held_out = split(held)[: self.num_samples]
+        if len(held_out) == 0 or len(train) == 0:
             raise GenlabError(f"Memorisation: the data's {'train' if len(held_out) else held} split is empty: set"
                               " held_out_split to a split that holds images")
-        return splits.train.samples[: self.num_train], held_out, held
+        return train[: self.num_train], held_out, held
 
     @keeps_training_rng
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -151,14 +151,13 @@ class Memorisation(L.Callback):
         iteration = iterations_done(trainer) if stage == "fit" else int(getattr(model, "trained_iterations", 0))
         record = {"iteration": iteration, "stage": stage, "scores": scores, "settings": self.settings(
             len(samples), len(train), len(held_out), held), "sampler": model.sampler_settings()}
-        folder = run_dir(trainer)
-        append_jsonl(folder / "memorisation.jsonl", record)
+        append_jsonl(run_dir(trainer) / "memorisation.jsonl", record)
         for logger in trainer.loggers:
             logger.log_metrics(scores, step=iteration)
         for space, found in nearest.items():
-            image = self.closest_pairs(samples, train, found)
-            save_png(image, folder / "memorisation" / f"closest_pairs_{space}-{stage}-iteration_{iteration:07d}.png")
-            log_image(trainer, f"memorisation/closest_pairs_{space}/{stage}", image, iteration)
+            save_artifact(trainer, f"memorisation/closest_pairs_{space}-{stage}-iteration_{iteration:07d}.png",
+                          self.closest_pairs(samples, train, found), f"memorisation/closest_pairs_{space}/{stage}",
+                          iteration)
         return record
 
     def settings(self, num_samples: int, num_train: int, num_held_out: int, held: str) -> dict[str, Any]:

@@ -14,16 +14,16 @@ another split scored as if they were generated: the IS ceiling, the FD floor).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 import torch
 from torch import Tensor
 
-from genlab.atomic_files import append_jsonl, save_png
+from genlab.atomic_files import append_jsonl
 from genlab.callbacks.alarms import ScoreAlarm, sound_alarms
-from genlab.callbacks.run_files import log_image, run_dir
+from genlab.callbacks.run_files import figure_to_image, run_dir, save_artifact
+from genlab.data.base import data_split
 from genlab.errors import GenlabError
 from genlab.metrics.suite import EvaluationPlan, MetricSuite
 from genlab.models.base import GenerativeModule, evaluation_mode
@@ -54,16 +54,14 @@ def generated_batches(model: GenerativeModule, count: int, batch_size: int, seed
 def draw_label_histogram(histogram: dict[str, Any], title: str) -> Tensor:
     """Bar chart of predicted labels (generated vs real), plus requested-vs-predicted counts when conditional;
     returns a CHW float image in [0, 1]."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
     generated, real = np.asarray(histogram["generated"], float), np.asarray(histogram["real"], float)
     joint = histogram.get("requested_vs_predicted")
     panels = 2 if joint is not None else 1
-    figure, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.6), dpi=100, squeeze=False)
+    figure = Figure(figsize=(5.5 * panels, 3.6), dpi=100, layout="tight")
+    axes = figure.subplots(1, panels, squeeze=False)
     classes = np.arange(len(generated))
     axis = axes[0, 0]
     axis.bar(classes - 0.2, generated / max(generated.sum(), 1), 0.4, label="generated")
@@ -76,11 +74,7 @@ def draw_label_histogram(histogram: dict[str, Any], title: str) -> Tensor:
         axis.imshow(matrix / np.maximum(matrix.sum(1, keepdims=True), 1), cmap="viridis", vmin=0, vmax=1)
         axis.set(xticks=classes, yticks=classes, xlabel="predicted label", ylabel="requested label",
                  title="requested vs predicted (row-normalised)")
-    figure.tight_layout()
-    figure.canvas.draw()
-    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(figure)
-    return torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+    return figure_to_image(figure)
 
 
 class GenerativeMetrics(L.Callback):
@@ -145,19 +139,8 @@ class GenerativeMetrics(L.Callback):
 
     # --- planning -----------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _splits(trainer: L.Trainer) -> Any:
-        datamodule = trainer.datamodule
-        splits = getattr(datamodule, "splits", None)
-        if splits is None and hasattr(datamodule, "setup"):
-            datamodule.setup()
-            splits = getattr(datamodule, "splits", None)
-        if splits is None:
-            raise GenlabError("GenerativeMetrics needs a genlab data module (its splits are the real images)")
-        return splits
-
     def _real_images(self, trainer: L.Trainer, split: str) -> Tensor:
-        images = getattr(self._splits(trainer), split).samples
+        images = data_split(trainer.datamodule, split, "GenerativeMetrics").samples
         if len(images) == 0:
             raise GenlabError(f"GenerativeMetrics: the data's {split} split is empty: set real_split to another"
                               " split (e.g. train)")
@@ -165,9 +148,8 @@ class GenerativeMetrics(L.Callback):
 
     def _baseline_split(self, trainer: L.Trainer, split: str) -> str | None:
         """The split whose images stand in for samples in the real-data values: another split than the reference."""
-        splits = self._splits(trainer)
-        return next((name for name in ("train", "test", "val") if name != split and len(getattr(splits, name).samples)),
-                    None)
+        return next((name for name in ("train", "test", "val")
+                     if name != split and len(data_split(trainer.datamodule, name, "GenerativeMetrics").samples)), None)
 
     def evaluation_plan(self, datamodule: Any, model: GenerativeModule, split: str, num_real: int) -> EvaluationPlan:
         """What the suites are told before scoring (they refuse what cannot work, e.g. too few samples)."""
@@ -191,10 +173,15 @@ class GenerativeMetrics(L.Callback):
         plan = self.evaluation_plan(trainer.datamodule, pl_module, split, len(self._real_images(trainer, split)))
         for suite in self.suites:
             suite.prepare(plan)
-        for variant in self.samplers:
+        for variant in self.variants(pl_module):
             pl_module.check_sampler(variant)  # before training, not at the first evaluation
         self._real_fed = None
         self._real_value_cache = {}
+
+    def variants(self, model: GenerativeModule) -> list[str]:
+        """The samplers scored besides the configured one: `samplers`, and those the model always has scored
+        alongside (a GAN's moving-average generator, or its raw one when it samples from the average)."""
+        return [*self.samplers, *(v for v in model.scored_alongside() if v not in self.samplers)]
 
     # --- evaluation ---------------------------------------------------------------------------------------
 
@@ -231,7 +218,7 @@ class GenerativeMetrics(L.Callback):
             if baseline is None:
                 self._real_value_cache[split] = {"split": None, "note": "the data has no second split to compare"}
             else:
-                data = getattr(self._splits(trainer), baseline)
+                data = data_split(trainer.datamodule, baseline, "GenerativeMetrics")
                 images, labels = data.samples[: self.num_samples], data.labels[: self.num_samples]
                 self._feed(images, labels if model.num_classes else None, False, trainer.global_rank,
                            trainer.world_size, model.device)
@@ -272,7 +259,7 @@ class GenerativeMetrics(L.Callback):
         scores: dict[str, float] = {}
         extras: dict[str, Any] = {}
         samplers: dict[str, Any] = {}
-        for variant in [None, *self.samplers]:
+        for variant in [None, *self.variants(model)]:
             suffix = f"@{variant}" if variant else ""
             variant_scores, variant_extras, samplers[variant or "configured"] = self._score_sampler(
                 trainer, model, variant, (real_values or {}).get("scores"))
@@ -304,11 +291,10 @@ class GenerativeMetrics(L.Callback):
         folder = run_dir(trainer)
         append_jsonl(folder / "metrics.jsonl", record)
         if "label_histogram" in record:
-            title = f"{record['stage']} · iteration {record['iteration']}"
-            image = draw_label_histogram(record["label_histogram"], title)
-            path = Path(folder) / "metrics" / f"label_histogram-{record['stage']}-iteration_{record['iteration']:07d}.png"
-            save_png(image, path)
-            log_image(trainer, f"label_histogram/{record['stage']}", image, record["iteration"])
+            stage, iteration = record["stage"], record["iteration"]
+            image = draw_label_histogram(record["label_histogram"], f"{stage} · iteration {iteration}")
+            save_artifact(trainer, f"metrics/label_histogram-{stage}-iteration_{iteration:07d}.png", image,
+                          f"label_histogram/{stage}", iteration)
 
     @keeps_training_rng
     def _evaluate_during_fit(self, trainer: L.Trainer, model: GenerativeModule) -> None:

@@ -1,12 +1,25 @@
-"""Where a run's files go and how images reach TensorBoard; shared by every callback."""
+"""Where a run's files go and how images reach TensorBoard; shared by every callback.
+
+`save_artifact` is the one way a callback writes an image: rank zero only, nothing in a smoke test
+(`fast_dev_run`, like Lightning's own logging and checkpointing), written atomically, logged to TensorBoard.
+`figure_to_image` renders a matplotlib `Figure` with Agg (no pyplot, no global backend switch).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
+import numpy as np
+import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import Tensor
+
+from genlab.atomic_files import save_png
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def run_dir(trainer: L.Trainer) -> Path:
@@ -32,3 +45,29 @@ def log_image(trainer: L.Trainer, tag: str, image: Tensor, step: int) -> None:
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(tag, image, global_step=step)
+
+
+def writes_files(trainer: L.Trainer) -> bool:
+    """Whether this process writes run files: rank zero, outside smoke tests."""
+    return trainer.is_global_zero and not trainer.fast_dev_run
+
+
+def save_artifact(trainer: L.Trainer, relative_path: str, image: Tensor, tag: str, step: int) -> Path | None:
+    """Save a CHW image in [0, 1] as `<run folder>/<relative_path>` and log it to TensorBoard under `tag`; the
+    path written, or None where this process writes no files (see `writes_files`)."""
+    if not writes_files(trainer):
+        return None
+    path = run_dir(trainer) / relative_path
+    save_png(image, path)
+    log_image(trainer, tag, image, step)
+    return path
+
+
+def figure_to_image(figure: Figure) -> Tensor:
+    """A matplotlib figure rendered with Agg, as a CHW float image in [0, 1]."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    return torch.from_numpy(pixels).permute(2, 0, 1).float() / 255

@@ -10,8 +10,7 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from genlab.atomic_files import save_png
-from genlab.callbacks.run_files import log_image, run_dir, to_unit_range
+from genlab.callbacks.run_files import save_artifact, to_unit_range
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModule, evaluation_mode
 from genlab.runtime import iterations_done
@@ -50,7 +49,8 @@ class SampleGrid(L.Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(every_n_iterations=self.every_n_iterations, num_samples=self.num_samples)
+        settings = {"every_n_iterations": self.every_n_iterations, "num_samples": self.num_samples}
+        return f"{type(self).__qualname__}{settings!r}"  # Lightning's own format: older checkpoints still match
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not isinstance(pl_module, GenerativeModule):
@@ -89,13 +89,8 @@ class SampleGrid(L.Callback):
             return None
         self._last_saved = iteration
         image = self.grid(model)
-        if trainer.fast_dev_run:  # like logging and checkpointing, files are suppressed in a smoke test
-            return None
-        path = run_dir(trainer) / "samples" / f"iteration_{iteration:07d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_png(image, path)
-        log_image(trainer, "samples", image, iteration)
-        if self.keep_last is not None:
+        path = save_artifact(trainer, f"samples/iteration_{iteration:07d}.png", image, "samples", iteration)
+        if path is not None and self.keep_last is not None:
             for old in sorted(path.parent.glob("iteration_*.png"))[: -self.keep_last]:
                 old.unlink()
         return path

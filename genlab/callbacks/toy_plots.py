@@ -16,23 +16,21 @@ and held-out real points) to the loggers, and writes them with the window's mean
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
 from torch import Tensor
 
-from genlab.atomic_files import append_jsonl, write_bytes
-from genlab.callbacks.run_files import log_image, run_dir
+from genlab.atomic_files import append_jsonl
+from genlab.callbacks.run_files import figure_to_image, run_dir, save_artifact
+from genlab.data.base import TensorDataModule
 from genlab.errors import GenlabError
 from genlab.metrics.toy import mean_distance_to_parabola, sliced_wasserstein
 from genlab.models.base import GenerativeModule, evaluation_mode
@@ -42,22 +40,6 @@ from genlab.rng import keeps_training_rng
 LOSS_KEYS = {"loss_d": "loss/d", "loss_g": "loss/g"}
 _DPI = 100
 _REAL, _FAKE = "tab:blue", "tab:orange"
-
-
-def feature_layer_error(discriminator: Any) -> str | None:
-    """Why `discriminator` cannot be drawn in 2-D (no `features` method, or features not 2 wide), or None."""
-    features = getattr(discriminator, "features", None)
-    name = type(discriminator).__name__
-    if not callable(features):
-        return f"{name} has no features(x) method: use genlab.nets.ToyDiscriminator"
-    parameter = next(discriminator.parameters(), None)
-    probe = torch.zeros(1, 2, device=parameter.device if parameter is not None else "cpu")
-    with evaluation_mode(discriminator):
-        shape = tuple(features(probe).shape)
-    if shape != (1, 2):
-        units = shape[1] if len(shape) == 2 else f"shape {shape[1:]}"
-        return f"{name}'s feature layer has {units} units, not 2: make the last of its hidden sizes 2"
-    return None
 
 
 def equilibrium_losses(loss: Any) -> tuple[float, float] | None:
@@ -80,11 +62,16 @@ def equilibrium_losses(loss: Any) -> tuple[float, float] | None:
     return float(best), float(loss.generator(score))
 
 
-def figure_to_array(figure: Figure) -> np.ndarray:
-    """Render with Agg (no pyplot, no display) to an H x W x 3 uint8 array."""
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+@runtime_checkable
+class ShowsCriticFeatures(Protocol):
+    """What the toy plots need of a GAN beyond sampling: its critic's 2-D view of points, and its adversarial loss
+    (for the loss curves' equilibrium lines). `genlab.models.GAN` has both."""
+
+    loss: Any
+
+    def critic_features(self, points: Tensor) -> Tensor: ...
+
+    def critic_feature_problem(self) -> str | None: ...
 
 
 class ToyGANPlots(L.Callback):
@@ -132,19 +119,19 @@ class ToyGANPlots(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        if not isinstance(pl_module, GenerativeModule) or not hasattr(pl_module, "discriminator"):
+        if not isinstance(pl_module, GenerativeModule) or not isinstance(pl_module, ShowsCriticFeatures):
             raise GenlabError(
                 f"ToyGANPlots needs a GAN (genlab.models.GAN); {type(pl_module).__name__} has no discriminator"
             )
-        if (problem := feature_layer_error(pl_module.discriminator)) is not None:
+        if (problem := pl_module.critic_feature_problem()) is not None:
             raise GenlabError(f"ToyGANPlots draws the discriminator's 2-D feature space, but {problem}")
         datamodule = trainer.datamodule
-        if tuple(getattr(datamodule, "data_shape", ())) != (2,) or getattr(datamodule, "splits", None) is None:
+        if tuple(getattr(datamodule, "data_shape", ())) != (2,) or not isinstance(datamodule, TensorDataModule):
             raise GenlabError(
                 "ToyGANPlots needs 2-D points from a genlab data module such as genlab.data.QuadraticDataModule,"
                 f" not {type(datamodule).__name__}"
             )
-        train, val = datamodule.splits.train.samples, datamodule.splits.val.samples
+        train, val = datamodule.split("train").samples, datamodule.split("val").samples
         if min(len(train), len(val)) < self.num_points:
             raise GenlabError(
                 f"ToyGANPlots compares num_points={self.num_points} generated points with as many real ones, but"
@@ -169,11 +156,11 @@ class ToyGANPlots(L.Callback):
     def feature_arrays(self, model: GenerativeModule) -> tuple[np.ndarray, np.ndarray]:
         """The discriminator's 2-D features of the real and of the generated points, as plotted."""
         assert self.real is not None, "ToyGANPlots.setup has not run"
-        discriminator = model.discriminator  # type: ignore[attr-defined]
+        assert isinstance(model, ShowsCriticFeatures)
         fake = self.generated(model)
-        with evaluation_mode(discriminator):
-            real_features = discriminator.features(self.real.to(model.device))
-            fake_features = discriminator.features(fake.to(model.device))
+        with evaluation_mode(model):
+            real_features = model.critic_features(self.real.to(model.device))
+            fake_features = model.critic_features(fake.to(model.device))
         return real_features.double().cpu().numpy(), fake_features.double().cpu().numpy()
 
     def measure(self, model: GenerativeModule) -> dict[str, float]:
@@ -223,7 +210,7 @@ class ToyGANPlots(L.Callback):
         """One panel per loss (their scales differ), each with the value at equilibrium when it is defined."""
         figure = self._figure(2 * self.plot_size, self.plot_size)
         panels = figure.subplots(2, 1, sharex=True)
-        reference = equilibrium_losses(getattr(model, "loss", None)) or (None, None)
+        reference = equilibrium_losses(model.loss if isinstance(model, ShowsCriticFeatures) else None) or (None, None)
         for axes, key, color, value in zip(panels, LOSS_KEYS, (_REAL, _FAKE), reference):
             axes.plot(self.records["iteration"], self.records[key], color=color,
                       label=f"{LOSS_KEYS[key]}, mean of each {self.record_every_n_iterations} iterations")
@@ -238,15 +225,7 @@ class ToyGANPlots(L.Callback):
 
     # --- writing ---------------------------------------------------------------------------------------
     def _save(self, trainer: L.Trainer, figure: Figure, name: str, tag: str, step: int) -> Path | None:
-        image = figure_to_array(figure)
-        if trainer.fast_dev_run:  # like logging and checkpointing, files are suppressed in a smoke test
-            return None
-        path = run_dir(trainer) / "toy" / name
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="png")
-        write_bytes(path, buffer.getvalue())
-        log_image(trainer, tag, torch.from_numpy(image).permute(2, 0, 1).float().div(255), step)
-        return path
+        return save_artifact(trainer, f"toy/{name}", figure_to_image(figure), tag, step)
 
     @keeps_training_rng
     def plot(self, trainer: L.Trainer, model: GenerativeModule) -> None:

@@ -89,6 +89,10 @@ class TensorDataModule(L.LightningDataModule):
         assert self.splits is not None
         return self.splits
 
+    def split(self, name: str) -> Split:
+        """The samples and labels of the "train", "val" or "test" split, loaded on first use."""
+        return getattr(self._loaded(), name)
+
     def train_dataloader(self) -> TensorLoader:
         return TensorLoader(
             tuple(self._loaded().train), self.batch_size, shuffle=True, drop_last=self.drop_last, seed=self.seed
@@ -107,6 +111,15 @@ class TensorDataModule(L.LightningDataModule):
         return TensorLoader((*test, torch.arange(len(test.labels))), self.eval_batch_size)
 
 
-def images_to_unit_range(images: Tensor) -> Tensor:
+def data_split(datamodule: object, name: str, needed_by: str) -> Split:
+    """The "train", "val" or "test" split of a genlab data module: how callbacks and models read real data. One line
+    when the data module is not a genlab one (`needed_by` says who asked)."""
+    if not isinstance(datamodule, TensorDataModule):
+        raise GenlabError(f"{needed_by} reads real images from a genlab data module (e.g. genlab.data.MNISTDataModule),"
+                          f" not {type(datamodule).__name__}: configure one under data:")
+    return datamodule.split(name)
+
+
+def bytes_to_symmetric_range(images: Tensor) -> Tensor:
     """uint8 images (N, C, H, W) in [0, 255] → float32 in [-1, 1]."""
     return images.to(torch.float32).div_(127.5).sub_(1.0)

@@ -16,13 +16,13 @@ from genlab.errors import GenlabError
 class Corruption:
     """A random, batched image corruption; `generator` makes it reproducible (the global RNG otherwise)."""
 
-    def corrupt(self, images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
+    def corrupt_with_region(self, images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
         """The corrupted images and a boolean mask (broadcastable to them) of the region the corruption
         touched, or None when it may touch every pixel."""
         raise NotImplementedError
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.corrupt(images, generator)[0]
+        return self.corrupt_with_region(images, generator)[0]
 
 
 def _random(draw: str, *args: object, generator: torch.Generator | None, like: Tensor, **kwargs: object) -> Tensor:
@@ -38,7 +38,7 @@ class PatchNoise(Corruption):
     same for all channels of an image.
 
     Args:
-        patch_size: side of the square patch in pixels (the seed's 8).
+        patch_size: side of the square patch in pixels (the reference's 8).
         std: standard deviation of the noise in data units (images in [-1, 1]: 0.5 is a quarter of the range).
         clamp: clip the noisy pixels back into the data range [-1, 1].
     """
@@ -65,7 +65,7 @@ class PatchNoise(Corruption):
         in_cols = (cols >= left) & (cols < left + self.patch_size)  # N x W
         return (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
 
-    def corrupt(self, images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def corrupt_with_region(self, images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         mask = self.mask(images, generator)
         noise = _random("randn", images.shape, generator=generator, like=images, dtype=images.dtype)
         noisy = images + self.std * noise

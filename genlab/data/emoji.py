@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from genlab.data.base import Split, Splits, TensorDataModule, images_to_unit_range, resolve_data_dir, split_off
+from genlab.data.base import Split, Splits, TensorDataModule, bytes_to_symmetric_range, resolve_data_dir, split_off
 from genlab.errors import GenlabError
 
 
@@ -57,16 +57,9 @@ def fetch_emojione(target: Path, package: str = NPM_PACKAGE, size: int = 32) -> 
                 " by hand, or point --data.data_dir / $GENLAB_DATA_DIR at a root holding EmojiOne/png/32"
             )
         images = staging / "png"
-        images.mkdir()
-        folder = f"package/png/{size}"
-        with tarfile.open(tarballs[0]) as archive:
-            for member in archive.getmembers():
-                wanted = os.path.dirname(member.name) == folder and member.name.endswith(".png")
-                if member.isfile() and (wanted or member.name == "package/LICENSE.md"):
-                    member.name = os.path.basename(member.name)  # flat: no path from the archive is trusted
-                    archive.extract(member, images, filter="data")
+        extract_pngs(tarballs[0], f"package/png/{size}", images)
         if not any(images.glob("*.png")):
-            raise GenlabError(f"the npm package {package} has no {folder}/*.png: put the PNGs in {target.resolve()}")
+            raise GenlabError(f"the npm package {package} has no png/{size}/*.png: put the PNGs in {target.resolve()}")
         if target.is_dir() and not any(target.iterdir()):
             target.rmdir()
         if target.exists():
@@ -76,11 +69,23 @@ def fetch_emojione(target: Path, package: str = NPM_PACKAGE, size: int = 32) -> 
             images.rename(target)
 
 
+def extract_pngs(tarball: Path, folder: str, into: Path) -> None:
+    """The PNGs of `folder` in the tarball (and the package's LICENSE.md), flat into `into`: no path from the
+    archive is trusted."""
+    into.mkdir()
+    with tarfile.open(tarball) as archive:
+        for member in archive.getmembers():
+            wanted = os.path.dirname(member.name) == folder and member.name.endswith(".png")
+            if member.isfile() and (wanted or member.name == "package/LICENSE.md"):
+                member.name = os.path.basename(member.name)
+                archive.extract(member, into, filter="data")
+
+
 class EmojiDataModule(TensorDataModule):
     """EmojiOne emoji (or any folder of PNGs) as 3 x image_size x image_size images, label 0.
 
     EmojiOne has no official split: by default every image trains and the validation/test loaders serve
-    the training images too, as the seed's FID against the training set does. `val_size` holds some out.
+    the training images too, as the reference's FID against the training set does. `val_size` holds some out.
 
     Args:
         data_dir: data root; defaults to $GENLAB_DATA_DIR, else `data/`.
@@ -146,7 +151,7 @@ class EmojiDataModule(TensorDataModule):
         if not images:
             raise GenlabError(f"no readable PNG in {self.image_folder.resolve()}: replace the files")
         pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
-        everything = Split(images_to_unit_range(pixels), torch.zeros(len(pixels), dtype=torch.long))
+        everything = Split(bytes_to_symmetric_range(pixels), torch.zeros(len(pixels), dtype=torch.long))
         if self.val_size == 0:
             return Splits(everything, everything, everything)
         train, val = split_off(everything, self.val_size, self.seed)

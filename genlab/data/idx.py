@@ -38,9 +38,3 @@ def read_idx(path: Path) -> Tensor:
         )
     return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy())
 
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as an idx file (for tests and tiny data sets)."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, _UBYTE, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
-    path.write_bytes(header + array.tobytes())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torchvision
 
-from genlab.data.base import Split, Splits, TensorDataModule, images_to_unit_range, resolve_data_dir, split_off
+from genlab.data.base import Split, Splits, TensorDataModule, bytes_to_symmetric_range, resolve_data_dir, split_off
 from genlab.data.idx import read_idx
 from genlab.errors import GenlabError, first_line
 
@@ -91,9 +91,9 @@ class MNISTDataModule(TensorDataModule):
                     f"{self.raw_dir} holds {part} images of shape {tuple(images.shape)} and {len(labels)} labels;"
                     f" expected N x 28 x 28 images with N labels: replace the files with the originals"
                 )
-        full = Split(images_to_unit_range(arrays["train_images"].unsqueeze(1)), arrays["train_labels"].long())
+        full = Split(bytes_to_symmetric_range(arrays["train_images"].unsqueeze(1)), arrays["train_labels"].long())
         train, val = split_off(full, self.val_size, self.seed)
-        test = Split(images_to_unit_range(arrays["test_images"].unsqueeze(1)), arrays["test_labels"].long())
+        test = Split(bytes_to_symmetric_range(arrays["test_images"].unsqueeze(1)), arrays["test_labels"].long())
         return Splits(train, val, test)
 
 

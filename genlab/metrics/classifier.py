@@ -14,6 +14,7 @@ from typing import Any
 from torch import Tensor
 
 from genlab.errors import GenlabError
+from genlab.metrics.classifier_checkpoint import LoadedClassifier, load_classifier
 from genlab.metrics.scores import (
     FrechetDistance,
     InceptionScore,
@@ -28,7 +29,6 @@ from genlab.metrics.suite import (
     check_manifold_counts,
     manifold_settings,
 )
-from genlab.nets.classifier import LoadedClassifier, load_classifier
 
 
 class ClassifierMetrics(MetricSuite):

@@ -188,3 +188,22 @@ def manifold_scores(real: Tensor, fake: Tensor, k: int, chunk: int = DISTANCE_CH
         "density": float(balls_holding.sum().double() / (k * len(fake))),
         "coverage": float(covered.double().mean()),
     }
+
+
+#: PSNR of an exact copy would be infinite; per-image errors are floored here, which caps PSNR at 100 dB.
+_MSE_FLOOR = 1e-10
+
+
+def psnr(images: Tensor, references: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Peak signal-to-noise ratio in dB per image, for images in [-1, 1] (peak = the full range, as for [0, 1]).
+
+    10·log10(1 / MSE) with the MSE taken on intensities in [0, 1], i.e. on (images - references) / 2, over
+    all pixels or only those where the boolean `mask` (broadcastable to the images) is true.
+    """
+    squared = ((images - references) / 2).pow(2)
+    if mask is None:
+        mse = squared.flatten(1).mean(dim=1)
+    else:
+        weights = mask.expand_as(squared).to(squared.dtype)
+        mse = (squared * weights).flatten(1).sum(dim=1) / weights.flatten(1).sum(dim=1)
+    return -10 * torch.log10(mse.clamp_min(_MSE_FLOOR))

@@ -20,7 +20,6 @@ Choices, recorded with every result (`InceptionMetrics.settings`):
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import urllib.request
@@ -30,9 +29,16 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from genlab.atomic_files import file_sha256
 from genlab.errors import GenlabError, first_line
 from genlab.metrics.scores import FrechetDistance, InceptionScore, KernelDistance, ManifoldScores
-from genlab.metrics.suite import EvaluationPlan, MetricSuite, SuiteResult, check_manifold_counts, manifold_settings
+from genlab.metrics.suite import (
+    EvaluationPlan,
+    MetricSuite,
+    SuiteResult,
+    check_manifold_counts,
+    manifold_settings,
+)
 
 WEIGHTS_SHA256_PREFIX = "6726825d"  # the official file's name carries the first 8 hex digits of its SHA-256
 WEIGHTS_NAME = f"weights-inception-2015-12-05-{WEIGHTS_SHA256_PREFIX}.pth"
@@ -85,14 +91,6 @@ def resolve_inception_weights(weights_path: str | None = None, download: bool = 
         f"Inception-v3 weights not found ({reason}): put {WEIGHTS_NAME} (from {WEIGHTS_URL}) in {path.parent}/,"
         " or set weights_path to a copy of it"
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_official_weights(path: Path, sha256: str, allow_unofficial: bool) -> bool:
@@ -194,7 +192,7 @@ class InceptionMetrics(MetricSuite):
         self._check_counts(plan)
         if self.weights is None:
             weights = resolve_inception_weights(self.weights_path, self.download)
-            sha256 = _sha256(weights)
+            sha256 = file_sha256(weights)
             self.official_weights = check_official_weights(weights, sha256, self.allow_unofficial_weights)
             self.features = InceptionFeatures(weights, str(self.fid_features))
             self.weights, self.weights_sha256 = weights, sha256[:12]

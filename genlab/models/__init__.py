@@ -1,6 +1,7 @@
 """`LightningModule`s that train the networks of `genlab.nets`."""
 
-from genlab.models.base import GenerativeModule, GenlabModule
+from genlab.models.base import GenerativeModule
+from genlab.training import GenlabModule
 from genlab.models.classifier import Classifier
 from genlab.models.dae import DenoisingAutoencoder
 from genlab.models.gan import GAN

@@ -1,13 +1,13 @@
 """The evaluation classifier's training module: cross-entropy on labelled images, accuracy on val and test.
 
-Its checkpoint is what the classifier metrics load (`genlab.nets.classifier.load_classifier`): besides the
+Its checkpoint is what the classifier metrics load (`genlab.metrics.classifier_checkpoint.load_classifier`): besides the
 weights it records the network's class and settings, the data module it was trained on and its latest
 validation accuracy.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,8 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
 from genlab.errors import GenlabError
-from genlab.models.base import GenlabModule
+from genlab.runtime import attached_trainer
+from genlab.training import DivergenceGuard, GenlabModule
 from genlab.nets.classifier import CHECKPOINT_KEY, ClassifierNet, classifier_spec
 
 
@@ -24,14 +25,19 @@ class Classifier(GenlabModule):
     """Trains a `ClassifierNet` with cross-entropy; logs `loss/train`, `val/loss`, `val/acc`, `test/loss`, `test/acc`.
 
     Args:
-        network: e.g. `genlab.nets.ConvClassifier` (the metrics' default) or `genlab.nets.MLPClassifier` (the seed).
-        optimizer: optimizer class and settings (the seed: RMSprop, lr 1e-3, alpha 0.9).
+        network: e.g. `genlab.nets.ConvClassifier` (the metrics' default) or `genlab.nets.MLPClassifier` (the reference).
+        optimizer: optimizer class and settings (the reference: RMSprop, lr 1e-3, alpha 0.9).
+        on_divergence: when the loss, gradients or weights turn NaN or infinite, "stop" saves the last good
+            state as checkpoints/diverged-iteration_N.ckpt and ends the run with one line naming the iteration;
+            "skip" leaves that update out (logged as `divergence/skipped_updates`).
     """
 
-    def __init__(self, network: ClassifierNet, optimizer: OptimizerCallable = torch.optim.Adam) -> None:
+    def __init__(self, network: ClassifierNet, optimizer: OptimizerCallable = torch.optim.Adam,
+                 on_divergence: Literal["stop", "skip"] = "stop") -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["network", "optimizer"])
         self.network, self.optimizer = network, optimizer
+        self.divergence = DivergenceGuard(on_divergence)
         self.val_accuracy = MulticlassAccuracy(network.num_classes, average="micro")
         self.test_accuracy = MulticlassAccuracy(network.num_classes, average="micro")
         self._last_val_accuracy: float | None = None
@@ -78,7 +84,7 @@ class Classifier(GenlabModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = getattr(attached_trainer(self), "datamodule", None)
         checkpoint[CHECKPOINT_KEY] = {
             **classifier_spec(self.network),
             "data": type(datamodule).__name__ if datamodule is not None else None,

@@ -10,26 +10,8 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from genlab.data.corruption import Corruption, PatchNoise
-from genlab.models.base import GenlabModule, divergence_policy
-
-#: PSNR of an exact copy would be infinite; per-image errors are floored here, which caps PSNR at 100 dB.
-_MSE_FLOOR = 1e-10
-
-
-def psnr(images: Tensor, references: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Peak signal-to-noise ratio in dB per image, for images in [-1, 1] (peak = the full range, as for [0, 1]).
-
-    10·log10(1 / MSE) with the MSE taken on intensities in [0, 1], i.e. on (images - references) / 2, over
-    all pixels or only those where the boolean `mask` (broadcastable to the images) is true.
-    """
-    squared = ((images - references) / 2).pow(2)
-    if mask is None:
-        mse = squared.flatten(1).mean(dim=1)
-    else:
-        weights = mask.expand_as(squared).to(squared.dtype)
-        mse = (squared * weights).flatten(1).sum(dim=1) / weights.flatten(1).sum(dim=1)
-    return -10 * torch.log10(mse.clamp_min(_MSE_FLOOR))
-
+from genlab.metrics.functional import psnr
+from genlab.training import DivergenceGuard, GenlabModule
 
 class DenoisingAutoencoder(GenlabModule):
     """Trains `network` to map corrupted images back to the clean ones by mean squared error.
@@ -65,7 +47,7 @@ class DenoisingAutoencoder(GenlabModule):
         self.network = network
         self.corruption = corruption if corruption is not None else PatchNoise()
         self.optimizer, self.eval_seed = optimizer, eval_seed
-        self.on_divergence = divergence_policy(on_divergence)
+        self.divergence = DivergenceGuard(on_divergence)
 
     def corrupt(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return self.corruption(images, generator)
@@ -83,19 +65,15 @@ class DenoisingAutoencoder(GenlabModule):
         return self.build_optimizer(self.optimizer, self.parameters(), "model.optimizer")
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        self.remember_buffers()
         clean = batch[0]
         loss = F.mse_loss(self.restore(self.corrupt(clean)), clean)
         self.log("loss/mse", loss.detach(), on_step=True, on_epoch=False)
-        self._update_loss = loss.detach()  # checked with the gradients before the step
         return loss
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        self.check_automatic_update(optimizer)
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], batch_idx: int, prefix: str) -> None:
         clean = batch[0]
-        noisy, region = self.corruption.corrupt(clean, torch.Generator().manual_seed(self.eval_seed + batch_idx))
+        generator = torch.Generator().manual_seed(self.eval_seed + batch_idx)
+        noisy, region = self.corruption.corrupt_with_region(clean, generator)
         restored = self.restore(noisy)
         metrics = {
             f"{prefix}/loss/mse": F.mse_loss(restored, clean),

@@ -1,4 +1,4 @@
-"""One GAN LightningModule for every adversarial setting the seeds use: unconditional or conditional,
+"""One GAN LightningModule for every adversarial setting the references use: unconditional or conditional,
 minimax / least squares / Wasserstein (clipping or gradient penalty) / hinge, any n_critic."""
 
 from __future__ import annotations
@@ -11,8 +11,57 @@ from torch import Tensor, nn
 
 from genlab.errors import GenlabError
 from genlab.losses import AdversarialLoss, gradient_penalty, resolve_loss
-from genlab.models.base import GenerativeModule, divergence_policy, optimized_parameters, update_norms
+from genlab.models.base import GenerativeModule
+from genlab.training import DivergenceGuard, optimized_parameters, update_norms
+from genlab.training.ema import WeightAverage
 from genlab.nets.base import Discriminator, Generator
+from genlab.nets.toy import feature_layer_error
+
+
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def check_settings(n_critic: int, gradient_penalty: float, clip_weights: float | None, sampling_batchnorm: str) -> None:
+    """One line for a GAN setting out of range."""
+    if n_critic < 1:
+        raise GenlabError(f"model.n_critic must be at least 1, got {n_critic}")
+    if gradient_penalty < 0:
+        raise GenlabError(f"model.gradient_penalty must be 0 or more, got {gradient_penalty}")
+    if clip_weights is not None and clip_weights <= 0:
+        raise GenlabError(f"model.clip_weights must be positive (or null), got {clip_weights}")
+    if sampling_batchnorm not in ("running", "batch"):
+        raise GenlabError(f"model.sampling_batchnorm must be 'running' or 'batch', got {sampling_batchnorm!r}")
+
+
+def check_average(decay: float | None, warmup_iterations: int, sampling_weights: str) -> None:
+    """One line for moving-average settings out of range."""
+    if decay is not None and not 0.0 < decay < 1.0:
+        raise GenlabError(f"model.ema_decay must be between 0 and 1 (e.g. 0.999), or null for none; got {decay}")
+    if warmup_iterations < 0:
+        raise GenlabError(f"model.ema_warmup_iterations must be 0 or more, got {warmup_iterations}")
+    if sampling_weights not in ("raw", "ema"):
+        raise GenlabError(f"model.sampling_weights must be 'raw' or 'ema', got {sampling_weights!r}")
+    if sampling_weights == "ema" and decay is None:
+        raise GenlabError("model.sampling_weights 'ema' needs a moving average: set model.ema_decay (e.g. 0.999)")
+
+
+def check_networks(generator: Generator, discriminator: Discriminator, gradient_penalty: float) -> None:
+    """One line when the two networks cannot train together."""
+    if gradient_penalty and any(isinstance(m, BATCH_NORMS) for m in discriminator.modules()):
+        raise GenlabError(  # BatchNorm mixes the batch, so ∇D(x̂) is no longer a per-sample gradient
+            f"model.gradient_penalty needs a critic without BatchNorm, but {type(discriminator).__name__} has"
+            " BatchNorm layers: choose another discriminator or set gradient_penalty: 0"
+        )
+    if generator.num_classes != discriminator.num_classes:
+        raise GenlabError(
+            f"model.generator has num_classes {generator.num_classes} but model.discriminator has"
+            f" {discriminator.num_classes}: give both the same num_classes"
+        )
+    if tuple(generator.out_shape) != tuple(discriminator.in_shape):
+        raise GenlabError(
+            f"model.generator makes samples of shape {tuple(generator.out_shape)} but model.discriminator"
+            f" expects {tuple(discriminator.in_shape)}: make their shape settings agree"
+        )
 
 
 class GAN(GenerativeModule):
@@ -43,6 +92,11 @@ class GAN(GenerativeModule):
             "batch" uses the statistics of each batch being drawn, as the reference notebooks do (their
             generators stay in training mode), so a sample then depends on the batch it is drawn in and the
             records note the batch size. Running statistics are never changed by sampling.
+        ema_decay: keep an exponential moving average of the generator's weights with this decay (e.g. 0.999;
+            None: none). It does not change training; samples can be drawn from it (`sampling_weights`), and
+            `GenerativeMetrics` scores it beside the raw generator (`…@ema`). See `genlab.training.ema`.
+        ema_warmup_iterations: iterations during which the average copies the generator before averaging.
+        sampling_weights: "raw" samples from the trained generator, "ema" from its moving average.
     """
 
     def __init__(
@@ -58,42 +112,26 @@ class GAN(GenerativeModule):
         discriminator_optimizer: OptimizerCallable = torch.optim.Adam,
         on_divergence: Literal["stop", "skip"] = "stop",
         sampling_batchnorm: Literal["running", "batch"] = "running",
+        ema_decay: float | None = None,
+        ema_warmup_iterations: int = 1000,
+        sampling_weights: Literal["raw", "ema"] = "raw",
     ) -> None:
         super().__init__()
-        if n_critic < 1:
-            raise GenlabError(f"model.n_critic must be at least 1, got {n_critic}")
-        if gradient_penalty < 0:
-            raise GenlabError(f"model.gradient_penalty must be 0 or more, got {gradient_penalty}")
-        if clip_weights is not None and clip_weights <= 0:
-            raise GenlabError(f"model.clip_weights must be positive (or null), got {clip_weights}")
-        if gradient_penalty and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
-            raise GenlabError(  # BatchNorm mixes the batch, so ∇D(x̂) is no longer a per-sample gradient
-                f"model.gradient_penalty needs a critic without BatchNorm, but {type(discriminator).__name__} has"
-                " BatchNorm layers: choose another discriminator or set gradient_penalty: 0"
-            )
-        if generator.num_classes != discriminator.num_classes:
-            raise GenlabError(
-                f"model.generator has num_classes {generator.num_classes} but model.discriminator has"
-                f" {discriminator.num_classes}: give both the same num_classes"
-            )
-        if tuple(generator.out_shape) != tuple(discriminator.in_shape):
-            raise GenlabError(
-                f"model.generator makes samples of shape {tuple(generator.out_shape)} but model.discriminator"
-                f" expects {tuple(discriminator.in_shape)}: make their shape settings agree"
-            )
+        check_settings(n_critic, gradient_penalty, clip_weights, sampling_batchnorm)
+        check_average(ema_decay, ema_warmup_iterations, sampling_weights)
+        check_networks(generator, discriminator, gradient_penalty)
         self.automatic_optimization = False
-        if sampling_batchnorm not in ("running", "batch"):
-            raise GenlabError(f"model.sampling_batchnorm must be 'running' or 'batch', got {sampling_batchnorm!r}")
-        # a sampling setting, not a training one: kept out of the hyperparameters so that `genlab test` can
+        # sampling settings, not training ones: kept out of the hyperparameters so that `genlab test` can
         # score a checkpoint either way from the command line
         self.save_hyperparameters(ignore=["generator", "discriminator", "generator_optimizer",
-                                          "discriminator_optimizer", "loss", "sampling_batchnorm"])
-        self.sampling_batchnorm = sampling_batchnorm
+                                          "discriminator_optimizer", "loss", "sampling_batchnorm", "sampling_weights"])
+        self.sampling_batchnorm, self.sampling_weights = sampling_batchnorm, sampling_weights
+        self.generator_average = WeightAverage(generator, ema_decay, ema_warmup_iterations) if ema_decay else None
         self.generator, self.discriminator = generator, discriminator
         self.loss = resolve_loss(loss)
         self.n_critic, self.gp_weight, self.clip_weights, self.noise = n_critic, gradient_penalty, clip_weights, noise
         self.generator_optimizer, self.discriminator_optimizer = generator_optimizer, discriminator_optimizer
-        self.on_divergence = divergence_policy(on_divergence)
+        self.divergence = DivergenceGuard(on_divergence)
 
     @property
     def latent_dim(self) -> int:  # type: ignore[override]
@@ -103,15 +141,26 @@ class GAN(GenerativeModule):
     def num_classes(self) -> int:  # type: ignore[override]
         return self.generator.num_classes
 
+    def sampling_generator(self) -> nn.Module:
+        """The generator samples come from: the trained one, or its moving average (`sampling_weights`)."""
+        if self.sampling_weights == "ema" and self.generator_average is not None:
+            return self.generator_average.average
+        return self.generator
+
     def _generator_norms(self) -> list[nn.Module]:
-        return [m for m in self.generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        return [m for m in self.sampling_generator().modules() if isinstance(m, BATCH_NORMS)]
 
-    @property
-    def sampler_variants(self) -> tuple[str, ...]:  # type: ignore[override]
-        return ("running", "batch") if self._generator_norms() else ()
+    def sampler_options(self) -> dict[str, tuple[str, str]]:
+        options = {mode: ("sampling_batchnorm", mode) for mode in ("running", "batch") if self._generator_norms()}
+        if self.generator_average is not None:
+            options |= {weights: ("sampling_weights", weights) for weights in ("raw", "ema")}
+        return options
 
-    sampler_setting = "sampling_batchnorm"
-
+    def scored_alongside(self) -> tuple[str, ...]:
+        """Samplers `GenerativeMetrics` scores in every evaluation besides the configured one: the other weights."""
+        if self.generator_average is None:
+            return ()
+        return ("raw",) if self.sampling_weights == "ema" else ("ema",)
 
     def batch_statistics_layers(self) -> list[nn.Module]:
         """The generator's BatchNorm layers when samples use batch statistics (see `genlab.models.base.evaluation_mode`)."""
@@ -125,8 +174,11 @@ class GAN(GenerativeModule):
             batchnorm = "batch statistics of each sampling batch (training-mode BatchNorm, running statistics untouched)"
         else:
             batchnorm = "running statistics (eval mode)"
+        weights = "the trained generator"
+        if self.sampling_weights == "ema" and self.generator_average is not None:
+            weights = f"moving average of the generator's weights {self.generator_average.settings()}"
         return {"latent_dim": self.latent_dim, "noise": "U(-1, 1)" if self.noise == "uniform" else "N(0, I)",
-                "batchnorm": batchnorm}
+                "batchnorm": batchnorm, "weights": weights}
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         if generator is not None and generator.device != self.device:
@@ -142,10 +194,18 @@ class GAN(GenerativeModule):
     def timing_pass(self, n: int) -> Tensor:
         """The critic's scores of generated images: both networks, as in the generator's step."""
         labels = self.default_labels(n)
-        return self.discriminator(super().timing_pass(n), labels)
+        return self.discriminator(self.generator(torch.randn(n, self.latent_dim, device=self.device), labels), labels)
+
+    def critic_features(self, points: Tensor) -> Tensor:
+        """The critic's last hidden features of `points` (2 units in `ToyDiscriminator`): what the toy plots draw."""
+        return self.discriminator.features(points)  # type: ignore[operator]
+
+    def critic_feature_problem(self) -> str | None:
+        """Why the critic's features cannot be drawn in 2-D, or None."""
+        return feature_layer_error(self.discriminator)
 
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        return self.generator(z, labels if self.num_classes else None)
+        return self.sampling_generator()(z, labels if self.num_classes else None)
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -183,8 +243,8 @@ class GAN(GenerativeModule):
         if self.iteration % self.n_critic == 0:
             logs |= self._generator_step(g_optimizer, real.shape[0])
         if logging:  # self.log costs ~0.1 ms per value: with tiny networks that is most of a step
-            if self.on_divergence == "skip":
-                logs["divergence/skipped_updates"] = float(self.skipped_updates)
+            if self.divergence.policy == "skip":
+                logs["divergence/skipped_updates"] = float(self.divergence.skipped_updates)
             self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False)
         return {key: logs[key] for key in ("loss/d", "loss/g") if key in logs}
 
@@ -193,7 +253,7 @@ class GAN(GenerativeModule):
         """The discriminator's update on a real batch and as many fakes (sharing its labels, so the penalty's
         mixes are consistent); returns its logs and the scores of both sides."""
         with self.toggled_optimizer(optimizer):
-            self.remember_buffers()  # BatchNorm statistics, put back if this update turns out non-finite
+            self.divergence.remember_buffers(self)  # BatchNorm statistics, put back if this update is non-finite
             with torch.no_grad():
                 fake = self.generator(self.sample_latent(real.shape[0]), labels)
             real_scores = self.discriminator(real, labels)
@@ -214,10 +274,12 @@ class GAN(GenerativeModule):
     def _generator_step(self, optimizer: torch.optim.Optimizer, n: int) -> dict[str, Tensor]:
         """The generator's update on fresh noise (and uniformly drawn labels when conditional)."""
         with self.toggled_optimizer(optimizer):
-            self.remember_buffers()
+            self.divergence.remember_buffers(self)
             labels = self._fake_labels(n)
             loss = self.loss.generator(self.discriminator(self.generator(self.sample_latent(n), labels), labels))
-            grad_norm, _ = self._update("generator", optimizer, loss)
+            grad_norm, stepped = self._update("generator", optimizer, loss)
+        if stepped and self.generator_average is not None:
+            self.generator_average.update(self.generator, self.iteration)
         return {"grad_norm/g": grad_norm, "loss/g": loss.detach()}
 
     def _update(self, side: str, optimizer: torch.optim.Optimizer, loss: Tensor) -> tuple[Tensor, bool]:
@@ -227,7 +289,7 @@ class GAN(GenerativeModule):
         self.manual_backward(loss)
         parameters = optimized_parameters(optimizer)
         norms = update_norms(parameters)
-        if self.step_is_finite(side, loss, parameters, norms):
+        if self.divergence.allows(self, side, loss, parameters, norms):
             optimizer.step()
             return norms[0], True
         optimizer.zero_grad(set_to_none=True)

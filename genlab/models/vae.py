@@ -10,11 +10,14 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
+from genlab.data.base import data_split
 from genlab.errors import GenlabError
 from genlab.likelihoods import PixelLikelihood, kl_to_standard_normal, resolve_likelihood
-from genlab.models.base import GenerativeModule, divergence_policy, evaluation_mode
+from genlab.models.base import GenerativeModule, evaluation_mode
 from genlab.nets.vae import VAEDecoder, VAEEncoder
 from genlab.priors import GaussianMixture
+from genlab.runtime import attached_trainer
+from genlab.training import DivergenceGuard
 
 #: state_dict keys of the sampling mixture (absent when sampling_prior is "standard")
 MIXTURE_KEYS = ("mixture.", "mixture_iteration")
@@ -29,14 +32,14 @@ class VAE(GenerativeModule):
     """Encoder q(z|x) = N(mean, diag exp(logvar)), prior N(0, I), decoder logits scored by a pixel likelihood.
 
     The loss per image is reconstruction (the likelihood's negative log, summed over pixels) + closed-form
-    KL(q(z|x) || N(0, I)); both are averaged over the batch, so `loss/recon` is the per-image figure the seeds
+    KL(q(z|x) || N(0, I)); both are averaged over the batch, so `loss/recon` is the per-image figure the references
     report. Logged as loss/recon, loss/kl, loss/total (training steps) and val/… , test/… (epoch means).
 
     Args:
         encoder, decoder: the networks (see `genlab.nets.vae`); same latent_dim, matching image shapes.
         likelihood: "bernoulli" (BCE on logits), "continuous_bernoulli", or a `genlab.likelihoods` object
             such as `ContinuousBernoulli` with its own `log_normalizer_weight`.
-        optimizer: optimizer class and settings (the seed: Adam, lr 1e-3).
+        optimizer: optimizer class and settings (the reference: Adam, lr 1e-3).
         on_divergence: when the loss, gradients or weights turn NaN or infinite, "stop" saves the last good
             state as checkpoints/diverged-iteration_N.ckpt and ends the run with one line naming the iteration;
             "skip" leaves that update out (logged as `divergence/skipped_updates`).
@@ -82,8 +85,8 @@ class VAE(GenerativeModule):
         self.encoder, self.decoder = encoder, decoder
         self.likelihood = resolve_likelihood(likelihood)
         self.optimizer = optimizer
-        self.on_divergence = divergence_policy(on_divergence)
-        if sampling_prior not in self.sampler_variants:
+        self.divergence = DivergenceGuard(on_divergence)
+        if sampling_prior not in ("standard", "mixture"):
             raise GenlabError(f"model.sampling_prior must be 'standard' or 'mixture', got {sampling_prior!r}")
         if encoder_input not in ("unit", "symmetric"):
             raise GenlabError(f"model.encoder_input must be 'unit' or 'symmetric', got {encoder_input!r}")
@@ -96,12 +99,12 @@ class VAE(GenerativeModule):
     def latent_dim(self) -> int:  # type: ignore[override]
         return self.encoder.latent_dim
 
-    sampler_variants = ("standard", "mixture")
+    def sampler_options(self) -> dict[str, tuple[str, str]]:
+        return {prior: ("sampling_prior", prior) for prior in ("standard", "mixture")}
+
     #: not trained in bf16 unless asked: vae_mnist in bf16-mixed scored reference/is 8.93 (seed 0), below the
     #: fp32 runs' 9.01-9.09 over 3 seeds (docs/reproduction.md), so the fast path is not the default here
     automatic_bf16 = False
-    sampler_setting = "sampling_prior"
-
 
     def sampler_settings(self) -> dict[str, Any]:
         if self.sampling_prior == "standard":
@@ -126,18 +129,15 @@ class VAE(GenerativeModule):
         its own copy with no communication, so callbacks may sample on rank 0 alone; the fit is deterministic
         and runs on the CPU, so every rank holds the same mixture.
         """
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if trainer is None:
             return
         iteration = self.iteration if trainer.state.fn == TrainerFn.FITTING else self.trained_iterations
         if int(self.mixture_iteration) == iteration and self.mixture.fitted:
             return
-        splits = getattr(trainer.datamodule, "splits", None)
-        if splits is None:
-            raise GenlabError("model.sampling_prior 'mixture' is fitted to the training split of a genlab data module:"
-                              " configure one (e.g. genlab.data.MNISTDataModule) or use sampling_prior 'standard'")
+        train = data_split(trainer.datamodule, "train", "model.sampling_prior 'mixture' (fitted to the training codes)")
         with evaluation_mode(self):
-            means = torch.cat([self.encode(x.to(self.device))[0] for x in splits.train.samples.split(1000)])
+            means = torch.cat([self.encode(x.to(self.device))[0] for x in train.samples.split(1000)])
         self.mixture.fit(means.cpu())  # on the CPU: float64 everywhere (MPS has none), same bits on every rank
         self.mixture_iteration.fill_(iteration)
 
@@ -184,14 +184,9 @@ class VAE(GenerativeModule):
         return self.build_optimizer(self.optimizer, self.parameters(), "model.optimizer")
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        self.remember_buffers()
         losses = self.losses(batch[0])
         self.log_dict({key: value.detach() for key, value in losses.items()}, on_step=True, on_epoch=False)
-        self._update_loss = losses["loss/total"].detach()  # checked with the gradients before the step
         return losses["loss/total"]
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        self.check_automatic_update(optimizer)
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], prefix: str) -> None:
         losses = self.losses(batch[0])

@@ -9,14 +9,13 @@ import math
 
 from torch import Tensor, nn
 
+from genlab.nets.base import hidden_layers
+
 
 def fully_connected(widths: list[int], final_activation: nn.Module | None = None) -> nn.Sequential:
     """Linear layers through `widths` with ReLU between them; the last layer gets `final_activation` (or none)."""
-    layers: list[nn.Module] = []
-    for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(nn.Linear(width_in, width_out))
-        if index < len(widths) - 2:
-            layers.append(nn.ReLU())
+    layers, width = hidden_layers(widths[0], widths[1:-1], nn.ReLU)
+    layers.append(nn.Linear(width, widths[-1]))
     if final_activation is not None:
         layers.append(final_activation)
     return nn.Sequential(*layers)

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def hidden_layers(width: int, hidden: list[int], activation: Callable[[], nn.Module],
+                  batch_norm_eps: float | None = None, dropout: float | None = None) -> tuple[list[nn.Module], int]:
+    """The one MLP builder of genlab's networks: per hidden width, Linear → BatchNorm (from the second layer on,
+    when `batch_norm_eps` is given) → `activation()`, with Dropout before every Linear but the first when `dropout`
+    is given. Returns the layers and their output width; modules are made in that order, so a seeded
+    initialisation draws the same weights as the references' code."""
+    layers: list[nn.Module] = []
+    for index, size in enumerate(hidden):
+        if dropout is not None and index > 0:
+            layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(width, size))
+        if batch_norm_eps is not None and index > 0:
+            layers.append(nn.BatchNorm1d(size, eps=batch_norm_eps))
+        layers.append(activation())
+        width = size
+    return layers, width
 
 
 class Generator(nn.Module):
@@ -29,7 +49,7 @@ class Discriminator(nn.Module):
 
 
 def with_one_hot(features: Tensor, labels: Tensor | None, num_classes: int) -> Tensor:
-    """Concatenate one-hot labels to flat features (the seeds' conditioning); a no-op when unconditional."""
+    """Concatenate one-hot labels to flat features (the references' conditioning); a no-op when unconditional."""
     if num_classes == 0:
         return features
     if labels is None:

@@ -6,26 +6,21 @@ so one forward pass gives both the label probabilities (IS, m-IS, label histogra
 in without conversion.
 
 A genlab checkpoint of a `genlab.models.Classifier` carries the network's class and constructor settings
-under `CHECKPOINT_KEY`; `load_classifier` rebuilds the network from that alone.
+under `CHECKPOINT_KEY` (`classifier_spec`); `genlab.metrics.classifier_checkpoint` rebuilds the network from that
+alone.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import math
-import os
-from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
-import torch
 from torch import Tensor, nn
 
-from genlab.errors import GenlabError, first_line
-from genlab.nets.base import keras_dense_init
+from genlab.errors import GenlabError
+from genlab.nets.base import hidden_layers, keras_dense_init
 
 CHECKPOINT_KEY = "genlab_classifier"
-TRAIN_HINT = "genlab fit --config experiments/classifier_mnist.yaml"
 
 
 class ClassifierNet(nn.Module):
@@ -83,13 +78,8 @@ class MLPClassifier(ClassifierNet):
         self.init_args = {"in_shape": list(in_shape), "hidden": list(hidden), "num_classes": num_classes,
                           "dropout": dropout, "xavier_init": xavier_init, "input_range": input_range}
         layers: list[nn.Module] = [nn.Flatten()] if input_range == "symmetric" else [ToIntensities(), nn.Flatten()]
-        width = math.prod(self.in_shape)
-        for index, size in enumerate(hidden):
-            if index > 0:
-                layers.append(nn.Dropout(dropout))
-            layers += [nn.Linear(width, size), nn.ReLU()]
-            width = size
-        self.body = nn.Sequential(*layers)
+        hidden_stack, width = hidden_layers(math.prod(self.in_shape), hidden, nn.ReLU, dropout=dropout)
+        self.body = nn.Sequential(*layers, *hidden_stack)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
         if xavier_init:
             self.apply(keras_dense_init)
@@ -139,79 +129,3 @@ def classifier_spec(network: ClassifierNet) -> dict[str, Any]:
     """What `load_classifier` needs besides the weights: the class path and constructor settings."""
     cls = type(network)
     return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(network.init_args)}
-
-
-class LoadedClassifier(NamedTuple):
-    """A classifier rebuilt from its checkpoint, with what a result should record about it."""
-
-    network: ClassifierNet
-    path: Path
-    sha256: str  # first 12 hex digits of the checkpoint file's SHA-256
-    data: str | None  # the data module it was trained on, e.g. "MNISTDataModule"
-    accuracy: float | None  # its last validation accuracy, if it was validated
-
-
-def newest_checkpoint(folder: Path) -> Path | None:
-    """The most recent `last.ckpt` under a run or experiment folder (`lightning_logs/classifier_mnist`)."""
-    candidates = [folder / "last.ckpt", *folder.glob("checkpoints/last.ckpt"), *folder.glob("*/checkpoints/last.ckpt")]
-    existing = [path for path in candidates if path.is_file()]
-    return max(existing, key=lambda path: path.stat().st_mtime) if existing else None
-
-
-def _hint(path: Path, train_hint: str) -> str:
-    experiment = next((part for part in path.parts if part.startswith("classifier_")), None)
-    if experiment is not None and train_hint == TRAIN_HINT:
-        return f"genlab fit --config experiments/{experiment.removesuffix('.ckpt')}.yaml"
-    return train_hint
-
-
-def load_classifier(path: str | os.PathLike, train_hint: str = TRAIN_HINT) -> LoadedClassifier:
-    """Rebuild a genlab classifier from its checkpoint file, or from the newest `last.ckpt` under a folder.
-
-    Every problem (no file, a damaged file, a checkpoint of something else) is one `GenlabError` line that
-    says how to get a usable checkpoint (`train_hint`: the command that trains one).
-    """
-    given = Path(path).expanduser()
-    file = newest_checkpoint(given) if given.is_dir() else given
-    if file is None or not file.is_file():
-        where = f"{given} holds no last.ckpt" if given.is_dir() else f"{given} does not exist"
-        raise GenlabError(f"classifier checkpoint {where}: train it with {_hint(given, train_hint)}")
-    hint = _hint(file, train_hint)
-    try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zips, unpickling errors: all mean the file is unusable
-        raise GenlabError(f"classifier checkpoint {file} is truncated or corrupt ({first_line(error)}): retrain it with"
-                          f" {hint}") from None
-    spec = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
-    if not spec:
-        raise GenlabError(
-            f"{file} is not a genlab classifier checkpoint (it has no {CHECKPOINT_KEY!r} entry): pass the checkpoint"
-            f" of a run of {hint}"
-        )
-    network = _build(spec, file, hint)
-    weights = {key.removeprefix("network."): value for key, value in checkpoint.get("state_dict", {}).items()
-               if key.startswith("network.")}
-    try:
-        network.load_state_dict(weights)
-    except RuntimeError as error:
-        raise GenlabError(
-            f"classifier checkpoint {file} does not fit its own network settings ({first_line(error)}):"
-            f" retrain it with {hint}"
-        ) from None
-    network.eval().requires_grad_(False)
-    digest = hashlib.sha256(file.read_bytes()).hexdigest()[:12]
-    return LoadedClassifier(network, file.resolve(), digest, spec.get("data"), spec.get("val_accuracy"))
-
-
-def _build(spec: dict[str, Any], file: Path, hint: str) -> ClassifierNet:
-    module_name, _, class_name = str(spec.get("class_path", "")).rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError):
-        cls = None
-    if not (isinstance(cls, type) and issubclass(cls, ClassifierNet)):
-        raise GenlabError(f"{file} names an unknown classifier network {spec.get('class_path')!r}: retrain it with {hint}")
-    try:
-        return cls(**spec.get("init_args", {}))
-    except TypeError as error:
-        raise GenlabError(f"{file}: cannot rebuild {class_name} ({error}): retrain it with {hint}") from None

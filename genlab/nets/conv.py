@@ -92,7 +92,7 @@ def _doublings(image_size: int) -> int:
 class DCGANGenerator(Generator):
     """DCGAN generator (Radford et al.) for square RGB images: z → 4x4 → … → image_size, BN+ReLU, tanh out.
 
-    At 32x32 with base_channels 32: 100 → 128x4x4 → 64x8x8 → 32x16x16 → 3x32x32, the EmojiOne seed's
+    At 32x32 with base_channels 32: 100 → 128x4x4 → 64x8x8 → 32x16x16 → 3x32x32, the EmojiOne reference's
     layout. No BatchNorm on the output layer.
     """
 

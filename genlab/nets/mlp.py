@@ -11,7 +11,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from genlab.nets.base import Discriminator, Generator, with_one_hot, xavier_uniform_init
+from genlab.nets.base import Discriminator, Generator, hidden_layers, with_one_hot, xavier_uniform_init
 
 
 def _activation(name: Literal["relu", "leaky_relu"], negative_slope: float) -> nn.Module:
@@ -27,10 +27,10 @@ class MLPGenerator(Generator):
         out_shape: shape of one sample, e.g. [1, 28, 28].
         activation: hidden activation; `negative_slope` applies to leaky_relu.
         batch_norm: BatchNorm after every hidden layer but the first, as in the BatchNorm MLP GAN seed.
-        batch_norm_eps: the seed passes 0.8 as BatchNorm's second positional argument, which is eps;
+        batch_norm_eps: the reference passes 0.8 as BatchNorm's second positional argument, which is eps;
             kept as a setting so that seed is reproduced exactly.
         num_classes: > 0 makes the generator conditional on a one-hot label.
-        xavier_init: the CS231n seed's Xavier-uniform initialisation.
+        xavier_init: the CS231n reference's Xavier-uniform initialisation.
     """
 
     def __init__(
@@ -47,14 +47,8 @@ class MLPGenerator(Generator):
     ) -> None:
         super().__init__()
         self.latent_dim, self.num_classes, self.out_shape = latent_dim, num_classes, tuple(out_shape)
-        layers: list[nn.Module] = []
-        width = latent_dim + num_classes
-        for index, size in enumerate(hidden):
-            layers.append(nn.Linear(width, size))
-            if batch_norm and index > 0:
-                layers.append(nn.BatchNorm1d(size, eps=batch_norm_eps))
-            layers.append(_activation(activation, negative_slope))
-            width = size
+        layers, width = hidden_layers(latent_dim + num_classes, hidden, lambda: _activation(activation, negative_slope),
+                                      batch_norm_eps if batch_norm else None)
         layers += [nn.Linear(width, math.prod(self.out_shape)), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         if xavier_init:
@@ -73,7 +67,7 @@ class MLPDiscriminator(Discriminator):
         hidden: widths of the hidden layers, e.g. [256, 256] (CS231n) or [512, 256].
         negative_slope: LeakyReLU slope (0.01 in CS231n, 0.2 in the BatchNorm MLP GAN seed).
         num_classes: > 0 makes the discriminator conditional on a one-hot label.
-        xavier_init: the CS231n seed's Xavier-uniform initialisation.
+        xavier_init: the CS231n reference's Xavier-uniform initialisation.
     """
 
     def __init__(
@@ -86,11 +80,8 @@ class MLPDiscriminator(Discriminator):
     ) -> None:
         super().__init__()
         self.in_shape, self.num_classes = tuple(in_shape), num_classes
-        layers: list[nn.Module] = []
-        width = math.prod(self.in_shape) + num_classes
-        for size in hidden:
-            layers += [nn.Linear(width, size), nn.LeakyReLU(negative_slope)]
-            width = size
+        layers, width = hidden_layers(math.prod(self.in_shape) + num_classes, hidden,
+                                      lambda: nn.LeakyReLU(negative_slope))
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
         if xavier_init:

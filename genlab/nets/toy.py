@@ -7,18 +7,18 @@ apart, then pushed together, in the space the discriminator actually scores.
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import Tensor, nn
 
 from genlab.errors import GenlabError
-from genlab.nets.base import Discriminator, Generator, xavier_uniform_init
+from genlab.nets.base import Discriminator, Generator, hidden_layers, xavier_uniform_init
 
 
 def leaky_mlp(width: int, hidden: list[int], negative_slope: float) -> tuple[nn.Sequential, int]:
     """Linear + LeakyReLU per hidden width; returns the stack and its output width."""
-    layers: list[nn.Module] = []
-    for size in hidden:
-        layers += [nn.Linear(width, size), nn.LeakyReLU(negative_slope)]
-        width = size
+    layers, width = hidden_layers(width, hidden, lambda: nn.LeakyReLU(negative_slope))
     return nn.Sequential(*layers), width
 
 
@@ -27,9 +27,9 @@ class ToyGenerator(Generator):
 
     Args:
         latent_dim: noise size.
-        hidden: widths of the hidden layers (two in the seed: [16, 16]).
+        hidden: widths of the hidden layers (two in the reference: [16, 16]).
         negative_slope: LeakyReLU slope.
-        xavier_init: Xavier-uniform initial weights (as the seed's TensorFlow layers).
+        xavier_init: Xavier-uniform initial weights (as the reference's TensorFlow layers).
     """
 
     def __init__(
@@ -58,7 +58,7 @@ class ToyDiscriminator(Discriminator):
     """2-D point → leaky-ReLU hidden layers → one raw score; `features` exposes the last hidden layer.
 
     Args:
-        hidden: widths of the hidden layers (three in the seed: [16, 16, 2]); the last is the feature layer,
+        hidden: widths of the hidden layers (three in the reference: [16, 16, 2]); the last is the feature layer,
             2 units wide so ToyGANPlots can draw it.
         negative_slope: LeakyReLU slope.
         xavier_init: Xavier-uniform initial weights.
@@ -86,3 +86,24 @@ class ToyDiscriminator(Discriminator):
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.out(self.features(x)).squeeze(1)
+
+
+def feature_layer_error(discriminator: Any) -> str | None:
+    """Why `discriminator` cannot be drawn in 2-D (no `features` method, or features not 2 wide), or None."""
+    features = getattr(discriminator, "features", None)
+    name = type(discriminator).__name__
+    if not callable(features):
+        return f"{name} has no features(x) method: use genlab.nets.ToyDiscriminator"
+    parameter = next(discriminator.parameters(), None)
+    probe = torch.zeros(1, 2, device=parameter.device if parameter is not None else "cpu")
+    was_training = discriminator.training
+    discriminator.eval()  # a 1-point probe: BatchNorm in training mode would refuse it
+    try:
+        with torch.no_grad():
+            shape = tuple(features(probe).shape)
+    finally:
+        discriminator.train(was_training)
+    if shape != (1, 2):
+        units = shape[1] if len(shape) == 2 else f"shape {shape[1:]}"
+        return f"{name}'s feature layer has {units} units, not 2: make the last of its hidden sizes 2"
+    return None

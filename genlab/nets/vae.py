@@ -1,6 +1,6 @@
 """VAE networks: encoders give a diagonal Gaussian posterior, decoders give per-pixel logits.
 
-The MLP pair is the seed's (encoder 784-512-256-128-2·z, decoder z-400-600-800-784); the convolutional
+The MLP pair is the reference's (encoder 784-512-256-128-2·z, decoder z-400-600-800-784); the convolutional
 pair halves (encoder) and doubles (decoder) the image size with stride-2 4x4 convolutions. Any encoder can
 be combined with any decoder of the same `latent_dim` and image shape.
 """

@@ -1,5 +1,6 @@
-"""Checkpoints that survive crashes: periodic saves counted in iterations, the previous `last.ckpt` kept,
-and a one-line error naming the file (and the fallback) when a checkpoint cannot be read."""
+"""Checkpoints that survive crashes: periodic saves counted in iterations, the previous `last.ckpt` kept, one rule
+for "the last checkpoint" of a run or an experiment, and a one-line error naming the file (and the fallback) when
+a checkpoint cannot be read."""
 
 from __future__ import annotations
 
@@ -12,14 +13,26 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from genlab.atomic_files import write_bytes
 from genlab.errors import GenlabError, first_line
-from genlab.runtime import iterations_done
+from genlab.run_folder import version_number
+from genlab.runtime import CheckpointHooks, iterations_done
 
+LAST_NAME = "last.ckpt"
 PREVIOUS_NAME = "previous.ckpt"
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The last checkpoint under `folder` — an experiment folder (`lightning_logs/dcgan_mnist`), a run folder or its
+    `checkpoints/` — or None: the most recently written `last.ckpt`, newer version first on a tie. A run killed
+    between keeping `previous.ckpt` and writing the new `last.ckpt` counts with its `previous.ckpt`."""
+    found: list[Path] = []
+    for checkpoints in (folder, folder / "checkpoints", *folder.glob("*/checkpoints")):
+        last, previous = checkpoints / LAST_NAME, checkpoints / PREVIOUS_NAME
+        found += [last] if last.is_file() else [previous] if previous.is_file() else []
+    return max(found, key=lambda path: (path.stat().st_mtime, version_number(path.parent.parent)), default=None)
 
 
 def fallback_checkpoint(broken: Path) -> Path | None:
@@ -89,7 +102,7 @@ def check_checkpoint_file(path: Path) -> None:
         raise GenlabError(f"checkpoint {path} is a PyTorch file but not a Lightning checkpoint (no state_dict): {fix}")
 
 
-class RunCheckpoint(ModelCheckpoint):
+class RunCheckpoint(CheckpointHooks):
     """ModelCheckpoint with `save_last`, periodic saves every N iterations and the previous last kept.
 
     Args:
@@ -108,26 +121,18 @@ class RunCheckpoint(ModelCheckpoint):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any, **kwargs: Any) -> None:
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
-        if (
-            self.every_n_iterations
-            and iterations_done(trainer) % self.every_n_iterations == 0
-            and not self._should_skip_saving_checkpoint(trainer)
-        ):
-            candidates = self._monitor_candidates(trainer)
-            self._save_topk_checkpoint(trainer, candidates)
-            self._save_last_checkpoint(trainer, candidates)
+        if self.every_n_iterations and iterations_done(trainer) % self.every_n_iterations == 0 and self.may_save(trainer):
+            self.save_now(trainer)
 
-    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
+    def before_saving_last(self, trainer: L.Trainer) -> None:
         if self.keep_previous and self.save_last and trainer.is_global_zero and self.dirpath:
             last = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
             if last.is_file() and not last.is_symlink() and looks_complete(last):  # never keep a broken one
                 os.replace(last, last.parent / PREVIOUS_NAME)
-        super()._save_last_checkpoint(trainer, monitor_candidates)
 
     def save_last_now(self, trainer: L.Trainer) -> Path:
         """Write `last.ckpt` (keeping the old one as `previous.ckpt`) outside the schedule, e.g. on SIGTERM."""
-        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-        return Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+        return self.save_now(trainer, top_k=False)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning 2.6 writes last.ckpt at the end of a fast_dev_run although it promises not to checkpoint.

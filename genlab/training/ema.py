@@ -1,0 +1,70 @@
+"""An exponential moving average of one network's weights (the generator's, for a GAN), kept beside it.
+
+Most GAN papers since Progressive GAN and BigGAN sample from such an average: the raw generator chases the
+critic and its samples jitter from step to step; the average smooths that out without changing training.
+Lightning's `WeightAveraging` averages the whole LightningModule (the critic too) and leaves the averaged
+weights in place after training, which does not fit a GAN. This module averages one network only and keeps
+it apart: it is an `nn.Module` held by the model, so it is saved in and restored from checkpoints with the
+weights (a resume stays bit-exact) and is the same on every DDP process (it follows weights that DDP keeps
+identical).
+
+The decay follows a warm-up: for the first `warmup_iterations` the average is a plain copy of the network
+(early weights are noise, not worth remembering); after that, the k-th update uses
+`min(decay, (1 + k) / (10 + k))` (TensorFlow's `ExponentialMovingAverage(num_updates=k)` ramp), so the average
+forgets its starting point quickly and then settles at `decay`. Buffers (BatchNorm running statistics) are
+copied, not averaged.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class WeightAverage(nn.Module):
+    """The moving average of `network`'s weights (a frozen copy, updated with `update`).
+
+    Args:
+        network: the network to follow; it is copied once here.
+        decay: the averaging factor once the ramp has reached it (0.999: a horizon of about 1,000 updates).
+        warmup_iterations: updates during which the average simply copies the network.
+    """
+
+    def __init__(self, network: nn.Module, decay: float = 0.999, warmup_iterations: int = 1000) -> None:
+        super().__init__()
+        self.average = copy.deepcopy(network).requires_grad_(False).eval()
+        self.decay, self.warmup_iterations = decay, warmup_iterations
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # updates since the warm-up ended
+
+    def train(self, mode: bool = True) -> WeightAverage:
+        """The copy stays in eval mode: it is never trained, and sampling chooses its own BatchNorm mode."""
+        super().train(mode)
+        self.average.eval()
+        return self
+
+    def current_decay(self, iteration: int) -> float:
+        """The factor the next update uses at `iteration` (0 during the warm-up: a copy)."""
+        if iteration <= self.warmup_iterations:
+            return 0.0
+        k = int(self.updates)
+        return min(self.decay, (1 + k) / (10 + k))
+
+    @torch.no_grad()
+    def update(self, network: nn.Module, iteration: int) -> None:
+        """Move the average towards `network`'s current weights; call it after each of the network's updates."""
+        beta = self.current_decay(iteration)
+        for target, source in zip(self.average.parameters(), network.parameters()):
+            if beta == 0.0:
+                target.copy_(source)
+            else:
+                target.lerp_(source.detach(), 1.0 - beta)
+        if beta > 0.0:
+            self.updates += 1
+        for target, source in zip(self.average.buffers(), network.buffers()):
+            target.copy_(source)
+
+    def settings(self) -> dict[str, float | int]:
+        """What a record says about the average it sampled from."""
+        return {"decay": self.decay, "warmup_iterations": self.warmup_iterations, "updates": int(self.updates)}

@@ -1,0 +1,121 @@
+"""`GenlabModule`: the LightningModule every genlab model builds on. It wires the training machinery in
+(`genlab.training.resume`, `genlab.training.divergence`) so that a model only writes its networks, its
+`training_step` and its optimizers."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from genlab.errors import GenlabError
+from genlab.runtime import attached_trainer, iterations_done, logging_this_step, rewind_batch_progress
+from genlab.training import resume
+from genlab.training.divergence import DivergenceGuard
+
+
+class GenlabModule(L.LightningModule):
+    """A LightningModule with exact resume, a divergence guard and an iteration counter.
+
+    A model sets `self.divergence = DivergenceGuard(on_divergence)` in its constructor (the default stops on
+    divergence). Under automatic optimization the hooks below drive the guard; under manual optimization the
+    model calls `divergence.remember_buffers(self)` and `divergence.allows(...)` around each update.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.divergence = DivergenceGuard()
+        self.trained_iterations = 0  # iterations behind loaded weights (set by a checkpoint, e.g. in genlab test)
+        self.training_precisions: list[str] = []  # the precisions the weights were trained in, in order
+        self.saving_mid_batch = False
+
+    @property
+    def iteration(self) -> int:
+        """Batches trained on so far (0 outside a fit)."""
+        trainer = attached_trainer(self)
+        return iterations_done(trainer) if trainer is not None else 0
+
+    def setup(self, stage: str) -> None:
+        self.divergence.new_stage()
+        if stage == "fit":
+            resume.seed_this_process()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.automatic_optimization:
+            self.divergence.remember_buffers(self)
+
+    def on_before_backward(self, loss: Tensor) -> None:
+        if self.automatic_optimization:
+            self.divergence.loss = loss.detach()
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.automatic_optimization:
+            self.divergence.check_automatic_update(self, optimizer)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        resume.save_rng_states(checkpoint)
+        checkpoint[resume.SKIPPED_KEY] = self.divergence.skipped_updates
+        checkpoint[resume.ITERATIONS_KEY] = self.iteration
+        trainer = attached_trainer(self)
+        self.training_precisions = self.precisions_trained_in(str(trainer.precision) if trainer else "32-true")
+        checkpoint[resume.PRECISIONS_KEY] = self.training_precisions
+        if self.saving_mid_batch:
+            rewind_batch_progress(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        resume.check_weights_fit(checkpoint.get("state_dict", {}), self.state_dict())
+        self.divergence.skipped_updates = int(checkpoint.get(resume.SKIPPED_KEY, 0))
+        self.trained_iterations = int(checkpoint.get(resume.ITERATIONS_KEY, 0))
+        self.training_precisions = list(checkpoint.get(resume.PRECISIONS_KEY, []))
+        resume.restore_this_process_rng(checkpoint)
+
+    def save_diverged_state(self) -> Path:
+        """Save the state before the failed update beside the run's checkpoints (every process takes part, rank 0
+        writes), counting the batch under way as not begun."""
+        folder = Path(getattr(self.trainer.checkpoint_callback, "dirpath", None) or self.trainer.default_root_dir)
+        path = folder / f"diverged-iteration_{self.iteration:07d}.ckpt"
+        with self._mid_batch():
+            self.trainer.save_checkpoint(path, weights_only=False)
+        return path
+
+    @contextmanager
+    def _mid_batch(self) -> Iterator[None]:
+        self.saving_mid_batch = True
+        try:
+            yield
+        finally:
+            self.saving_mid_batch = False
+
+    def precisions_trained_in(self, current: str) -> list[str]:
+        """`training_precisions` with the precision of the training now running appended if it differs."""
+        if self.training_precisions[-1:] == [current]:
+            return self.training_precisions
+        return [*self.training_precisions, current]
+
+    def build_optimizer(self, factory: Any, parameters: Any, key: str) -> torch.optim.Optimizer:
+        """Instantiate a YAML-chosen optimizer, turning bad settings (a negative lr, …) into one line."""
+        try:
+            return factory(parameters)
+        except (ValueError, TypeError) as error:
+            raise GenlabError(f"{key}: {error}: fix the optimizer's init_args in the config") from None
+
+    def logging_this_step(self) -> bool:
+        """Whether Lightning writes step logs this step (every `log_every_n_steps`): values logged at other
+        steps are computed and then dropped, which costs real time when a step takes a millisecond."""
+        trainer = attached_trainer(self)
+        return trainer is None or logging_this_step(trainer)
+
+    def check_data_shape(self, expected: tuple[int, ...], where: str) -> None:
+        """Stop before training when the data module's sample shape disagrees with the networks'."""
+        trainer = attached_trainer(self)
+        datamodule = getattr(trainer, "datamodule", None)
+        data_shape = getattr(datamodule, "data_shape", None)
+        if data_shape is not None and tuple(data_shape) != tuple(expected):
+            raise GenlabError(
+                f"the data ({type(datamodule).__name__}) gives samples of shape {tuple(data_shape)} but {where} is"
+                f" {tuple(expected)}: make the model's shape settings match the data"
+            )
