@@ -324,7 +324,8 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
     assert sampling["processes"] == 1 and sampling["precision"] == "32-true"
     assert fit_records[0]["trained_in_precision"] == ["32-true"]
     assert sampling["samplers"] == {"configured": {"latent_dim": 10, "noise": "U(-1, 1)",
-                                                   "batchnorm": "none (the generator has no BatchNorm)"}}
+                                                   "batchnorm": "none (the generator has no BatchNorm)",
+                                                   "weights": "the trained generator"}}
     real_values = fit_records[0]["real_values"]
     assert real_values["split"] == "train" and real_values["count"] == 100  # 100 training images as "samples"
     assert real_values == fit_records[1]["real_values"]  # computed once: real data does not change
