@@ -29,6 +29,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from genlab.atomic_files import disk_full, disk_full_cause
 from genlab.training.checkpoints import RunCheckpoint, SafeCheckpointIO, check_checkpoint_file, last_checkpoint
 from genlab.callbacks.graceful_stop import EXIT_STATUS, GracefulStop
+from genlab.callbacks.memorisation import Memorisation
 from genlab.callbacks.metrics import GenerativeMetrics
 from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.test_results import TestResults
@@ -129,8 +130,8 @@ class GenlabCLI(CLIHooks):
         )
         parser.add_argument(
             "--evaluate", type=bool, default=True,
-            help="run the config's GenerativeMetrics callbacks (false: train or test without scoring, e.g. offline"
-                 " without the Inception weights)",
+            help="run the config's GenerativeMetrics and Memorisation callbacks (false: train or test without"
+                 " scoring, e.g. offline without the Inception weights or before the classifier exists)",
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -156,7 +157,7 @@ class GenlabCLI(CLIHooks):
             kwargs.setdefault("strategy", "ddp_find_unused_parameters_true")
         trainer = super().instantiate_trainer(**kwargs)
         if not self.setting("evaluate", True):
-            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, GenerativeMetrics)]
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (GenerativeMetrics, Memorisation))]
         if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in trainer.callbacks):
             trainer.callbacks.append(WriteSamples())  # PNGs and a grid in the run folder
         if self.subcommand == "test":

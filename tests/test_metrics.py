@@ -193,7 +193,7 @@ def test_inception_metrics_run_end_to_end_on_a_local_weights_file(inception_weig
     # Inception-v3 at 299x299 costs ~0.2 s per image on a 2-core CPU: 66 images per side is the least FID on the
     # 64-d pool features accepts. The same images on both sides must give FID 0 and KID ~0.
     suite = InceptionMetrics(weights_path=str(inception_weights), is_splits=1, fid_features=64, kid_subsets=10,
-                             kid_subset_size=50, allow_unofficial_weights=True)
+                             kid_subset_size=50, allow_unofficial_weights=True, manifold_k=3)
     with pytest.raises(GenlabError, match="1008 samples per split"):
         suite.prepare(_plan(num_fake=66, num_real=66))
     suite.is_splits = 0
@@ -204,6 +204,10 @@ def test_inception_metrics_run_end_to_end_on_a_local_weights_file(inception_weig
         suite.update(chunk, real=False)
     scores = suite.compute().scores
     assert scores["inception/fid"] == pytest.approx(0.0, abs=1e-9)
+    # identical sets: every point in its own ball and in those of the points it is among the k nearest of
+    assert [scores[f"inception/{name}"] for name in ("precision", "recall", "coverage")] == [1.0, 1.0, 1.0]
+    assert scores["inception/density"] == pytest.approx(4 / 3, rel=1e-12)
+    assert suite.settings()["manifold_k"] == 3 and suite.settings()["manifold_counts"] == {"generated": 66, "real": 66}
     features = suite.features(images[:4])[0]
     assert features.shape == (4, 64) and features.std(0).mean() > 0  # the network sees the images
     assert abs(scores["inception/kid"]) < 1e-3 * float(features.square().sum(1).mean()) ** 3
@@ -397,8 +401,10 @@ def test_metrics_from_two_ddp_processes_equal_one_process(batch_size, run_cli, m
     metrics_config = tmp_path / "metrics.yaml"
     # 110 samples in batches of 40: 3 batches, shared 1 / 2; in batches of 120: one batch, so process 1 generates
     # nothing and must still take part in every gather
+    # manifold_k: the k-NN scores gather whole feature sets, also from the process without a generated batch
     metrics_config.write_text(METRICS_YAML.replace("num_samples: 100", "num_samples: 110")
-                              .replace("batch_size: 40", f"batch_size: {batch_size}"))
+                              .replace("batch_size: 40", f"batch_size: {batch_size}")
+                              .replace("splits: 10}", "splits: 10, manifold_k: 3}"))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     scores = {}
     for devices in (1, 2):
@@ -413,7 +419,7 @@ def test_metrics_from_two_ddp_processes_equal_one_process(batch_size, run_cli, m
         records = _records(run)
         assert len(records) == 1  # written once, by rank 0
         scores[devices] = records[0]["scores"]
-    assert scores[2].keys() == scores[1].keys()
+    assert scores[2].keys() == scores[1].keys() >= {"classifier/precision", "classifier/coverage"}
     for name, value in scores[1].items():
         assert scores[2][name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
 

@@ -1,6 +1,6 @@
 """Scores against independent references, each built so that one specific evaluation bug makes it fail.
 
-- Inception IS/FID/KID of PNG samples written the way `genlab predict` writes them, against torch-fidelity's
+- Inception IS/FID/KID and precision/recall of PNG samples written the way `genlab predict` writes them, against torch-fidelity's
   own `calculate_metrics` on the same folders (different real and fake images: no score is trivially 0 or 1).
 - The Fréchet distance of small, unevenly batched feature sets against NumPy/SciPy (`np.cov`, `sqrtm`), with
   non-commuting covariances and few samples, so a biased (/n) covariance or a commuting shortcut shows.
@@ -34,7 +34,7 @@ from genlab.metrics import (
 # --- Inception-v3 IS, FID and KID against torch-fidelity's own pipeline, through PNG files ------------------
 
 NUM_IMAGES = 66  # per side: FID on 64-d pool features needs more than 64; Inception: ~0.25 s/image on CPU
-IS_SPLITS, KID_SUBSETS, KID_SUBSET_SIZE = 2, 10, 50
+IS_SPLITS, KID_SUBSETS, KID_SUBSET_SIZE, PRC_K = 2, 10, 50, 3
 # Both pipelines push the same images through the network in the same batches (32, 32, 2): a float32
 # convolution's per-image result moves by ~1e-8 with the batch it is computed in, which the comparisons below
 # would see (with batches of 40 against torch-fidelity's 64, IS differed by 5e-9 relative).
@@ -130,13 +130,14 @@ def inception_scores(scaled_inception_weights: Path, tmp_path_factory: pytest.Te
     reference = torch_fidelity.calculate_metrics(input1=str(fake_dir), isc=True, isc_splits=IS_SPLITS,
                                                  **common)
     reference |= torch_fidelity.calculate_metrics(
-        input1=str(fake_dir), input2=str(real_dir), fid=True, kid=True, feature_layer_fid="64",
-        feature_layer_kid="64", kid_subsets=KID_SUBSETS, kid_subset_size=KID_SUBSET_SIZE, **common,
+        input1=str(fake_dir), input2=str(real_dir), fid=True, kid=True, prc=True, feature_layer_fid="64",
+        feature_layer_kid="64", feature_layer_prc="64", prc_neighborhood=PRC_K, kid_subsets=KID_SUBSETS,
+        kid_subset_size=KID_SUBSET_SIZE, **common,
     )
 
     suite = InceptionMetrics(weights_path=str(scaled_inception_weights), download=False, is_splits=IS_SPLITS,
                              fid_features=64, kid_subsets=KID_SUBSETS, kid_subset_size=KID_SUBSET_SIZE,
-                             allow_unofficial_weights=True)
+                             allow_unofficial_weights=True, manifold_k=PRC_K)
     with pytest.MonkeyPatch.context() as patch:
         # Only the sample-count policy is bypassed (IS wants 1008 images per split; its own tests cover it):
         # everything else in prepare() runs as in a real evaluation.
@@ -178,6 +179,16 @@ def test_inception_kid_of_png_samples_equals_torch_fidelity(inception_scores):
     assert reference["kernel_inception_distance_mean"] > 10 * reference["kernel_inception_distance_std"]
     assert scores["inception/kid"] == pytest.approx(reference["kernel_inception_distance_mean"], rel=1e-9)
     assert scores["inception/kid_std"] == pytest.approx(reference["kernel_inception_distance_std"], rel=1e-9)
+
+
+@pytest.mark.slow
+def test_inception_precision_and_recall_of_png_samples_equal_torch_fidelity(inception_scores):
+    reference, scores = inception_scores
+    # the same 64-d pool features through torch-fidelity's k-NN code (input1 = generated): the same counts;
+    # torch-fidelity averages in float32
+    assert scores["inception/precision"] == pytest.approx(reference["precision"], rel=1e-6)
+    assert scores["inception/recall"] == pytest.approx(reference["recall"], rel=1e-6)
+    assert scores["inception/precision"] != pytest.approx(scores["inception/recall"], abs=0.05)  # a swap shows
 
 
 # --- Fréchet distance against NumPy/SciPy -------------------------------------------------------------------
@@ -239,13 +250,13 @@ def images_predicted_as(labels: list[int], seed: int) -> torch.Tensor:
 
 
 def classifier_suite(monkeypatch: pytest.MonkeyPatch, model_classes: int, num_fake: int,
-                     num_real: int) -> ClassifierMetrics:
+                     num_real: int, manifold_k: int | None = None) -> ClassifierMetrics:
     """ClassifierMetrics with its checkpoint loading replaced by the stand-in; the rest of prepare() runs."""
     from genlab.metrics.classifier_checkpoint import LoadedClassifier
 
     loaded = LoadedClassifier(LabelReadingNet(), Path("stand-in.ckpt"), "0" * 12, None, None)
     monkeypatch.setattr("genlab.metrics.classifier.load_classifier", lambda checkpoint: loaded)
-    suite = ClassifierMetrics(checkpoint="unused", splits=1)
+    suite = ClassifierMetrics(checkpoint="unused", splits=1, manifold_k=manifold_k)
     suite.prepare(EvaluationPlan((1, 4, 4), "MNISTDataModule", CLASSES, model_classes, num_fake, num_real,
                                  "val"))
     return suite

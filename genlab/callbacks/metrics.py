@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from genlab.atomic_files import append_jsonl
+from genlab.callbacks.alarms import ScoreAlarm, sound_alarms
 from genlab.callbacks.run_files import figure_to_image, run_dir, save_artifact
 from genlab.data.base import data_split
 from genlab.errors import GenlabError
@@ -100,6 +101,9 @@ class GenerativeMetrics(L.Callback):
             so no record can be mistaken for the configured sampler's.
         real_values: also score `num_samples` real images of another split (train, or test when the reference
             split is train) as if generated, once per run: the real-data value of each score, in every record.
+        alarms: thresholds watched during fit, e.g. `{score: classifier/recall, below: 0.2}`; one that is crossed
+            prints one warning line with the iteration and the score, logs `alarm/<score>` and goes in the record.
+        stop_on_alarm: also stop training (after the epoch, with the usual checkpoint) when an alarm sounds.
     """
 
     def __init__(
@@ -113,6 +117,8 @@ class GenerativeMetrics(L.Callback):
         seed: int = 0,
         samplers: list[str] | None = None,
         real_values: bool = True,
+        alarms: list[ScoreAlarm] | None = None,
+        stop_on_alarm: bool = False,
     ) -> None:
         if not suites:
             raise GenlabError("GenerativeMetrics needs at least one suite (e.g. genlab.metrics.ClassifierMetrics)")
@@ -122,6 +128,9 @@ class GenerativeMetrics(L.Callback):
         self.suites, self.num_samples, self.num_real = list(suites), num_samples, num_real
         self.real_split, self.every_n_epochs, self.batch_size, self.seed = real_split, every_n_epochs, batch_size, seed
         self.samplers, self.real_values = list(samplers or []), real_values
+        self.alarms, self.stop_on_alarm = list(alarms or []), stop_on_alarm
+        for alarm in self.alarms:
+            alarm.check()
         self._real_value_cache: dict[str, dict[str, Any] | None] = {}
         self._real_fed: str | None = None  # the split whose images the suites keep across evaluations
         self._real_count = 0  # how many real images the suites hold
@@ -297,6 +306,8 @@ class GenerativeMetrics(L.Callback):
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.log_metrics(record["scores"], step=iteration)
+        if self.alarms:
+            record["alarms"] = sound_alarms(trainer, self.alarms, record["scores"], iteration, self.stop_on_alarm)
         self._write(trainer, record)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

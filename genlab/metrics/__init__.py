@@ -8,6 +8,7 @@ from genlab.metrics.scores import (
     InceptionScore,
     KernelDistance,
     LabelHistogram,
+    ManifoldScores,
     ModifiedInceptionScore,
 )
 from genlab.metrics.suite import EvaluationPlan, MetricSuite, SuiteResult
@@ -20,6 +21,7 @@ __all__ = [
     "InceptionScore",
     "KernelDistance",
     "LabelHistogram",
+    "ManifoldScores",
     "MetricSuite",
     "ModifiedInceptionScore",
     "SuiteResult",

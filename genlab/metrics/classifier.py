@@ -14,9 +14,21 @@ from typing import Any
 from torch import Tensor
 
 from genlab.errors import GenlabError
-from genlab.metrics.scores import FrechetDistance, InceptionScore, LabelHistogram, ModifiedInceptionScore
-from genlab.metrics.suite import EvaluationPlan, MetricSuite, SuiteResult
 from genlab.metrics.classifier_checkpoint import LoadedClassifier, load_classifier
+from genlab.metrics.scores import (
+    FrechetDistance,
+    InceptionScore,
+    LabelHistogram,
+    ManifoldScores,
+    ModifiedInceptionScore,
+)
+from genlab.metrics.suite import (
+    EvaluationPlan,
+    MetricSuite,
+    SuiteResult,
+    check_manifold_counts,
+    manifold_settings,
+)
 
 
 class ClassifierMetrics(MetricSuite):
@@ -26,7 +38,8 @@ class ClassifierMetrics(MetricSuite):
     `classifier/label_tv` (total variation between the predicted-label distributions of generated and real
     images: 0 when the generator covers the classes as the data does, near 1 under mode collapse) and, for a
     conditional generator, `classifier/label_accuracy` (how often a sample is classified as the label it was
-    generated for).
+    generated for). With `manifold_k`, also `classifier/precision`, `recall`, `density` and `coverage` on the
+    penultimate features (`genlab.metrics.functional`).
 
     Args:
         checkpoint: the classifier's `.ckpt`, or a folder whose newest `last.ckpt` to use (an experiment folder
@@ -38,19 +51,26 @@ class ClassifierMetrics(MetricSuite):
         epsilon: 0 computes KL exactly; the reference notebooks add 1e-10 inside the logarithm.
         name: prefix of the score names, so two protocols can score the same samples side by side (e.g.
             `classifier/is` from genlab's CNN, `reference/is` from the notebook's MLP on its own protocol).
+        manifold_k: k of the k-NN balls of precision, recall, density and coverage (3 in torch-fidelity, 5 in
+            Naeem et al.); null leaves them out (they cost about three N x N distance passes per evaluation).
 
     The reference notebooks' protocol for MNIST: the reference MLP classifier
     (`experiments/classifier_mnist_reference.yaml`), `splits: 1`, `split_seed: null`, `epsilon: 1.0e-10`.
     """
 
     def __init__(self, checkpoint: str = "lightning_logs/classifier_mnist", splits: int = 10,
-                 split_seed: int | None = 2020, epsilon: float = 0.0, name: str = "classifier") -> None:
+                 split_seed: int | None = 2020, epsilon: float = 0.0, name: str = "classifier",
+                 manifold_k: int | None = None) -> None:
         super().__init__()
         if splits < 1:
             raise GenlabError(f"ClassifierMetrics splits must be at least 1, got {splits}")
+        if manifold_k is not None and manifold_k < 1:
+            raise GenlabError(f"ClassifierMetrics manifold_k must be at least 1 (or null: off), got {manifold_k}")
         if epsilon < 0 or not name:
             raise GenlabError("ClassifierMetrics epsilon must be 0 or more and name not empty")
         self.checkpoint, self.splits, self.split_seed, self.epsilon, self.name = checkpoint, splits, split_seed, epsilon, name
+        self.manifold_k = manifold_k
+        self.manifold_counts: dict[str, int] | None = None
         self.loaded: LoadedClassifier | None = None
         self.conditional = False
 
@@ -80,16 +100,22 @@ class ClassifierMetrics(MetricSuite):
                 f" images per side, but the plan has {plan.num_fake} generated and {plan.num_real} real"
                 f" ({plan.real_split}) images: use more samples"
             )
+        check_manifold_counts(self.manifold_k, plan)
         self.conditional = plan.model_classes > 0
         self.inception_score = InceptionScore(net.num_classes, self.splits, self.split_seed, self.epsilon)
         self.modified_score = ModifiedInceptionScore(net.num_classes)
         self.frechet = FrechetDistance(net.feature_dim)
         self.histogram = LabelHistogram(net.num_classes)
+        if self.manifold_k:
+            self.manifold = ManifoldScores(net.feature_dim, self.manifold_k)
+            self.manifold_counts = {"generated": plan.num_fake, "real": plan.num_real}
 
     def update(self, images: Tensor, real: bool, labels: Tensor | None = None) -> None:
         logits, features = self.network.logits_and_features(images.float())
         probs = logits.double().softmax(1)
         self.frechet.update(features, real)
+        if self.manifold_k:
+            self.manifold.update(features, real)
         self.histogram.update(probs, real, labels if self.conditional and not real else None)
         if not real:
             self.inception_score.update(probs)
@@ -107,6 +133,8 @@ class ClassifierMetrics(MetricSuite):
             f"{prefix}/fd": float(self.frechet.compute()),
             f"{prefix}/label_tv": float(0.5 * (fake / fake.sum() - real / real.sum()).abs().sum()),
         }
+        if self.manifold_k:
+            scores |= {f"{prefix}/{name}": float(value) for name, value in self.manifold.compute().items()}
         joint = histogram["joint"]
         if self.conditional:
             scores[f"{prefix}/label_accuracy"] = float(joint.diagonal().sum().double() / joint.sum())
@@ -141,4 +169,5 @@ class ClassifierMetrics(MetricSuite):
             "fd": f"Frechet distance of Gaussians fitted to the classifier's {net.feature_dim if net else '?'}-d"
                   " penultimate features (float64, unbiased covariances); not FID",
             "label_tv": "total variation between predicted-label distributions of generated and real images",
+            **manifold_settings(self.manifold_k, "the classifier's penultimate features", self.manifold_counts),
         }

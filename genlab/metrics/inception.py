@@ -31,8 +31,14 @@ from torch import Tensor, nn
 
 from genlab.atomic_files import file_sha256
 from genlab.errors import GenlabError, first_line
-from genlab.metrics.scores import FrechetDistance, InceptionScore, KernelDistance
-from genlab.metrics.suite import EvaluationPlan, MetricSuite, SuiteResult
+from genlab.metrics.scores import FrechetDistance, InceptionScore, KernelDistance, ManifoldScores
+from genlab.metrics.suite import (
+    EvaluationPlan,
+    MetricSuite,
+    SuiteResult,
+    check_manifold_counts,
+    manifold_settings,
+)
 
 WEIGHTS_SHA256_PREFIX = "6726825d"  # the official file's name carries the first 8 hex digits of its SHA-256
 WEIGHTS_NAME = f"weights-inception-2015-12-05-{WEIGHTS_SHA256_PREFIX}.pth"
@@ -148,6 +154,8 @@ class InceptionMetrics(MetricSuite):
         seed: seeds the IS split permutation and the KID subset draws (2020 as in torch-fidelity).
         allow_unofficial_weights: accept a weights file whose SHA-256 does not match the official one (for
             tests and timing); every record then says `"official_weights": false`.
+        manifold_k: k of precision, recall, density and coverage on the `fid_features`-d pool features (null: off).
+            Kynkäänniemi et al. used VGG-16 features, so these are not their published numbers.
     """
 
     name = "inception"
@@ -162,14 +170,18 @@ class InceptionMetrics(MetricSuite):
         kid_subset_size: int = 1000,
         seed: int = 2020,
         allow_unofficial_weights: bool = False,
+        manifold_k: int | None = None,
     ) -> None:
         super().__init__()
-        if is_splits < 0 or kid_subsets < 0:
-            raise GenlabError("InceptionMetrics is_splits and kid_subsets must be 0 (off) or more")
+        if is_splits < 0 or kid_subsets < 0 or (manifold_k is not None and manifold_k < 1):
+            raise GenlabError("InceptionMetrics is_splits and kid_subsets must be 0 (off) or more, manifold_k 1 or"
+                              " more (null: off)")
         self.weights_path, self.download = weights_path, download
         self.is_splits, self.fid_features, self.seed = is_splits, int(fid_features), seed
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
         self.allow_unofficial_weights = allow_unofficial_weights
+        self.manifold_k = manifold_k
+        self.manifold_counts: dict[str, int] | None = None
         self.weights: Path | None = None
         self.weights_sha256: str | None = None
         self.official_weights: bool | None = None
@@ -189,6 +201,9 @@ class InceptionMetrics(MetricSuite):
         self.frechet = FrechetDistance(self.fid_features)
         if self.kid_subsets:
             self.kernel = KernelDistance(self.fid_features, self.kid_subsets, self.kid_subset_size, self.seed)
+        if self.manifold_k:
+            self.manifold = ManifoldScores(self.fid_features, self.manifold_k)
+            self.manifold_counts = {"generated": plan.num_fake, "real": plan.num_real}
 
     def _check_counts(self, plan: EvaluationPlan) -> None:
         counts = f"{plan.num_fake} generated and {plan.num_real} real ({plan.real_split}) images"
@@ -209,6 +224,7 @@ class InceptionMetrics(MetricSuite):
                 f"KID subsets of {self.kid_subset_size} need that many images per side, but the plan has {counts}:"
                 " lower kid_subset_size or use more samples"
             )
+        check_manifold_counts(self.manifold_k, plan)
 
     def update(self, images: Tensor, real: bool, labels: Tensor | None = None) -> None:
         for chunk in images.split(FORWARD_CHUNK):  # 299x299 activations: ~30 MB per image
@@ -219,6 +235,8 @@ class InceptionMetrics(MetricSuite):
         self.frechet.update(features, real)
         if self.kid_subsets:
             self.kernel.update(features, real)
+        if self.manifold_k:
+            self.manifold.update(features, real)
         if self.is_splits and not real:
             self.inception_score.update(logits.double().softmax(1))
 
@@ -230,6 +248,8 @@ class InceptionMetrics(MetricSuite):
         if self.kid_subsets:
             mean, std = self.kernel.compute()
             scores |= {f"{self.name}/kid": float(mean), f"{self.name}/kid_std": float(std)}
+        if self.manifold_k:
+            scores |= {f"{self.name}/{name}": float(value) for name, value in self.manifold.compute().items()}
         return SuiteResult(scores, {})
 
     def settings(self) -> dict[str, Any]:
@@ -252,6 +272,8 @@ class InceptionMetrics(MetricSuite):
         if self.kid_subsets:
             settings["kid"] = (f"unbiased MMD^2, kernel (x.y/d + 1)^3, mean and population std over {self.kid_subsets}"
                                f" subsets of {self.kid_subset_size} (seed {self.seed}), torch-fidelity's code")
+        settings |= manifold_settings(self.manifold_k, f"the {self.fid_features}-d Inception pool features",
+                                      self.manifold_counts)
         return settings
 
 

@@ -18,7 +18,15 @@ from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
 from genlab.errors import GenlabError
-from genlab.metrics.functional import frechet_distance, gaussian_statistics, inception_score, modified_inception_score
+from genlab.metrics.functional import (
+    DISTANCE_CHUNK,
+    frechet_distance,
+    gaussian_statistics,
+    inception_score,
+    kth_neighbour_distances,
+    manifold_scores,
+    modified_inception_score,
+)
 
 
 class _GatheredRows(Metric):
@@ -195,6 +203,47 @@ class KernelDistance(_RealFakeMetric):
         )
         return (torch.tensor(result[KEY_METRIC_KID_MEAN], dtype=torch.float64),
                 torch.tensor(result[KEY_METRIC_KID_STD], dtype=torch.float64))
+
+
+class ManifoldScores(_RealFakeMetric):
+    """Precision and recall of k-NN manifolds (Kynkäänniemi et al. 2019) with density and coverage (Naeem et al.
+    2020) of generated features against real ones; formulas and conventions in `genlab.metrics.functional`.
+
+    Both sides are gathered whole (the k-NN balls need every point). The real side's k-NN radii are kept until
+    the real side changes, so repeated evaluations against a fixed reference pay for them once.
+    """
+
+    higher_is_better = True
+    _real_states = ("real_features",)
+
+    def __init__(self, num_features: int, k: int = 3, keep_real: bool = False, chunk: int = DISTANCE_CHUNK) -> None:
+        super().__init__(keep_real)
+        if k < 1 or chunk < 1:
+            raise GenlabError(f"k-NN manifold scores need k >= 1 and chunk >= 1, got k = {k} and chunk = {chunk}")
+        self.k, self.chunk = k, chunk
+        self.add_rows("real_features", num_features, torch.float32)
+        self.add_rows("fake_features", num_features, torch.float32)
+        self._real_radii: Tensor | None = None
+
+    def update(self, features: Tensor, real: bool) -> None:
+        if real:
+            self._real_radii = None  # the real side changes: its radii too
+        (self.real_features if real else self.fake_features).append(features.detach().flatten(1).float())
+
+    def reset(self) -> None:
+        if not self.keep_real:  # also on a process that will receive no real batch of the next real side
+            self._real_radii = None
+        super().reset()
+
+    def compute(self) -> dict[str, Tensor]:
+        real, fake = dim_zero_cat(self.real_features), dim_zero_cat(self.fake_features)
+        if min(len(real), len(fake)) <= self.k:
+            raise GenlabError(f"k-NN manifold scores with k = {self.k} need more than {self.k} samples per side, got"
+                              f" {len(fake)} generated and {len(real)} real: use more samples or a smaller k")
+        if self._real_radii is None:
+            self._real_radii = kth_neighbour_distances(real, self.k, self.chunk)
+        scores = manifold_scores(real, fake, self.k, self.chunk, self._real_radii)
+        return {name: torch.tensor(value, dtype=torch.float64) for name, value in scores.items()}
 
 
 class LabelHistogram(_RealFakeMetric):

@@ -15,6 +15,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from genlab.errors import GenlabError
+
 
 @dataclass(frozen=True)
 class EvaluationPlan:
@@ -70,3 +72,23 @@ class MetricSuite(nn.Module):
         """Scores that only mean something against their real-data value (`real`: the same suite's scores of real
         images), e.g. the classifier's `m_is_gap`; none by default."""
         return {}
+
+
+def check_manifold_counts(k: int | None, plan: EvaluationPlan) -> None:
+    """k-NN balls need more than k points on each side; refused before training, with the minimum."""
+    if k and min(plan.num_fake, plan.num_real) <= k:
+        raise GenlabError(f"precision/recall/density/coverage with manifold_k = {k} need more than {k} images per"
+                          f" side, but the plan has {plan.num_fake} generated and {plan.num_real} real"
+                          f" ({plan.real_split}) images: use more samples or a smaller manifold_k")
+
+
+def manifold_settings(k: int | None, features: str, counts: dict[str, int] | None) -> dict[str, Any]:
+    """What precision, recall, density and coverage rest on, for a suite's settings (nothing when they are off)."""
+    if not k:
+        return {}
+    return {
+        "manifold_k": k, "manifold_counts": counts,
+        "manifold": f"k-NN balls (k = {k}, closed, radius to the k-th nearest other point) on {features}, float64"
+                    " distances; precision/recall: Kynkaanniemi et al. 2019 (torch-fidelity >= 0.4 orientation:"
+                    " precision = share of generated inside real balls); density/coverage: Naeem et al. 2020",
+    }

@@ -1,0 +1,94 @@
+"""Collapse alarms: a score past its threshold gives one warning line with the iteration and the score, an
+`alarm/<score>` curve, a note in the record and, if asked, a stop; a generator forced to one image trips them."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+import torch
+
+from genlab.callbacks.alarms import ScoreAlarm, sound_alarms
+from genlab.errors import GenlabError
+from tests.test_metrics import METRICS_YAML, TINY_CLASSIFIER, TINY_GAN
+
+
+class RecordingLogger:
+    def __init__(self) -> None:
+        self.logged: list[tuple[dict[str, float], int]] = []
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.logged.append((metrics, step))
+
+
+def stand_in_trainer() -> types.SimpleNamespace:
+    return types.SimpleNamespace(is_global_zero=True, loggers=[RecordingLogger()], should_stop=False)
+
+
+ALARMS = [ScoreAlarm("classifier/label_tv", above=0.5), ScoreAlarm("classifier/recall", below=0.2),
+          ScoreAlarm("classifier/coverage", below=0.2)]
+
+
+def test_an_alarm_sounds_only_past_its_threshold_in_its_direction(capsys):
+    trainer = stand_in_trainer()
+    healthy = {"classifier/label_tv": 0.5, "classifier/recall": 0.2, "classifier/coverage": 0.9}  # on the lines
+    assert sound_alarms(trainer, ALARMS, healthy, 100, stop=True) == [] and not trainer.should_stop
+    assert capsys.readouterr().err == ""
+    collapsed = {"classifier/label_tv": 0.81, "classifier/recall": 0.03, "classifier/coverage": 0.9}
+    messages = sound_alarms(trainer, ALARMS, collapsed, 200, stop=False)
+    assert messages == ["classifier/label_tv = 0.81 above 0.5", "classifier/recall = 0.03 below 0.2"]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"genlab: warning: iteration 200: {message} (mode collapse?); training goes on"
+                     for message in messages]
+    assert not trainer.should_stop  # warned, not stopped
+    logged = {(name, step): value for metrics, step in trainer.loggers[0].logged for name, value in metrics.items()}
+    assert logged[("alarm/classifier/label_tv", 100)] == 0.0 and logged[("alarm/classifier/label_tv", 200)] == 1.0
+    assert logged[("alarm/classifier/coverage", 200)] == 0.0
+    sound_alarms(trainer, ALARMS, collapsed, 300, stop=True)
+    assert trainer.should_stop
+
+
+def test_an_alarm_needs_one_direction_and_a_score_the_evaluation_gives():
+    with pytest.raises(GenlabError, match="exactly one of above or below"):
+        ScoreAlarm("classifier/recall").check()
+    with pytest.raises(GenlabError, match="exactly one of above or below"):
+        ScoreAlarm("classifier/recall", above=0.9, below=0.1).check()
+    with pytest.raises(GenlabError, match="no score 'classifier/recall'.*manifold_k"):
+        ScoreAlarm("classifier/recall", below=0.1).message({"classifier/is": 2.0})
+
+
+ALARM_YAML = METRICS_YAML.replace("splits: 10}", "splits: 10, manifold_k: 3}") + """
+        stop_on_alarm: true
+        alarms:
+          - {score: classifier/recall, below: 0.2}
+          - {score: classifier/coverage, below: 0.2}
+"""
+
+
+def test_a_generator_forced_to_one_image_trips_recall_and_coverage_and_stops_after_the_first_epoch(
+        run_cli, tmp_path, capsys, monkeypatch):
+    from genlab.models.base import GenerativeModule
+    from tests.conftest import write_tiny_mnist
+
+    data = write_tiny_mnist(tmp_path / "data", train=400, test=120)
+    run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={data}")
+    one_image = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    monkeypatch.setattr(GenerativeModule, "sample",
+                        lambda self, n, labels=None, generator=None: one_image.expand(n, -1, -1, -1).to(self.device))
+    config = tmp_path / "alarms.yaml"
+    config.write_text(ALARM_YAML)
+    capsys.readouterr()
+    run_cli("fit", *TINY_GAN, "--config", str(config), f"--data.data_dir={data}", "--trainer.max_epochs=3")
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("genlab: warning:")]
+    # 300 training images in batches of 32: the first evaluation after 10 iterations, then the stop
+    assert [line.split(" = ")[0] for line in warnings] == ["genlab: warning: iteration 10: classifier/recall",
+                                                           "genlab: warning: iteration 10: classifier/coverage"]
+    assert all(line.endswith("(mode collapse?); stopping (stop_on_alarm)") for line in warnings)
+    run = tmp_path / "lightning_logs" / "gan_mnist" / "version_0"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [record["iteration"] for record in records] == [10]  # stopped after the first of 3 epochs
+    assert records[0]["scores"]["classifier/recall"] == 0.0  # identical samples: balls of radius 0
+    assert [message.split(" = ")[0] for message in records[0]["alarms"]] == ["classifier/recall", "classifier/coverage"]
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == 2 * 10  # the usual last.ckpt, of the stop's iteration (a D and a G step each)
