@@ -29,6 +29,23 @@ def to_intensities(images: Tensor) -> Tensor:
     return (images + 1) / 2
 
 
+def check_vae_settings(encoder: VAEEncoder, decoder: VAEDecoder, sampling_prior: str, encoder_input: str,
+                       likelihood_samples: int) -> None:
+    """One line for networks that do not fit together or a setting out of range."""
+    if encoder.latent_dim != decoder.latent_dim:
+        raise GenlabError(f"model.encoder has latent_dim {encoder.latent_dim} but model.decoder has"
+                          f" {decoder.latent_dim}: give both the same latent_dim")
+    if tuple(encoder.in_shape) != tuple(decoder.out_shape):
+        raise GenlabError(f"model.encoder reads images of shape {tuple(encoder.in_shape)} but model.decoder makes"
+                          f" {tuple(decoder.out_shape)}: make their shape settings agree")
+    if sampling_prior not in ("standard", "mixture"):
+        raise GenlabError(f"model.sampling_prior must be 'standard' or 'mixture', got {sampling_prior!r}")
+    if encoder_input not in ("unit", "symmetric"):
+        raise GenlabError(f"model.encoder_input must be 'unit' or 'symmetric', got {encoder_input!r}")
+    if likelihood_samples < 0:
+        raise GenlabError(f"model.likelihood_samples must be 0 (off) or more, got {likelihood_samples}")
+
+
 class VAE(GenerativeModule):
     """Encoder q(z|x) = N(mean, diag exp(logvar)), prior N(0, I), decoder logits scored by a pixel likelihood.
 
@@ -73,16 +90,7 @@ class VAE(GenerativeModule):
         likelihood_samples: int = 100,
     ) -> None:
         super().__init__()
-        if encoder.latent_dim != decoder.latent_dim:
-            raise GenlabError(
-                f"model.encoder has latent_dim {encoder.latent_dim} but model.decoder has {decoder.latent_dim}:"
-                " give both the same latent_dim"
-            )
-        if tuple(encoder.in_shape) != tuple(decoder.out_shape):
-            raise GenlabError(
-                f"model.encoder reads images of shape {tuple(encoder.in_shape)} but model.decoder makes"
-                f" {tuple(decoder.out_shape)}: make their shape settings agree"
-            )
+        check_vae_settings(encoder, decoder, sampling_prior, encoder_input, likelihood_samples)
         # sampling settings stay out of the hyperparameters: LightningCLI lets a checkpoint's hyperparameters
         # override the command line, and `genlab test --model.init_args.sampling_prior=standard` must work
         self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer", "likelihood", "sampling_prior",
@@ -91,13 +99,7 @@ class VAE(GenerativeModule):
         self.likelihood = resolve_likelihood(likelihood)
         self.optimizer = optimizer
         self.divergence = DivergenceGuard(on_divergence)
-        if sampling_prior not in ("standard", "mixture"):
-            raise GenlabError(f"model.sampling_prior must be 'standard' or 'mixture', got {sampling_prior!r}")
-        if encoder_input not in ("unit", "symmetric"):
-            raise GenlabError(f"model.encoder_input must be 'unit' or 'symmetric', got {encoder_input!r}")
         self.sampling_prior, self.encoder_input = sampling_prior, encoder_input
-        if likelihood_samples < 0:
-            raise GenlabError(f"model.likelihood_samples must be 0 (off) or more, got {likelihood_samples}")
         self.likelihood_samples = likelihood_samples
         self._test_sums: Tensor | None = None  # per latent dimension: Σ mean, Σ mean², Σ KL; and the count
         self._test_count = 0
