@@ -261,6 +261,10 @@ def main(args: list[str] | None = None) -> None:
         from genlab.doctor import run as doctor
 
         raise SystemExit(doctor(argv[1:]))
+    if argv[:1] == ["report"]:
+        from genlab.report.command import run as report
+
+        raise SystemExit(report(argv[1:]))
     GracefulStop.stopped_by = None
     RunClaim.reset()
     threading.excepthook = _quiet_about_full_disks

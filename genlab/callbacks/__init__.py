@@ -6,8 +6,10 @@ from genlab.callbacks.interpolation import LatentInterpolation
 from genlab.callbacks.memorisation import Memorisation
 from genlab.callbacks.metrics import GenerativeMetrics
 from genlab.callbacks.predictions import WriteSamples
+from genlab.callbacks.report import RunReport
 from genlab.callbacks.sample_grid import SampleGrid
 from genlab.callbacks.test_results import TestResults
 from genlab.callbacks.toy_plots import ToyGANPlots
 
-__all__ = ["DenoisingTriplets", "GenerativeMetrics", "LatentInterpolation", "Memorisation", "RunCheckpoint", "SafeCheckpointIO", "SampleGrid", "TestResults", "ToyGANPlots", "WriteSamples"]
+__all__ = ["DenoisingTriplets", "GenerativeMetrics", "LatentInterpolation", "Memorisation", "RunCheckpoint", "RunReport",
+           "SafeCheckpointIO", "SampleGrid", "TestResults", "ToyGANPlots", "WriteSamples"]

@@ -1,0 +1,129 @@
+"""Scalar curves and training speed from a run's TensorBoard event files, read with TensorBoard's own reader.
+
+A resumed run appends a new event file to the same folder and logs again the iterations after its checkpoint;
+the later file's points win from its first step on, so each curve is the one the finished run stands for.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# what EventAccumulator keeps of each kind: every scalar, one of anything else (images are only skipped over)
+SIZE_GUIDANCE = {"scalars": 0, "images": 1, "audio": 1, "histograms": 1, "compressedHistograms": 1, "tensors": 1}
+IGNORED_TAGS = {"hp_metric", "epoch"}
+
+
+@dataclass
+class Series:
+    """One scalar tag over iterations."""
+
+    steps: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Session:
+    """One event file: a start of `genlab fit` (the first or a resume), its wall-clock span and steps."""
+
+    file: str
+    first_wall: float
+    last_wall: float
+    first_step: int
+    last_step: int
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, self.last_wall - self.first_wall)
+
+
+@dataclass
+class Events:
+    """Everything the report takes from the event files, and what could not be read."""
+
+    scalars: dict[str, Series] = field(default_factory=dict)
+    sessions: list[Session] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def framing_problem(path: Path) -> str | None:
+    """Why a TFRecord file is not whole (None: it is): a killed writer leaves a partial last record.
+
+    TensorBoard's reader silently stops at such a record, so the report checks the framing itself: each record
+    is an 8-byte length, a 4-byte CRC, the data and another 4-byte CRC.
+    """
+    size, offset = path.stat().st_size, 0
+    with open(path, "rb") as file:
+        while offset < size:
+            header = file.read(12)
+            if len(header) < 12:
+                return f"truncated after {offset:,} bytes (a partial record: the run was probably killed)"
+            (length,) = struct.unpack("<Q", header[:8])
+            if offset + 16 + length > size:
+                kind = "not an event file" if offset == 0 else f"truncated after {offset:,} bytes"
+                return f"{kind} (a record runs past the end of the file)"
+            offset += 16 + length
+            file.seek(offset)
+    return None
+
+
+def _read_file(path: Path) -> tuple[dict[str, Series], Session | None]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(path), size_guidance=SIZE_GUIDANCE)
+    accumulator.Reload()
+    curves: dict[str, Series] = {}
+    walls: list[float] = []
+    steps: list[int] = []
+    for tag in accumulator.Tags().get("scalars", []):
+        events = accumulator.Scalars(tag)
+        walls += [events[0].wall_time, events[-1].wall_time] if events else []
+        if tag not in IGNORED_TAGS and events:
+            curves[tag] = Series([event.step for event in events], [float(event.value) for event in events])
+            steps += [events[0].step, events[-1].step]
+    if not walls or not steps:
+        return curves, None
+    return curves, Session(path.name, min(walls), max(walls), min(steps), max(steps))
+
+
+def _merge(into: dict[str, Series], later: dict[str, Series]) -> None:
+    """Add a later session's curves: its points replace the earlier ones from its first step on."""
+    for tag, series in later.items():
+        earlier = into.setdefault(tag, Series())
+        start = series.steps[0]
+        keep = sum(1 for step in earlier.steps if step < start)
+        earlier.steps[keep:], earlier.values[keep:] = series.steps, series.values
+
+
+def _started_at(path: Path) -> tuple[int, str]:
+    """Event files are named `events.out.tfevents.<unix time>.<host>.<pid>.<n>`: order them by that time."""
+    stamp = path.name.split(".")[3] if path.name.count(".") >= 3 else ""
+    return (int(stamp) if stamp.isdigit() else 0, path.name)
+
+
+def read_events(folder: Path) -> Events:
+    """The run's scalar curves and sessions; unreadable or truncated files are named in `problems`."""
+    events = Events()
+    files = sorted(folder.glob("events.out.tfevents.*"), key=_started_at)
+    logging.getLogger("tensorboard").setLevel(logging.ERROR)  # its own warnings would repeat ours
+    for path in files:
+        if (problem := framing_problem(path)) is not None:
+            events.problems.append(f"event file {path.name}: {problem}; curves show what it holds before that")
+        try:
+            curves, session = _read_file(path)
+        except Exception as error:  # noqa: BLE001 - a broken file is reported, not fatal
+            events.problems.append(f"event file {path.name} could not be read ({type(error).__name__}: {error})")
+            continue
+        _merge(events.scalars, curves)
+        if session is not None:
+            events.sessions.append(session)
+    return events
+
+
+def iterations_per_second(sessions: list[Session]) -> float | None:
+    """Training speed over the sessions' own spans (the pauses between a kill and a resume do not count)."""
+    steps = sum(session.last_step - session.first_step for session in sessions)
+    seconds = sum(session.seconds for session in sessions)
+    return steps / seconds if steps > 0 and seconds > 0 else None

@@ -1,0 +1,199 @@
+"""The report as one self-contained HTML page: inline CSS, images as data URIs, no script, no network.
+
+Every text from a run (config values, tags, file names) is escaped. Score cells carry `data-score` and
+`data-iteration`, so a test (or a person with the developer tools) can match the page with `metrics.jsonl`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import math
+from html import escape
+from typing import Any
+
+from genlab.report.compare import Comparison
+from genlab.report.figures import (FILMSTRIP_FRAMES, THUMBNAIL_WIDTH, UnreadableImage, curves_png, evenly_spaced,
+                                   image_png)
+from genlab.report.reading import Run, figure_files
+from genlab.report.summary import header, last_record, protocol, warnings
+
+STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1280px;padding:0 16px 48px;color:#1b1b1b}
+h1{margin:16px 0 4px}h2{border-bottom:2px solid #ccc;padding-top:12px}h3{margin:20px 0 6px}
+table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;
+vertical-align:top}th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.scroll{overflow-x:auto}.warn{background:#fff4e0;border-left:5px solid #e08a00;padding:6px 12px;margin:8px 0}
+.missing{background:#f4f4f4;border-left:5px solid #888;padding:6px 12px;margin:8px 0}
+.refuse{background:#fde8e8;border-left:5px solid #c62828;padding:6px 12px;margin:8px 0}
+.strip{display:flex;flex-wrap:wrap;gap:8px}.strip figure{margin:0}figcaption{font-size:12px;color:#555}
+img{image-rendering:pixelated;max-width:100%}.muted{color:#666}code{font-size:13px}
+"""
+
+
+def number(value: Any) -> str:
+    """How every score is printed: 5 significant digits, integers whole, missing as a dash."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return escape(str(value))
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.5g}" if math.isfinite(value) else str(value)
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def image_tag(png: bytes, width: int, height: int, alt: str) -> str:
+    return f'<img src="{data_uri(png)}" width="{width}" height="{height}" alt="{escape(alt)}">'
+
+
+def table(headings: list[str], rows: list[list[str]], css: str = "") -> str:
+    """Cells are HTML already (escape before); a cell starting with '<td' is taken whole."""
+    head = "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in headings) + "</tr>" if headings else ""
+    body = "".join("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f'<div class="scroll"><table class="{css}">{head}{body}</table></div>'
+
+
+def notes(items: list[str], css: str, title: str) -> str:
+    if not items:
+        return ""
+    return f'<div class="{css}"><strong>{escape(title)}</strong><ul>' + "".join(
+        f"<li>{escape(item)}</li>" for item in items) + "</ul></div>"
+
+
+def score_cell(value: Any, name: str, record: dict[str, Any]) -> str:
+    return (f'<td class="num" data-score="{escape(name)}" data-iteration="{record.get("iteration")}"'
+            f' data-stage="{escape(str(record.get("stage")))}">{number(value)}</td>')
+
+
+def last_scores(record: dict[str, Any]) -> str:
+    """The newest record's scores beside their real-data values, then its whole protocol."""
+    real = record.get("real_values") or {}
+    real_scores = real.get("scores") or {}
+    real_label = f"real data ({real.get('split')} split, {number(real.get('count'))} images)" if real_scores else \
+        "real data"
+    rows = [[escape(name), score_cell(value, name, record), number(real_scores.get(name))]
+            for name, value in record.get("scores", {}).items()]
+    if real and not real_scores:
+        rows.append(["", "", escape(str(real.get("note", "no real-data values")))])
+    caption = (f"<h3>Scores: {escape(str(record.get('stage')))} evaluation at iteration"
+               f" {number(record.get('iteration'))}</h3>")
+    protocol_rows = [[f"<code>{escape(key)}</code>", escape(str(value))] for key, value in protocol(record).items()]
+    return (caption + table(["score", "value", real_label], rows)
+            + "<h3>Protocol of these scores</h3>" + table(["setting", "value"], protocol_rows, "protocol"))
+
+
+def all_scores(records: list[dict[str, Any]]) -> str:
+    """Every evaluation of the run, one row each."""
+    names = list(dict.fromkeys(name for record in records for name in record.get("scores", {})))
+    rows = [[escape(str(record.get("stage"))), number(record.get("iteration")),
+             *(score_cell(record.get("scores", {}).get(name), name, record) for name in names)] for record in records]
+    return "<h3>Every evaluation</h3>" + table(["stage", "iteration", *names], rows)
+
+
+def scores_section(run: Run) -> str:
+    if not run.records:
+        return '<p class="muted">No scores: this run has no metrics.jsonl (no GenerativeMetrics callback, or it' \
+               " stopped before the first evaluation).</p>"
+    stages = list(dict.fromkeys(str(record.get("stage")) for record in run.records))
+    parts = [last_scores(last_record(run, stage)) for stage in stages]  # type: ignore[arg-type]
+    return "".join(parts) + (all_scores(run.records) if len(run.records) > 1 else "")
+
+
+def curves_section(run: Run) -> str:
+    drawn = curves_png(run.events.scalars)
+    if drawn is None:
+        return '<p class="muted">No curves: the event files hold no scalars.</p>'
+    png, width, height, left_out = drawn
+    extra = f'<p class="muted">{left_out} more curves are in TensorBoard.</p>' if left_out else ""
+    return "<h3>Curves over iterations</h3>" + image_tag(png, width, height, "training curves") + extra
+
+
+def _figure(path, problems: list[str], max_width: int | None = None, caption: str = "") -> str:
+    try:
+        png, width, height = image_png(path, max_width) if max_width else image_png(path)
+    except UnreadableImage as error:
+        problems.append(str(error))
+        return f'<figure><p class="missing">{escape(str(error))}</p></figure>'
+    return f"<figure>{image_tag(png, width, height, caption or path.name)}<figcaption>{escape(caption or path.name)}" \
+           "</figcaption></figure>"
+
+
+def grids_section(run: Run, problems: list[str]) -> str:
+    if not run.grids:
+        return ""
+    frames = evenly_spaced(run.grids, FILMSTRIP_FRAMES)
+    strip = "".join(_figure(path, problems, THUMBNAIL_WIDTH, f"iteration {int(path.stem.split('_')[-1]):,}")
+                    for path in frames)
+    last = run.grids[-1]
+    return (f"<h3>Fixed-noise samples ({len(frames)} of {len(run.grids)} grids)</h3><div class=\"strip\">{strip}</div>"
+            f"<h3>Last grid</h3>{_figure(last, problems, caption=f'samples/{last.name}')}")
+
+
+def figures_section(run: Run, problems: list[str]) -> str:
+    parts = []
+    for kind, paths in figure_files(run.folder).items():
+        figures = "".join(_figure(path, problems, caption=f"{kind}/{path.name}") for path in paths)
+        parts.append(f"<h3>{escape(kind)}</h3><div class=\"strip\">{figures}</div>")
+    return "".join(parts)
+
+
+def run_section(run: Run, index: int) -> str:
+    """One run's section: header, warnings, scores, curves, grids, figures, and what is missing."""
+    problems = list(run.problems)
+    body = scores_section(run) + curves_section(run) + grids_section(run, problems) + figures_section(run, problems)
+    facts = table([], [[escape(label), escape(text)] for label, text in header(run)], "facts")
+    return (f'<section id="run-{index}"><h2>{escape(run.name)}</h2>'
+            + notes(warnings(run), "warn", "Warnings")
+            + notes(problems, "missing", "Missing or unreadable (the page shows the rest)")
+            + facts + body + "</section>")
+
+
+def comparison_section(runs: list[Run], comparison: Comparison) -> str:
+    names = [f'<a href="#run-{i}">{escape(run.name)}</a>' for i, run in enumerate(runs)]
+    parts = ["<section id=\"comparison\"><h2>Comparison</h2>"]
+    if comparison.config_differences:
+        rows = [[f"<code>{escape(key)}</code>", *(escape(v) for v in values)]
+                for key, values in comparison.config_differences.items()]
+        parts.append("<h3>Config differences</h3>" + table(["key", *(r.name for r in runs)], rows))
+    else:
+        parts.append("<p>The configs are the same.</p>")
+    if comparison.protocol_differences:
+        parts.append(f'<p class="refuse">Not ranked: these scores were measured under different protocols'
+                     f" ({escape(', '.join(comparison.protocol_differences))} differ), so they do not compare.</p>")
+    if comparison.only_seed_differs:
+        parts.append(f"<p>The runs differ only by seed ({len(runs)} seeds): mean ± standard deviation over them.</p>")
+    if comparison.scores:
+        parts.append("<h3>Last scores</h3>" + _scores_table(runs, comparison))
+    if comparison.unscored:
+        parts.append(f'<p class="muted">No scores in: {escape(", ".join(comparison.unscored))}.</p>')
+    parts.append("<p>Runs: " + ", ".join(names) + "</p></section>")
+    return "".join(parts)
+
+
+def _scores_table(runs: list[Run], comparison: Comparison) -> str:
+    spread = ["mean ± std"] if comparison.spread else []
+    rows = []
+    for name, values in comparison.scores.items():
+        cells = [f'<td class="num" data-compare="{escape(name)}">{number(v)}</td>' for v in values]
+        if spread:
+            mean, std = comparison.spread.get(name, (None, None))
+            cells.append(f'<td class="num">{number(mean)} ± {number(std)}</td>' if mean is not None else "—")
+        rows.append([escape(name), *cells])
+    return table(["score", *(run.name for run in runs), *spread], rows)
+
+
+def page(runs: list[Run], comparison: Comparison | None, generator: str) -> str:
+    """The whole HTML document."""
+    title = "genlab report: " + ", ".join(run.name for run in runs)
+    made = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sections = (comparison_section(runs, comparison) if comparison else "") + "".join(
+        run_section(run, index) for index, run in enumerate(runs))
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>"
+            f'<p class="muted">Made {made} by {escape(generator)}. Regenerate with <code>genlab report'
+            f" RUN_DIR</code>.</p>{sections}</body></html>\n")

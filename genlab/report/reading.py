@@ -1,0 +1,148 @@
+"""A run folder (`lightning_logs/<experiment>/version_N/`) read into one `Run`: what the report shows.
+
+Reading never fails on a damaged part: a corrupt `metrics.jsonl` line, an unreadable checkpoint or a truncated
+event file becomes a line in `Run.problems`, so a killed run still gets its page. Only a folder that holds
+nothing of a run is refused, in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genlab.errors import GenlabError, first_line
+from genlab.report.events import Events, read_events
+
+RUN_MARKERS = ("config.yaml", "hparams.yaml", "metrics.jsonl", "checkpoints", "samples", "toy")
+# figure folders and their files (prediction PNGs are one per test item: only their grid)
+FIGURES = {"interpolation": "*.png", "toy": "*.png", "denoising": "*.png", "metrics": "label_histogram-*.png",
+           "predictions": "grid.png"}
+MAX_FIGURES_PER_KIND = 6
+
+
+@dataclass
+class Run:
+    """Everything a report page shows of one run folder."""
+
+    folder: Path
+    config: dict[str, Any] = field(default_factory=dict)
+    config_header: str = ""
+    resumes: list[str] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    environments: list[dict[str, Any]] = field(default_factory=list)
+    events: Events = field(default_factory=Events)
+    grids: list[Path] = field(default_factory=list)
+    checkpoint_files: list[str] = field(default_factory=list)
+    checkpoint: dict[str, Any] | None = None
+    checkpoint_name: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.folder.parent.name}/{self.folder.name}"
+
+
+def check_run_folder(folder: Path) -> None:
+    """Refuse, in one line, a path that is not a run folder (and say which one to pass instead)."""
+    if not folder.is_dir():
+        raise GenlabError(f"{folder} is not a folder: pass a run folder, lightning_logs/<experiment>/version_N")
+    if any((folder / marker).exists() for marker in RUN_MARKERS) or any(folder.glob("events.out.tfevents.*")):
+        return
+    versions = sorted(path.name for path in folder.glob("version_*") if path.is_dir())
+    if versions:
+        raise GenlabError(f"{folder} is an experiment folder, not a run: pass one of its runs, e.g."
+                          f" {folder / versions[-1]}")
+    what = "empty: the run has written nothing yet" if not any(folder.iterdir()) else "not a run folder"
+    raise GenlabError(f"{folder} is {what} (no config.yaml, events, metrics.jsonl or checkpoints/): pass"
+                      " lightning_logs/<experiment>/version_N of a run that has started")
+
+
+def read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file; each unreadable line is one problem (a crash can cut the last)."""
+    records = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            problems.append(f"{path.name} line {number} is not valid JSON (skipped)")
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def read_config(folder: Path, run: Run) -> None:
+    """`config.yaml` (and the names of the `config.resume-N.yaml` beside it)."""
+    import yaml
+
+    run.resumes = sorted((path.name for path in folder.glob("config.resume-*.yaml")),
+                         key=lambda name: int(re.sub(r"\D", "", name) or 0))
+    path = folder / "config.yaml"
+    if not path.is_file():
+        run.problems.append("config.yaml is missing: the configuration is unknown")
+        return
+    text = path.read_text(errors="replace")
+    run.config_header = text.splitlines()[0].lstrip("# ").strip() if text.startswith("#") else ""
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        run.problems.append(f"config.yaml could not be read ({first_line(error)})")
+        return
+    run.config = loaded if isinstance(loaded, dict) else {}
+
+
+def read_checkpoint(folder: Path, run: Run) -> None:
+    """Names in `checkpoints/`, and the counters of the checkpoint the run's weights stand in (last.ckpt)."""
+    checkpoints = folder / "checkpoints"
+    run.checkpoint_files = sorted(path.name for path in checkpoints.glob("*.ckpt")) if checkpoints.is_dir() else []
+    for name in ("last.ckpt", "previous.ckpt"):
+        if name in run.checkpoint_files:
+            run.checkpoint_name = name
+            break
+    if run.checkpoint_name is None:
+        return
+    import torch
+
+    try:  # mmap: the counters are read, the weights never leave the disk
+        loaded = torch.load(checkpoints / run.checkpoint_name, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # noqa: BLE001 - reported on the page
+        run.problems.append(f"checkpoints/{run.checkpoint_name} could not be read ({first_line(error)})")
+        return
+    run.checkpoint = {key: value for key, value in loaded.items()
+                      if isinstance(value, (int, float, str, list)) and key != "optimizer_states"}
+
+
+def read_run(folder: Path | str) -> Run:
+    """Read one run folder; raises GenlabError only when `folder` is not a run at all."""
+    folder = Path(folder)
+    check_run_folder(folder)
+    run = Run(folder=folder.resolve())
+    read_config(folder, run)
+    read_checkpoint(folder, run)
+    if (folder / "metrics.jsonl").is_file():
+        run.records = read_jsonl(folder / "metrics.jsonl", run.problems)
+    if (folder / "environment.jsonl").is_file():
+        run.environments = read_jsonl(folder / "environment.jsonl", run.problems)
+    run.events = read_events(folder)
+    run.problems += run.events.problems
+    run.grids = sorted((folder / "samples").glob("iteration_*.png"))
+    return run
+
+
+def figure_files(folder: Path) -> dict[str, list[Path]]:
+    """The figures worth showing besides the grids, newest of each kind: interpolations, toy plots, denoising
+    triplets, label histograms, the prediction grid."""
+    found: dict[str, list[Path]] = {}
+    for kind, pattern in FIGURES.items():
+        files = sorted((folder / kind).glob(pattern)) if (folder / kind).is_dir() else []
+        newest: dict[str, Path] = {}
+        for path in files:  # names end in _iteration_NNNNNNN: keep the newest of each prefix
+            newest[re.sub(r"iteration_\d+", "", path.stem)] = path
+        if newest:
+            found[kind] = sorted(newest.values())[:MAX_FIGURES_PER_KIND]
+    return found
