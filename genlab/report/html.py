@@ -27,6 +27,7 @@ vertical-align:top}th{background:#f3f3f3}td.num{text-align:right;font-variant-nu
 .missing{background:#f4f4f4;border-left:5px solid #888;padding:6px 12px;margin:8px 0}
 .refuse{background:#fde8e8;border-left:5px solid #c62828;padding:6px 12px;margin:8px 0}
 .strip{display:flex;flex-wrap:wrap;gap:8px}.strip figure{margin:0}figcaption{font-size:12px;color:#555}
+.pair{display:flex;flex-wrap:wrap;gap:0 28px;align-items:flex-start}
 img{image-rendering:pixelated;max-width:100%}.muted{color:#666}code{font-size:13px}
 """
 
@@ -82,9 +83,11 @@ def last_scores(record: dict[str, Any]) -> str:
         rows.append(["", "", escape(str(real.get("note", "no real-data values")))])
     caption = (f"<h3>Scores: {escape(str(record.get('stage')))} evaluation at iteration"
                f" {number(record.get('iteration'))}</h3>")
-    protocol_rows = [[f"<code>{escape(key)}</code>", escape(str(value))] for key, value in protocol(record).items()]
-    return (caption + table(["score", "value", real_label], rows)
-            + "<h3>Protocol of these scores</h3>" + table(["setting", "value"], protocol_rows, "protocol"))
+    protocol_rows = [[f"<code>{escape(key)}</code>", escape(", ".join(map(str, value)) if isinstance(value, list)
+                                                        else str(value))] for key, value in protocol(record).items()]
+    return (f'{caption}<div class="pair"><div>{table(["score", "value", real_label], rows)}</div>'
+            f'<div><strong>Protocol of these scores</strong>{table(["setting", "value"], protocol_rows, "protocol")}'
+            "</div></div>")
 
 
 def all_scores(records: list[dict[str, Any]]) -> str:

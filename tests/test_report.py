@@ -1,0 +1,236 @@
+"""`genlab report` and the RunReport callback: one self-contained page per run, checked in a real browser.
+
+The browser test opens the page in headless Chromium (Debian's `chromium`, which .ci/run installs) and reads back,
+from the DOM the browser built, whether every image decoded, whether anything was logged as an error, and the
+score cells, which must match metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import write_tiny_mnist
+from tests.test_cli import TINY_GAN
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+# injected into a copy of the page: errors (script, console, resources) and every image's decoded width go into
+# an attribute of <html>, which --dump-dom prints
+CHECKER = """<script>
+window.__errors = [];
+window.addEventListener('error', e => window.__errors.push(String(e.message || (e.target && e.target.src || '').slice(0, 60))), true);
+const __consoleError = console.error; console.error = (...a) => { window.__errors.push(a.join(' ')); __consoleError(...a); };
+window.addEventListener('load', () => {
+  const images = [...document.images].map(i => ({alt: i.alt, width: i.naturalWidth, complete: i.complete}));
+  document.documentElement.setAttribute('data-check', JSON.stringify({images, errors: window.__errors}));
+});
+</script>"""
+
+
+def score_record(iteration: int, is_: float, fd: float, label_tv: float = 0.1, num_fake: int = 1000,
+                 stage: str = "fit") -> dict:
+    """A metrics.jsonl record shaped as GenerativeMetrics writes it."""
+    return {
+        "iteration": iteration, "step": 2 * iteration, "epoch": 0, "stage": stage, "real_split": "val",
+        "trained_in_precision": ["32-true"], "num_fake": num_fake, "num_real": 500,
+        "scores": {"classifier/is": is_, "classifier/is_std": 0.0123456, "classifier/fd": fd,
+                   "classifier/label_tv": label_tv},
+        "real_values": {"split": "train", "count": num_fake,
+                        "scores": {"classifier/is": 9.87654321, "classifier/fd": 0.0123, "classifier/label_tv": 0.01}},
+        "sampling": {"samplers": {"configured": {"sampler": "prior", "batchnorm": "running"}}, "seed": 0,
+                     "batch_size": 500, "noise_batches": "batch b of 500 drawn with seed + b", "device": "cpu",
+                     "processes": 1, "precision": "32-true"},
+        "settings": {"classifier": {"network": "ConvClassifier", "checkpoint_sha256": "ab12cd34", "splits": 10,
+                                    "split_seed": 0, "epsilon": 0.0}},
+    }
+
+
+def append_records(run: Path, *records: dict) -> None:
+    with open(run / "metrics.jsonl", "a") as file:
+        for record in records:
+            file.write(json.dumps(record) + "\n")
+
+
+def fabricated_run(folder: Path, seed: int = 0, records: tuple[dict, ...] = (), steps: int = 20) -> Path:
+    """A run folder written without training: config.yaml, an event file, metrics.jsonl."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    folder.mkdir(parents=True)
+    config = {"seed_everything": seed, "trainer": {"max_epochs": 1, "logger": {"init_args": {"version": 0}}},
+              "model": {"class_path": "genlab.models.GAN", "init_args": {"noise": "uniform"}},
+              "data": {"class_path": "genlab.data.MNISTDataModule"}}
+    (folder / "config.yaml").write_text("# lightning.pytorch==2.6.6\n" + yaml.safe_dump(config))
+    writer = SummaryWriter(str(folder))
+    for step in range(1, steps + 1):
+        writer.add_scalar("loss/d", 1.0 / step, step, walltime=1000.0 + step)
+    writer.close()
+    append_records(folder, *records)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real `genlab fit` of the tiny GAN with a grid every iteration: RunReport writes its report.html."""
+    from genlab.cli import main
+
+    root = tmp_path_factory.mktemp("report")
+    data = write_tiny_mnist(root / "data")
+    with pytest.MonkeyPatch.context() as patch:  # what conftest's function-scoped fixtures do for other tests
+        patch.chdir(root)
+        patch.setattr("sys.argv", ["genlab"])
+        patch.delenv("GENLAB_DATA_DIR", raising=False)
+        patch.setenv("GENLAB_CACHE_DIR", str(root / "genlab-cache"))
+        patch.setattr("genlab.precision.measure_paths", lambda model, batch_size, bf16: {
+            f"{p} {layout}": 1.0 for p in ("32-true", "bf16-mixed") for layout in ("contiguous", "channels_last")})
+        main(["fit", *TINY_GAN, f"--data.data_dir={data}", "--trainer.max_epochs=1", "--trainer.log_every_n_steps=1",
+              "--trainer.callbacks+=genlab.callbacks.SampleGrid", "--trainer.callbacks.every_n_iterations=1"])
+    return root / "lightning_logs" / "gan_mnist" / "version_0"
+
+
+def report(*args: str) -> int:
+    """`genlab report ARGS` in-process; its exit status."""
+    from genlab.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", *args])
+    return exit_info.value.code
+
+
+def test_fit_ends_with_report_html_in_the_run_folder(tiny_run):
+    page = (tiny_run / "report.html").read_text()
+    assert "gan_mnist/version_0" in page and "genlab.models.GAN" in page
+    assert "iterations done</td><td>5<" in page  # 80 training images in batches of 16
+    assert 'src="http' not in page and "<script" not in page  # self-contained, readable without JavaScript
+    environment = json.loads((tiny_run / "environment.jsonl").read_text().splitlines()[0])
+    assert environment["stage"] == "fit" and environment["torch"] and environment["lightning"]
+
+
+def test_page_opens_in_chromium_every_image_decodes_and_scores_match_metrics_jsonl(tiny_run, tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    run = tmp_path / "gan_mnist" / "version_0"
+    shutil.copytree(tiny_run, run)
+    records = [score_record(3, 2.3456789, 123.456789), score_record(5, 3.1415926, 98.7654321, label_tv=0.95)]
+    append_records(run, *records)
+    (run / "interpolation").mkdir()
+    shutil.copy(run / "samples" / "iteration_0000005.png", run / "interpolation" / "same_class.png")
+    assert report(str(run), "-o", str(tmp_path / "report.html")) == 0
+
+    checked = tmp_path / "checked.html"
+    checked.write_text((tmp_path / "report.html").read_text().replace("<head>", "<head>" + CHECKER, 1))
+    browser = [CHROMIUM, "--headless", "--disable-gpu", "--no-sandbox", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*browser, "--virtual-time-budget=10000", "--dump-dom", checked.as_uri()],
+                         capture_output=True, text=True, timeout=60).stdout
+    check = json.loads(re.search(r'data-check="([^"]*)"', dom)[1].replace("&quot;", '"').replace("&amp;", "&"))
+    assert check["errors"] == []
+    assert len(check["images"]) >= 1 + 5 + 1 + 1  # curves, filmstrip, last grid, interpolation
+    assert all(image["complete"] and image["width"] > 0 for image in check["images"]), check["images"]
+
+    cells = re.finditer(r'data-score="([^"]+)" data-iteration="(\d+)" data-stage="(\w+)">([^<]+)<', dom)
+    shown = {(cell[1], int(cell[2]), cell[3]): float(cell[4]) for cell in cells}
+    for record in records:
+        for name, value in record["scores"].items():
+            assert math.isclose(shown[(name, record["iteration"], "fit")], value, rel_tol=1e-4), name
+    assert "9.8765" in dom  # the real-data value beside the score
+    assert "classifier/label_tv = 0.950" in dom  # the collapse warning
+
+    screenshot = tmp_path / "report.png"
+    subprocess.run([*browser, "--window-size=1280,2000", f"--screenshot={screenshot}", checked.as_uri()],
+                   capture_output=True, timeout=60)
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("kind", ["missing", "experiment", "empty", "other"])
+def test_a_folder_that_is_not_a_run_is_one_line_and_no_file(kind, tmp_path, capsys):
+    folder = tmp_path / "lightning_logs" / "gan_mnist"
+    if kind == "experiment":
+        (folder / "version_3").mkdir(parents=True)
+    elif kind == "empty":
+        folder.mkdir(parents=True)
+    elif kind == "other":
+        folder.mkdir(parents=True)
+        (folder / "notes.txt").write_text("hello")
+    status = report(str(folder), "-o", str(tmp_path / "out.html"))
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and err.startswith("genlab: error: ")
+    assert str(folder) in err and "Traceback" not in err and not (tmp_path / "out.html").exists()
+    if kind == "experiment":
+        assert "version_3" in err
+
+
+def test_damaged_parts_are_named_on_the_page_and_the_rest_is_shown(tmp_path, capsys):
+    run = fabricated_run(tmp_path / "exp" / "version_0", records=(score_record(10, 5.0, 50.0),))
+    events = next(run.glob("events.out.tfevents.*"))
+    events.write_bytes(events.read_bytes()[:-7])  # a killed writer's partial last record
+    with open(run / "metrics.jsonl", "a") as file:
+        file.write('{"iteration": 20, "sco')  # a line cut by a crash
+    (run / "samples").mkdir()
+    (run / "samples" / "iteration_0000010.png").write_bytes(b"not a png")
+    assert report(str(run)) == 0
+    page = (run / "report.html").read_text()
+    assert f"event file {events.name}: truncated" in page
+    assert "metrics.jsonl line 2 is not valid JSON" in page
+    assert "iteration_0000010.png could not be read" in page
+    assert 'data-score="classifier/is" data-iteration="10"' in page  # the readable record is still there
+    assert "report written to" in capsys.readouterr().out
+
+
+def test_warnings_name_divergence_skipped_updates_collapse_and_mixed_protocols(tmp_path):
+    import torch
+
+    run = fabricated_run(tmp_path / "exp" / "version_0",
+                         records=(score_record(10, 5.0, 50.0, num_fake=1000), score_record(20, 2.0, 90.0, 0.97, 2000)))
+    (run / "checkpoints").mkdir()
+    torch.save({"epoch": 1, "genlab_iterations": 20, "genlab_skipped_updates": 3}, run / "checkpoints" / "last.ckpt")
+    (run / "checkpoints" / "diverged-iteration_0000017.ckpt").write_bytes(b"")
+    assert report(str(run)) == 0
+    page = (run / "report.html").read_text()
+    assert "diverged at iteration 17" in page and "3 non-finite updates were skipped" in page
+    assert "classifier/label_tv = 0.970 at iteration 20" in page and "mode collapse" in page
+    assert "2 different protocols" in page
+    assert "checkpoints/last.ckpt (epoch 1, iteration 20)" in page
+
+
+def test_runs_differing_only_by_seed_get_mean_and_std(tmp_path):
+    from genlab.report import render
+    from genlab.report.reading import read_run
+
+    runs = [fabricated_run(tmp_path / f"seed{seed}" / "version_0", seed, (score_record(10, is_, 40.0 + seed),))
+            for seed, is_ in ((0, 8.0), (1, 9.0), (2, 10.0))]
+    page = render([read_run(run) for run in runs])
+    differences = re.search(r"<h3>Config differences</h3>(.*?)</table>", page, re.S)[1]
+    assert "seed_everything" in differences and differences.count("<code>") == 1  # only the key that differs
+    assert "differ only by seed (3 seeds)" in page
+    assert "9 ± 1<" in page  # classifier/is: mean 9, sample std 1
+    assert "Not ranked" not in page
+
+
+def test_scores_under_different_protocols_are_not_ranked(tmp_path):
+    from genlab.report import render
+    from genlab.report.reading import read_run
+
+    a = fabricated_run(tmp_path / "a" / "version_0", 0, (score_record(10, 8.0, 40.0, num_fake=1000),))
+    b = fabricated_run(tmp_path / "b" / "version_0", 0, (score_record(10, 9.0, 30.0, num_fake=5000),))
+    page = render([read_run(a), read_run(b)])
+    assert "Not ranked: these scores were measured under different protocols (num_fake" in page
+    assert "mean ± std" not in page
+    assert 'data-compare="classifier/is">8<' in page and 'data-compare="classifier/is">9<' in page
+
+
+def test_a_report_failure_in_training_is_one_warning_not_a_crash(tmp_path, monkeypatch):
+    from lightning.pytorch import Trainer
+
+    from genlab.callbacks import RunReport
+
+    trainer = Trainer(default_root_dir=tmp_path, logger=False, enable_checkpointing=False)
+    monkeypatch.setattr("genlab.report.write_report", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.warns(UserWarning, match=r"writing report.html failed \(RuntimeError: boom\)"):
+        RunReport().on_fit_end(trainer, None)
