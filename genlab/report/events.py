@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,32 +49,50 @@ class Events:
     problems: list[str] = field(default_factory=list)
 
 
-def framing_problem(path: Path) -> str | None:
-    """Why a TFRecord file is not whole (None: it is): a killed writer leaves a partial last record.
+def _is_picture(data: bytes) -> bool:
+    """Whether a record is an image, audio or histogram summary (the report reads none of them)."""
+    from tensorboard.compat.proto import event_pb2
 
-    TensorBoard's reader silently stops at such a record, so the report checks the framing itself: each record
-    is an 8-byte length, a 4-byte CRC, the data and another 4-byte CRC.
+    try:
+        event = event_pb2.Event.FromString(data)
+    except Exception:  # noqa: BLE001 - left for TensorBoard's reader to judge
+        return False
+    return any(value.HasField(kind) for value in event.summary.value for kind in ("image", "audio", "histo"))
+
+
+def whole_records(path: Path) -> tuple[bytes, str | None]:
+    """The file's whole records, less image, audio and histogram records, and why the file is not whole (None:
+    it is).
+
+    TensorBoard's reader checks each record's CRC in pure Python (about a second per 2 MB here), and a run that
+    logs its sample grids makes its event file mostly images; the report reads only scalars, so it hands the
+    reader those records. It also checks the framing itself, since the reader stops silently at a partial record
+    (a killed writer leaves one): each record is an 8-byte length, a 4-byte CRC, the data and a 4-byte CRC.
     """
-    size, offset = path.stat().st_size, 0
-    with open(path, "rb") as file:
-        while offset < size:
-            header = file.read(12)
-            if len(header) < 12:
-                return f"truncated after {offset:,} bytes (a partial record: the run was probably killed)"
-            (length,) = struct.unpack("<Q", header[:8])
-            if offset + 16 + length > size:
-                kind = "not an event file" if offset == 0 else f"truncated after {offset:,} bytes"
-                return f"{kind} (a record runs past the end of the file)"
-            offset += 16 + length
-            file.seek(offset)
-    return None
+    data = path.read_bytes()
+    kept, offset = [], 0
+    while offset < len(data):
+        if offset + 12 > len(data):
+            return b"".join(kept), f"truncated after {offset:,} bytes (a partial record: the run was probably killed)"
+        (length,) = struct.unpack("<Q", data[offset:offset + 8])
+        if offset + 16 + length > len(data):
+            kind = "not an event file" if offset == 0 else f"truncated after {offset:,} bytes"
+            return b"".join(kept), f"{kind} (a record runs past the end of the file)"
+        if not _is_picture(data[offset + 12:offset + 12 + length]):
+            kept.append(data[offset:offset + 16 + length])
+        offset += 16 + length
+    return b"".join(kept), None
 
 
-def _read_file(path: Path) -> tuple[dict[str, Series], Session | None]:
+def _read_file(path: Path, records: bytes) -> tuple[dict[str, Series], Session | None]:
+    """Scalars of one event file (`records`: its scalar records, see `whole_records`), by TensorBoard's reader."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    accumulator = EventAccumulator(str(path), size_guidance=SIZE_GUIDANCE)
-    accumulator.Reload()
+    with tempfile.TemporaryDirectory(prefix="genlab-report-") as scratch:
+        copy = Path(scratch) / path.name
+        copy.write_bytes(records)
+        accumulator = EventAccumulator(str(copy), size_guidance=SIZE_GUIDANCE)
+        accumulator.Reload()
     curves: dict[str, Series] = {}
     walls: list[float] = []
     steps: list[int] = []
@@ -109,10 +128,11 @@ def read_events(folder: Path) -> Events:
     files = sorted(folder.glob("events.out.tfevents.*"), key=_started_at)
     logging.getLogger("tensorboard").setLevel(logging.ERROR)  # its own warnings would repeat ours
     for path in files:
-        if (problem := framing_problem(path)) is not None:
-            events.problems.append(f"event file {path.name}: {problem}; curves show what it holds before that")
         try:
-            curves, session = _read_file(path)
+            records, problem = whole_records(path)
+            if problem is not None:
+                events.problems.append(f"event file {path.name}: {problem}; curves show what it holds before that")
+            curves, session = _read_file(path, records)
         except Exception as error:  # noqa: BLE001 - a broken file is reported, not fatal
             events.problems.append(f"event file {path.name} could not be read ({type(error).__name__}: {error})")
             continue

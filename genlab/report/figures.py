@@ -13,7 +13,7 @@ from pathlib import Path
 from genlab.report.events import Series
 
 MAX_PANELS = 24
-MAX_POINTS = 2000
+MAX_POINTS = 1000
 FILMSTRIP_FRAMES = 8
 THUMBNAIL_WIDTH = 180
 MAX_WIDTH = 960
