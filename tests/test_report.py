@@ -234,3 +234,21 @@ def test_a_report_failure_in_training_is_one_warning_not_a_crash(tmp_path, monke
     monkeypatch.setattr("genlab.report.write_report", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.warns(UserWarning, match=r"writing report.html failed \(RuntimeError: boom\)"):
         RunReport().on_fit_end(trainer, None)
+
+
+def test_long_curves_are_thinned_keeping_the_last_point_and_every_non_finite_one(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from genlab.report.events import MAX_SCALARS_PER_TAG, read_events
+    from genlab.report.reading import read_run
+    from genlab.report.summary import warnings
+
+    run = fabricated_run(tmp_path / "exp" / "version_0", steps=1)
+    writer = SummaryWriter(str(run), filename_suffix=".long")
+    for step in range(1, 3 * MAX_SCALARS_PER_TAG + 2):
+        writer.add_scalar("loss/g", float("nan") if step == 1001 else 1.0, step, walltime=2000.0 + step)
+    writer.close()
+    curve = read_events(run).scalars["loss/g"]
+    assert len(curve.steps) <= MAX_SCALARS_PER_TAG + 2 and curve.steps[-1] == 3 * MAX_SCALARS_PER_TAG + 1
+    assert 1001 in curve.steps
+    assert any("non-finite values" in warning and "loss/g" in warning for warning in warnings(read_run(run)))
