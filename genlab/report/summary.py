@@ -48,13 +48,22 @@ def protocol_identity(record: dict[str, Any]) -> str:
     return json.dumps(kept, sort_keys=True, default=str)
 
 
-def iterations(run: Run) -> int | None:
-    """Iterations (training batches) done: the checkpoint's count, else the newest logged step or record."""
-    if run.checkpoint and isinstance(run.checkpoint.get("genlab_iterations"), int):
-        return run.checkpoint["genlab_iterations"]
+def logged_iterations(run: Run) -> int | None:
+    """The newest iteration the event files or score records reached."""
     steps = [series.steps[-1] for series in run.events.scalars.values() if series.steps]
     steps += [record["iteration"] for record in run.records if isinstance(record.get("iteration"), int)]
     return max(steps) if steps else None
+
+
+def checkpoint_iterations(run: Run) -> int | None:
+    count = (run.checkpoint or {}).get("genlab_iterations")
+    return count if isinstance(count, int) else None
+
+
+def iterations(run: Run) -> int | None:
+    """Iterations (training batches) done: the newest the checkpoint, the curves or the records reached."""
+    known = [count for count in (checkpoint_iterations(run), logged_iterations(run)) if count is not None]
+    return max(known) if known else None
 
 
 def duration(seconds: float) -> str:
@@ -103,7 +112,8 @@ def header(run: Run) -> list[tuple[str, str]]:
     checkpoint = "none"
     if run.checkpoint_name:
         epoch = (run.checkpoint or {}).get("epoch")
-        checkpoint = f"checkpoints/{run.checkpoint_name}" + (f" (epoch {epoch}, iteration {done})" if epoch is not None else "")
+        at = checkpoint_iterations(run)
+        checkpoint = f"checkpoints/{run.checkpoint_name}" + (f" (epoch {epoch}, iteration {at})" if at is not None else "")
     rows = [
         ("experiment", run.folder.parent.name), ("run folder", run.name),
         ("model", str(_get(run.config, "model.class_path") or "unknown")),
@@ -138,6 +148,11 @@ def warnings(run: Run) -> list[str]:
     skipped = max(skipped, int(max(series.values)) if series and series.values else 0)
     if skipped:
         found.append(f"{skipped:,} non-finite updates were skipped (on_divergence: skip)")
+    saved, logged = checkpoint_iterations(run), logged_iterations(run)
+    if saved is not None and logged is not None and saved < logged:
+        found.append(f"checkpoints/{run.checkpoint_name} holds iteration {saved:,}, but the run went on to iteration"
+                     f" {logged:,}: a resume starts again from {saved:,}, and scores of these weights are not those"
+                     " of the end of the curves")
     found += _collapse_warnings(run) + _protocol_warnings(run)
     bad = [tag for tag, curve in run.events.scalars.items() if any(not math.isfinite(v) for v in curve.values)]
     if bad:
