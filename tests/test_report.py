@@ -113,6 +113,13 @@ def test_fit_ends_with_report_html_in_the_run_folder(tiny_run):
     assert environment["stage"] == "fit" and environment["torch"] and environment["lightning"]
 
 
+def test_genlab_test_ends_with_a_report_of_its_run_folder(tiny_run, run_cli, tiny_data, tmp_path):
+    run_cli("test", *TINY_GAN, f"--data.data_dir={tiny_data}", f"--ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}")
+    tested = tmp_path / "lightning_logs" / "gan_mnist" / "version_0"
+    assert "gan_mnist/version_0" in (tested / "report.html").read_text()
+    assert json.loads((tested / "environment.jsonl").read_text())["stage"] == "test"
+
+
 def test_page_opens_in_chromium_every_image_decodes_and_scores_match_metrics_jsonl(tiny_run, tmp_path):
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (.ci/run installs it: apt-get install chromium)")
@@ -233,7 +240,7 @@ def test_a_report_failure_in_training_is_one_warning_not_a_crash(tmp_path, monke
     trainer = Trainer(default_root_dir=tmp_path, logger=False, enable_checkpointing=False)
     monkeypatch.setattr("genlab.report.write_report", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.warns(UserWarning, match=r"writing report.html failed \(RuntimeError: boom\)"):
-        RunReport().on_fit_end(trainer, None)
+        RunReport().teardown(trainer, None, "fit")
 
 
 def test_long_curves_are_thinned_keeping_the_last_point_and_every_non_finite_one(tmp_path):

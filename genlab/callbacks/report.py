@@ -1,5 +1,9 @@
 """`RunReport`: the run's HTML report (`report.html` in the run folder) at the end of fit and of test.
 
+It writes in `teardown`, after every callback's end-of-fit and end-of-test hooks, so its place in the callback
+list does not matter (the experiments list it first, so that `--trainer.callbacks.<arg>=` still reaches their
+own last callback).
+
 The report is a by-product: a failure to write it is one warning line, never a crashed or failed run. Its
 `environment.jsonl` (one line per fit or test started: versions, device, precision) is what the report's
 header quotes, since nothing else in a run folder records the genlab and torch versions.
@@ -60,8 +64,7 @@ class RunReport(L.Callback):
         folder = run_dir(trainer)
         write_report([folder], folder / "report.html")
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._quietly("writing report.html", trainer, lambda: self.write(trainer))
-
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._quietly("writing report.html", trainer, lambda: self.write(trainer))
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # after every callback's on_fit_end / on_test_end: the figures they draw then are on the page
+        if stage in ("fit", "test"):
+            self._quietly("writing report.html", trainer, lambda: self.write(trainer))
