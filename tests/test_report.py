@@ -259,3 +259,17 @@ def test_long_curves_are_thinned_keeping_the_last_point_and_every_non_finite_one
     assert len(curve.steps) <= MAX_SCALARS_PER_TAG + 2 and curve.steps[-1] == 3 * MAX_SCALARS_PER_TAG + 1
     assert 1001 in curve.steps
     assert any("non-finite values" in warning and "loss/g" in warning for warning in warnings(read_run(run)))
+
+
+def test_the_toy_gan_measures_show_beside_the_real_vs_real_floor(tmp_path):
+    from genlab.report import render
+    from genlab.report.reading import read_run
+
+    run = fabricated_run(tmp_path / "toy_quadratic" / "version_0")
+    (run / "toy").mkdir()
+    (run / "toy" / "metrics.jsonl").write_text(json.dumps({
+        "iteration": 50, "loss_d": 1.38, "loss_g": 0.69, "curve_distance": 0.0296, "sliced_wasserstein": 0.0314,
+        "sliced_wasserstein_real_vs_real": 0.0174, "num_points": 1000, "num_directions": 64}) + "\n")
+    page = render([read_run(run)])
+    assert "Toy measures at iteration 50" in page and 'data-score="toy/curve_distance" data-iteration="50"' in page
+    assert ">0.0314</td><td>0.0174<" in page

@@ -98,7 +98,22 @@ def all_scores(records: list[dict[str, Any]]) -> str:
     return "<h3>Every evaluation</h3>" + table(["stage", "iteration", *names], rows)
 
 
+def toy_scores(records: list[dict[str, Any]]) -> str:
+    """The toy GAN's newest measures (toy/metrics.jsonl), the sliced Wasserstein floor of real vs real beside."""
+    last = records[-1]
+    floor = last.get("sliced_wasserstein_real_vs_real")
+    rows = [[escape(name), score_cell(last.get(name), f"toy/{name}", {"iteration": last.get("iteration"),
+                                                                        "stage": "fit"}),
+             number(floor) if name == "sliced_wasserstein" else "—"]
+            for name in ("curve_distance", "sliced_wasserstein", "loss_d", "loss_g") if name in last]
+    setting = f"{number(last.get('num_points'))} points, {number(last.get('num_directions'))} directions"
+    return (f"<h3>Toy measures at iteration {number(last.get('iteration'))} (toy/metrics.jsonl; {setting})</h3>"
+            + table(["measure", "value", "real vs real"], rows))
+
+
 def scores_section(run: Run) -> str:
+    if not run.records and run.toy_records:
+        return toy_scores(run.toy_records)
     if not run.records:
         return '<p class="muted">No scores: this run has no metrics.jsonl (no GenerativeMetrics callback, or it' \
                " stopped before the first evaluation).</p>"

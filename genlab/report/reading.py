@@ -32,6 +32,7 @@ class Run:
     config_header: str = ""
     resumes: list[str] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
+    toy_records: list[dict[str, Any]] = field(default_factory=list)
     environments: list[dict[str, Any]] = field(default_factory=list)
     events: Events = field(default_factory=Events)
     grids: list[Path] = field(default_factory=list)
@@ -126,6 +127,8 @@ def read_run(folder: Path | str) -> Run:
     read_checkpoint(folder, run)
     if (folder / "metrics.jsonl").is_file():
         run.records = read_jsonl(folder / "metrics.jsonl", run.problems)
+    if (folder / "toy" / "metrics.jsonl").is_file():
+        run.toy_records = read_jsonl(folder / "toy" / "metrics.jsonl", run.problems)
     if (folder / "environment.jsonl").is_file():
         run.environments = read_jsonl(folder / "environment.jsonl", run.problems)
     run.events = read_events(folder)
