@@ -15,7 +15,7 @@ from genlab.report.events import Series
 MAX_PANELS = 24
 MAX_POINTS = 1000
 FILMSTRIP_FRAMES = 8
-THUMBNAIL_WIDTH = 180
+THUMBNAIL_WIDTH = 140
 MAX_WIDTH = 960
 LOG_SCALE_SPAN = 100.0  # values spanning at least two decades are drawn on a log scale
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import math
+import re
+from pathlib import Path
 from html import escape
 from typing import Any
 
@@ -141,22 +143,34 @@ def _figure(path, problems: list[str], max_width: int | None = None, caption: st
            "</figcaption></figure>"
 
 
+def iteration_of(path: Path) -> str:
+    found = re.search(r"iteration_(\d+)", path.stem)
+    return f"iteration {int(found[1]):,}" if found else path.stem
+
+
+def filmstrip(paths: list[Path], problems: list[str]) -> str:
+    """At most FILMSTRIP_FRAMES evenly spaced frames of a series, downscaled, the first and the newest among them."""
+    frames = evenly_spaced(paths, FILMSTRIP_FRAMES)
+    strip = "".join(_figure(path, problems, THUMBNAIL_WIDTH, iteration_of(path)) for path in frames)
+    return f'<div class="strip">{strip}</div>'
+
+
 def grids_section(run: Run, problems: list[str]) -> str:
     if not run.grids:
         return ""
-    frames = evenly_spaced(run.grids, FILMSTRIP_FRAMES)
-    strip = "".join(_figure(path, problems, THUMBNAIL_WIDTH, f"iteration {int(path.stem.split('_')[-1]):,}")
-                    for path in frames)
     last = run.grids[-1]
-    return (f"<h3>Fixed-noise samples ({len(frames)} of {len(run.grids)} grids)</h3><div class=\"strip\">{strip}</div>"
-            f"<h3>Last grid</h3>{_figure(last, problems, caption=f'samples/{last.name}')}")
+    return (f"<h3>Fixed-noise samples ({min(len(run.grids), FILMSTRIP_FRAMES)} of {len(run.grids)} grids)</h3>"
+            f"{filmstrip(run.grids, problems)}<h3>Last grid</h3>{_figure(last, problems, caption=f'samples/{last.name}')}")
 
 
 def figures_section(run: Run, problems: list[str]) -> str:
+    """Each kind's figures: the newest of each series at full size, after a filmstrip when it has several."""
     parts = []
-    for kind, paths in figure_files(run.folder).items():
-        figures = "".join(_figure(path, problems, caption=f"{kind}/{path.name}") for path in paths)
-        parts.append(f"<h3>{escape(kind)}</h3><div class=\"strip\">{figures}</div>")
+    for kind, series in figure_files(run.folder).items():
+        parts.append(f"<h3>{escape(kind)}</h3>")
+        parts += [filmstrip(paths, problems) for paths in series if len(paths) > 1]
+        newest = "".join(_figure(paths[-1], problems, caption=f"{kind}/{paths[-1].name}") for paths in series)
+        parts.append(f'<div class="strip">{newest}</div>')
     return "".join(parts)
 
 

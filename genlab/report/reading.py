@@ -137,15 +137,16 @@ def read_run(folder: Path | str) -> Run:
     return run
 
 
-def figure_files(folder: Path) -> dict[str, list[Path]]:
-    """The figures worth showing besides the grids, newest of each kind: interpolations, toy plots, denoising
-    triplets, label histograms, the prediction grid."""
-    found: dict[str, list[Path]] = {}
+def figure_files(folder: Path) -> dict[str, list[list[Path]]]:
+    """The figures besides the grids, by kind (interpolations, toy plots, denoising triplets, label histograms,
+    the prediction grid), each kind as series: the files of one name over iterations (`…_iteration_NNNNNNN`),
+    oldest first, at most `MAX_FIGURES_PER_KIND` series a kind."""
+    found: dict[str, list[list[Path]]] = {}
     for kind, pattern in FIGURES.items():
         files = sorted((folder / kind).glob(pattern)) if (folder / kind).is_dir() else []
-        newest: dict[str, Path] = {}
-        for path in files:  # names end in _iteration_NNNNNNN: keep the newest of each prefix
-            newest[re.sub(r"iteration_\d+", "", path.stem)] = path
-        if newest:
-            found[kind] = sorted(newest.values())[:MAX_FIGURES_PER_KIND]
+        series: dict[str, list[Path]] = {}
+        for path in files:  # zero-padded iterations: sorted names are in iteration order
+            series.setdefault(re.sub(r"iteration_\d+", "", path.stem), []).append(path)
+        if series:
+            found[kind] = [series[name] for name in sorted(series)][:MAX_FIGURES_PER_KIND]
     return found
