@@ -181,11 +181,14 @@ def test_damaged_parts_are_named_on_the_page_and_the_rest_is_shown(tmp_path, cap
         file.write('{"iteration": 20, "sco')  # a line cut by a crash
     (run / "samples").mkdir()
     (run / "samples" / "iteration_0000010.png").write_bytes(b"not a png")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"half a checkpoint")
     assert report(str(run)) == 0
     page = (run / "report.html").read_text()
     assert f"event file {events.name}: truncated" in page
     assert "metrics.jsonl line 2 is not valid JSON" in page
     assert "iteration_0000010.png could not be read" in page
+    assert "checkpoints/last.ckpt is truncated or corrupt" in page
     assert 'data-score="classifier/is" data-iteration="10"' in page  # the readable record is still there
     assert "report written to" in capsys.readouterr().out
 

@@ -61,7 +61,9 @@ def protocol_differences(records: list[dict[str, Any]]) -> list[str]:
 def compare(runs: list[Run]) -> Comparison:
     """The comparison of `runs` (two or more), from each run's newest fit record (else its newest record)."""
     result = Comparison(config_differences=config_differences(runs))
-    result.only_seed_differs = bool(result.config_differences) and set(result.config_differences) <= set(SEED_KEYS)
+    result.only_seed_differs = (all(run.config for run in runs) and bool(result.config_differences)
+                                and set(result.config_differences) <= set(SEED_KEYS)
+                                and not any(MISSING in values for values in result.config_differences.values()))
     records = [last_record(run, "fit") or last_record(run) for run in runs]
     result.unscored = [run.name for run, record in zip(runs, records) if record is None]
     scored = [record for record in records if record is not None]

@@ -109,10 +109,18 @@ def read_checkpoint(folder: Path, run: Run) -> None:
         return
     import torch
 
+    path = checkpoints / run.checkpoint_name
     try:  # mmap: the counters are read, the weights never leave the disk
-        loaded = torch.load(checkpoints / run.checkpoint_name, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # noqa: BLE001 - reported on the page
-        run.problems.append(f"checkpoints/{run.checkpoint_name} could not be read ({first_line(error)})")
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - an older file format cannot be mapped: read it whole
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - reported on the page
+            run.problems.append(f"checkpoints/{run.checkpoint_name} is truncated or corrupt, or not a Lightning"
+                                f" checkpoint ({type(error).__name__}: {first_line(error, 80)})")
+            return
+    if not isinstance(loaded, dict):
+        run.problems.append(f"checkpoints/{run.checkpoint_name} is not a Lightning checkpoint (no dict inside)")
         return
     run.checkpoint = {key: value for key, value in loaded.items()
                       if isinstance(value, (int, float, str, list)) and key != "optimizer_states"}
