@@ -70,14 +70,13 @@ def write_files(folder: Path, iterations: int, count: int, rng: np.random.Genera
 
 def write_records(folder: Path, iterations: int) -> None:
     with open(folder / "metrics.jsonl", "w") as file:
-        for iteration in range(1000, iterations + 1, 1000):
-            file.write(json.dumps({
+        file.writelines(json.dumps({
                 "iteration": iteration, "stage": "fit", "num_fake": 10000, "num_real": 10000, "real_split": "val",
                 "scores": {"classifier/is": 9 - 1000 / iteration, "classifier/fd": 1000 / iteration},
                 "real_values": {"split": "train", "count": 10000, "scores": {"classifier/is": 9.8}},
                 "settings": {"classifier": {"network": "ConvClassifier", "splits": 10}},
                 "sampling": {"seed": 0, "batch_size": 500, "device": "cpu"},
-                "label_histogram": {"generated": list(range(10)), "real": list(range(10))}}) + "\n")
+                "label_histogram": {"generated": list(range(10)), "real": list(range(10))}}) + "\n" for iteration in range(1000, iterations + 1, 1000))
 
 
 def fabricate(folder: Path, iterations: int, grids: int, every: int, seed: int = 0) -> Path:

@@ -10,13 +10,19 @@ import base64
 import datetime as _dt
 import math
 import re
-from pathlib import Path
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from genlab.report.compare import Comparison
-from genlab.report.figures import (FILMSTRIP_FRAMES, THUMBNAIL_WIDTH, UnreadableImage, curves_png, evenly_spaced,
-                                   image_png)
+from genlab.report.figures import (
+    FILMSTRIP_FRAMES,
+    THUMBNAIL_WIDTH,
+    UnreadableImage,
+    curves_png,
+    evenly_spaced,
+    image_png,
+)
 from genlab.report.reading import Run, figure_files
 from genlab.report.summary import header, last_record, protocol, warnings
 
