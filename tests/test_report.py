@@ -75,13 +75,33 @@ def fabricated_run(folder: Path, seed: int = 0, records: tuple[dict, ...] = (), 
     return folder
 
 
+SCORED_RUN = """
+trainer:
+  callbacks:
+    - class_path: genlab.callbacks.RunReport
+    - class_path: genlab.callbacks.SampleGrid
+      init_args: {every_n_iterations: 2, num_samples: 16}
+    - class_path: genlab.callbacks.GenerativeMetrics
+      init_args:
+        num_samples: 100
+        batch_size: 40
+        suites:
+          - class_path: genlab.metrics.ClassifierMetrics
+            init_args: {checkpoint: lightning_logs/classifier_mnist, splits: 10}
+"""
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One real `genlab fit` of the tiny GAN with a grid every iteration: RunReport writes its report.html."""
+    """Real `genlab fit`s: a tiny classifier, then the tiny GAN scored by it after each of 2 epochs, with a grid
+    every 2 iterations; RunReport writes the GAN run's report.html."""
     from genlab.cli import main
+    from tests.test_metrics import TINY_CLASSIFIER
+    from tests.test_metrics import TINY_GAN as SCORED_GAN
 
     root = tmp_path_factory.mktemp("report")
-    data = write_tiny_mnist(root / "data")
+    data = write_tiny_mnist(root / "data", train=400, test=120)
+    (root / "scored.yaml").write_text(SCORED_RUN)
     with pytest.MonkeyPatch.context() as patch:  # what conftest's function-scoped fixtures do for other tests
         patch.chdir(root)
         patch.setattr("sys.argv", ["genlab"])
@@ -89,8 +109,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.setenv("GENLAB_CACHE_DIR", str(root / "genlab-cache"))
         patch.setattr("genlab.precision.measure_paths", lambda model, batch_size, bf16: {
             f"{p} {layout}": 1.0 for p in ("32-true", "bf16-mixed") for layout in ("contiguous", "channels_last")})
-        main(["fit", *TINY_GAN, f"--data.data_dir={data}", "--trainer.max_epochs=1", "--trainer.log_every_n_steps=1",
-              "--trainer.callbacks+=genlab.callbacks.SampleGrid", "--trainer.callbacks.every_n_iterations=1"])
+        main(["fit", *TINY_CLASSIFIER, f"--data.data_dir={data}"])
+        main(["fit", *SCORED_GAN, "--config", str(root / "scored.yaml"), f"--data.data_dir={data}",
+              "--trainer.max_epochs=2", "--trainer.log_every_n_steps=1"])
     return root / "lightning_logs" / "gan_mnist" / "version_0"
 
 
@@ -106,7 +127,7 @@ def report(*args: str) -> int:
 def test_fit_ends_with_report_html_in_the_run_folder(tiny_run):
     page = (tiny_run / "report.html").read_text()
     assert "gan_mnist/version_0" in page and "genlab.models.GAN" in page
-    assert "iterations done</td><td>5<" in page  # 80 training images in batches of 16
+    assert "iterations done</td><td>20<" in page  # 2 epochs of 300 training images in batches of 32
     assert 'src="http' not in page and "<script" not in page  # self-contained, readable without JavaScript
     environment = json.loads((tiny_run / "environment.jsonl").read_text().splitlines()[0])
     assert environment["stage"] == "fit" and environment["torch"] and environment["lightning"]
@@ -124,10 +145,10 @@ def test_page_opens_in_chromium_every_image_decodes_and_scores_match_metrics_jso
         pytest.skip("chromium is not installed (.ci/run installs it: apt-get install chromium)")
     run = tmp_path / "gan_mnist" / "version_0"
     shutil.copytree(tiny_run, run)
-    records = [score_record(3, 2.3456789, 123.456789), score_record(5, 3.1415926, 98.7654321, label_tv=0.95)]
-    append_records(run, *records)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [record["iteration"] for record in records] == [10, 20]
     (run / "interpolation").mkdir()
-    shutil.copy(run / "samples" / "iteration_0000005.png", run / "interpolation" / "same_class.png")
+    shutil.copy(run / "samples" / "iteration_0000020.png", run / "interpolation" / "same_class.png")
     assert report(str(run), "-o", str(tmp_path / "report.html")) == 0
 
     checked = tmp_path / "checked.html"
@@ -137,7 +158,8 @@ def test_page_opens_in_chromium_every_image_decodes_and_scores_match_metrics_jso
                          capture_output=True, text=True, timeout=60, check=False).stdout
     check = json.loads(re.search(r'data-check="([^"]*)"', dom)[1].replace("&quot;", '"').replace("&amp;", "&"))
     assert check["errors"] == []
-    assert len(check["images"]) >= 1 + 5 + 1 + 1  # curves, filmstrip, last grid, interpolation
+    # curves, 8 grid frames, the last grid, 2 label-histogram frames and the newest, the interpolation
+    assert len(check["images"]) == 1 + 8 + 1 + 3 + 1
     assert all(image["complete"] and image["width"] > 0 for image in check["images"]), check["images"]
 
     cells = re.finditer(r'data-score="([^"]+)" data-iteration="(\d+)" data-stage="(\w+)">([^<]+)<', dom)
@@ -145,8 +167,8 @@ def test_page_opens_in_chromium_every_image_decodes_and_scores_match_metrics_jso
     for record in records:
         for name, value in record["scores"].items():
             assert math.isclose(shown[(name, record["iteration"], "fit")], value, rel_tol=1e-4), name
-    assert "9.8765" in dom  # the real-data value beside the score
-    assert "classifier/label_tv = 0.950" in dom  # the collapse warning
+    real = records[-1]["real_values"]["scores"]["classifier/is"]
+    assert re.search(rf'data-score="classifier/is"[^>]*>[^<]+</td><td>{re.escape(f"{real:.5g}")}<', dom)  # beside
 
     screenshot = tmp_path / "report.png"
     subprocess.run([*browser, "--window-size=1280,2000", f"--screenshot={screenshot}", checked.as_uri()],
