@@ -12,6 +12,7 @@ import math
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -297,3 +298,12 @@ def test_the_toy_gan_measures_show_beside_the_real_vs_real_floor(tmp_path):
     page = render([read_run(run)])
     assert "Toy measures at iteration 50" in page and 'data-score="toy/curve_distance" data-iteration="50"' in page
     assert ">0.0314</td><td>0.0174<" in page
+
+
+def test_genlab_report_starts_without_importing_lightning(tmp_path):
+    run = fabricated_run(tmp_path / "exp" / "version_0", records=(score_record(10, 5.0, 50.0),))
+    code = ("import sys; from genlab.launch import main\ntry: main(['report', sys.argv[1]])\nexcept SystemExit as e:"
+            " assert e.code == 0\nassert not [m for m in sys.modules if m.startswith('lightning')]")
+    done = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert (run / "report.html").is_file()

@@ -1,0 +1,24 @@
+"""The `genlab` console script: `genlab report` starts without importing Lightning, everything else is `genlab.cli`.
+
+Importing `genlab.cli` imports Lightning, jsonargparse and torchvision (several seconds on a busy 2-core CPU),
+which a report does not use; `genlab.cli.main` still knows every subcommand, for tests and `python -m genlab.cli`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(args: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["report"]:
+        from genlab.report.command import run
+
+        raise SystemExit(run(argv[1:]))
+    from genlab.cli import main as cli_main
+
+    cli_main(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
