@@ -36,7 +36,7 @@ vertical-align:top}th{background:#f3f3f3}td.num{text-align:right;font-variant-nu
 .refuse{background:#fde8e8;border-left:5px solid #c62828;padding:6px 12px;margin:8px 0}
 .strip{display:flex;flex-wrap:wrap;gap:8px}.strip figure{margin:0}figcaption{font-size:12px;color:#555}
 .pair{display:flex;flex-wrap:wrap;gap:0 28px;align-items:flex-start}
-img{image-rendering:pixelated;max-width:100%}.muted{color:#666}code{font-size:13px}
+img{max-width:100%;height:auto}.muted{color:#666}code{font-size:13px}
 """
 
 
@@ -75,7 +75,7 @@ def notes(items: list[str], css: str, title: str) -> str:
 
 
 def score_cell(value: Any, name: str, record: dict[str, Any]) -> str:
-    return (f'<td class="num" data-score="{escape(name)}" data-iteration="{record.get("iteration")}"'
+    return (f'<td class="num" data-score="{escape(name)}" data-iteration="{escape(str(record.get("iteration")))}"'
             f' data-stage="{escape(str(record.get("stage")))}">{number(value)}</td>')
 
 

@@ -77,6 +77,17 @@ def read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     return records
 
 
+def score_records(records: list[dict[str, Any]], problems: list[str]) -> list[dict[str, Any]]:
+    """The records shaped as GenerativeMetrics writes them (scores and real values as objects); others named."""
+    kept = []
+    for number, record in enumerate(records, 1):
+        if isinstance(record.get("scores", {}), dict) and isinstance(record.get("real_values") or {}, dict):
+            kept.append(record)
+        else:
+            problems.append(f"metrics.jsonl record {number} is not a score record (skipped)")
+    return kept
+
+
 def read_config(folder: Path, run: Run) -> None:
     """`config.yaml` (and the names of the `config.resume-N.yaml` beside it)."""
     import yaml
@@ -134,7 +145,7 @@ def read_run(folder: Path | str) -> Run:
     read_config(folder, run)
     read_checkpoint(folder, run)
     if (folder / "metrics.jsonl").is_file():
-        run.records = read_jsonl(folder / "metrics.jsonl", run.problems)
+        run.records = score_records(read_jsonl(folder / "metrics.jsonl", run.problems), run.problems)
     if (folder / "toy" / "metrics.jsonl").is_file():
         run.toy_records = read_jsonl(folder / "toy" / "metrics.jsonl", run.problems)
     if (folder / "environment.jsonl").is_file():

@@ -132,7 +132,7 @@ def header(run: Run) -> list[tuple[str, str]]:
 
 def last_record(run: Run, stage: str | None = None) -> dict[str, Any] | None:
     """The newest score record (of `stage`, when given)."""
-    records = [record for record in run.records if stage is None or record.get("stage") == stage]
+    records = [record for record in run.records if stage is None or str(record.get("stage")) == stage]
     return records[-1] if records else None
 
 
