@@ -223,8 +223,13 @@ def test_warnings_name_divergence_skipped_updates_collapse_and_mixed_protocols(t
     (run / "checkpoints").mkdir()
     torch.save({"epoch": 1, "genlab_iterations": 20, "genlab_skipped_updates": 3}, run / "checkpoints" / "last.ckpt")
     (run / "checkpoints" / "diverged-iteration_0000017.ckpt").write_bytes(b"")
+    append_records(run, {**score_record(20, 2.0, 90.0, 0.97, 2000), "alarms": ["classifier/label_tv = 0.97 above 0.9"]})
+    (run / "memorisation.jsonl").write_text(json.dumps({"iteration": 20, "stage": "fit", "scores": {
+        "memorisation/pixel_ratio": 0.875}, "settings": {"num_samples": 100}}) + "\n")
     assert report(str(run)) == 0
     page = (run / "report.html").read_text()
+    assert "alarm at iteration 20: classifier/label_tv = 0.97 above 0.9" in page
+    assert "(memorisation.jsonl)" in page and 'data-score="memorisation/pixel_ratio" data-iteration="20"' in page
     assert "diverged at iteration 17" in page and "3 non-finite updates were skipped" in page
     assert "classifier/label_tv = 0.970 at iteration 20" in page and "mode collapse" in page
     assert "2 different protocols" in page

@@ -79,7 +79,7 @@ def score_cell(value: Any, name: str, record: dict[str, Any]) -> str:
             f' data-stage="{escape(str(record.get("stage")))}">{number(value)}</td>')
 
 
-def last_scores(record: dict[str, Any]) -> str:
+def last_scores(record: dict[str, Any], source: str = "metrics.jsonl") -> str:
     """The newest record's scores beside their real-data values, then its whole protocol."""
     real = record.get("real_values") or {}
     real_scores = real.get("scores") or {}
@@ -90,7 +90,7 @@ def last_scores(record: dict[str, Any]) -> str:
     if real and not real_scores:
         rows.append(["", "", escape(str(real.get("note", "no real-data values")))])
     caption = (f"<h3>Scores: {escape(str(record.get('stage')))} evaluation at iteration"
-               f" {number(record.get('iteration'))}</h3>")
+               f" {number(record.get('iteration'))} ({source})</h3>")
     protocol_rows = [[f"<code>{escape(key)}</code>", escape(", ".join(map(str, value)) if isinstance(value, list)
                                                         else str(value))] for key, value in protocol(record).items()]
     return (f'{caption}<div class="pair"><div>{table(["score", "value", real_label], rows)}</div>'
@@ -122,11 +122,15 @@ def toy_scores(records: list[dict[str, Any]]) -> str:
 def scores_section(run: Run) -> str:
     if not run.records and run.toy_records:
         return toy_scores(run.toy_records)
+    if not run.records and run.memorisation_records:
+        return last_scores(run.memorisation_records[-1], "memorisation.jsonl")
     if not run.records:
         return '<p class="muted">No scores: this run has no metrics.jsonl (no GenerativeMetrics callback, or it' \
                " stopped before the first evaluation).</p>"
     stages = list(dict.fromkeys(str(record.get("stage")) for record in run.records))
     parts = [last_scores(last_record(run, stage)) for stage in stages]  # type: ignore[arg-type]
+    if run.memorisation_records:
+        parts.append(last_scores(run.memorisation_records[-1], "memorisation.jsonl"))
     return "".join(parts) + (all_scores(run.records) if len(run.records) > 1 else "")
 
 

@@ -19,7 +19,7 @@ from genlab.report.events import Events, read_events
 RUN_MARKERS = ("config.yaml", "hparams.yaml", "metrics.jsonl", "checkpoints", "samples", "toy")
 # figure folders and their files (prediction PNGs are one per test item: only their grid)
 FIGURES = {"interpolation": "*.png", "toy": "*.png", "denoising": "*.png", "metrics": "label_histogram-*.png",
-           "predictions": "grid.png"}
+           "memorisation": "*.png", "predictions": "grid.png"}
 MAX_FIGURES_PER_KIND = 6
 
 
@@ -33,6 +33,7 @@ class Run:
     resumes: list[str] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
     toy_records: list[dict[str, Any]] = field(default_factory=list)
+    memorisation_records: list[dict[str, Any]] = field(default_factory=list)
     environments: list[dict[str, Any]] = field(default_factory=list)
     events: Events = field(default_factory=Events)
     grids: list[Path] = field(default_factory=list)
@@ -77,14 +78,15 @@ def read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     return records
 
 
-def score_records(records: list[dict[str, Any]], problems: list[str]) -> list[dict[str, Any]]:
+def score_records(records: list[dict[str, Any]], problems: list[str], name: str = "metrics.jsonl"
+                  ) -> list[dict[str, Any]]:
     """The records shaped as GenerativeMetrics writes them (scores and real values as objects); others named."""
     kept = []
     for number, record in enumerate(records, 1):
         if isinstance(record.get("scores", {}), dict) and isinstance(record.get("real_values") or {}, dict):
             kept.append(record)
         else:
-            problems.append(f"metrics.jsonl record {number} is not a score record (skipped)")
+            problems.append(f"{name} record {number} is not a score record (skipped)")
     return kept
 
 
@@ -146,6 +148,9 @@ def read_run(folder: Path | str) -> Run:
     read_checkpoint(folder, run)
     if (folder / "metrics.jsonl").is_file():
         run.records = score_records(read_jsonl(folder / "metrics.jsonl", run.problems), run.problems)
+    if (folder / "memorisation.jsonl").is_file():
+        found = read_jsonl(folder / "memorisation.jsonl", run.problems)
+        run.memorisation_records = score_records(found, run.problems, "memorisation.jsonl")
     if (folder / "toy" / "metrics.jsonl").is_file():
         run.toy_records = read_jsonl(folder / "toy" / "metrics.jsonl", run.problems)
     if (folder / "environment.jsonl").is_file():

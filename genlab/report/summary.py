@@ -14,7 +14,7 @@ from genlab.report.events import iterations_per_second
 from genlab.report.reading import Run
 
 # record fields that are the numbers or the position, not the protocol
-NOT_PROTOCOL = {"scores", "real_values", "iteration", "step", "epoch", "label_histogram"}
+NOT_PROTOCOL = {"scores", "real_values", "iteration", "step", "epoch", "label_histogram", "alarms"}
 # settings that change how a score is computed but not its value (checked on 1 vs N processes, see README)
 NOT_IDENTITY = {"sampling.device", "sampling.processes", "sampling.precision", "trained_in_precision"}
 COLLAPSE_TV = 0.9
@@ -153,7 +153,7 @@ def warnings(run: Run) -> list[str]:
         found.append(f"checkpoints/{run.checkpoint_name} holds iteration {saved:,}, but the run went on to iteration"
                      f" {logged:,}: a resume starts again from {saved:,}, and scores of these weights are not those"
                      " of the end of the curves")
-    found += _collapse_warnings(run) + _protocol_warnings(run)
+    found += _collapse_warnings(run) + _alarm_warnings(run) + _protocol_warnings(run)
     bad = [tag for tag, curve in run.events.scalars.items() if any(not math.isfinite(v) for v in curve.values)]
     if bad:
         found.append(f"non-finite values (NaN or infinite) logged in: {', '.join(sorted(bad))}")
@@ -166,6 +166,14 @@ def _collapse_warnings(run: Run) -> list[str]:
     return [f"{name} = {value:.3f} at iteration {record.get('iteration')} (near 1): the samples fall into few classes,"
             " a sign of mode collapse" for name, value in scores.items()
             if name.split("@")[0].endswith("label_tv") and isinstance(value, (int, float)) and value >= COLLAPSE_TV]
+
+
+def _alarm_warnings(run: Run, shown: int = 5) -> list[str]:
+    """The alarms GenerativeMetrics sounded (its `alarms` setting), newest last; at most `shown` of them."""
+    sounded = [f"alarm at iteration {record.get('iteration')}: {message}" for record in run.records
+               for message in (record.get("alarms") or []) if isinstance(message, str)]
+    earlier = [f"{len(sounded) - shown} earlier alarms"] if len(sounded) > shown else []
+    return earlier + sounded[-shown:]
 
 
 def _protocol_warnings(run: Run) -> list[str]:
