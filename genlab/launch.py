@@ -1,6 +1,6 @@
-"""The `genlab` console script: `genlab report` starts without importing Lightning, everything else is `genlab.cli`.
+"""The `genlab` console script: `genlab report` starts without importing Lightning or torch; the rest is `genlab.cli`.
 
-Importing `genlab.cli` imports Lightning, jsonargparse and torchvision (several seconds on a busy 2-core CPU),
+Importing `genlab.cli` imports torch, Lightning, jsonargparse and torchvision (seconds on a busy 2-core CPU),
 which a report does not use; `genlab.cli.main` still knows every subcommand, for tests and `python -m genlab.cli`.
 """
 

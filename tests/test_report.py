@@ -305,10 +305,15 @@ def test_the_toy_gan_measures_show_beside_the_real_vs_real_floor(tmp_path):
     assert ">0.0314</td><td>0.0174<" in page
 
 
-def test_genlab_report_starts_without_importing_lightning(tmp_path):
+def test_genlab_report_starts_without_importing_lightning_or_torch(tmp_path):
+    import torch
+
     run = fabricated_run(tmp_path / "exp" / "version_0", records=(score_record(10, 5.0, 50.0),))
+    (run / "checkpoints").mkdir()
+    torch.save({"epoch": 3, "genlab_iterations": 10, "state_dict": {"w": torch.zeros(2)}, "size": torch.Size([2])},
+               run / "checkpoints" / "last.ckpt")
     code = ("import sys; from genlab.launch import main\ntry: main(['report', sys.argv[1]])\nexcept SystemExit as e:"
-            " assert e.code == 0\nassert not [m for m in sys.modules if m.startswith('lightning')]")
+            " assert e.code == 0\nassert not [m for m in sys.modules if m.startswith(('lightning', 'torch'))]")
     done = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-1000:]
-    assert (run / "report.html").is_file()
+    assert "checkpoints/last.ckpt (epoch 3, iteration 10)" in (run / "report.html").read_text()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from genlab.errors import GenlabError, first_line
+from genlab.report.checkpoint_file import Opaque, checkpoint_values
 from genlab.report.events import Events, read_events
 
 RUN_MARKERS = ("config.yaml", "hparams.yaml", "metrics.jsonl", "checkpoints", "samples", "toy")
@@ -120,23 +121,23 @@ def read_checkpoint(folder: Path, run: Run) -> None:
             break
     if run.checkpoint_name is None:
         return
-    import torch
-
     path = checkpoints / run.checkpoint_name
-    try:  # mmap: the counters are read, the weights never leave the disk
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - an older file format cannot be mapped: read it whole
-        try:
+    try:
+        loaded = checkpoint_values(path)
+        if loaded is None:  # torch's legacy format: torch reads it
+            import torch
+
             loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - reported on the page
-            run.problems.append(f"checkpoints/{run.checkpoint_name} is truncated or corrupt, or not a Lightning"
-                                f" checkpoint ({type(error).__name__}: {first_line(error, 80)})")
-            return
+    except Exception as error:  # noqa: BLE001 - reported on the page
+        run.problems.append(f"checkpoints/{run.checkpoint_name} is truncated or corrupt, or not a Lightning"
+                            f" checkpoint ({type(error).__name__}: {first_line(error, 80)})")
+        return
     if not isinstance(loaded, dict):
         run.problems.append(f"checkpoints/{run.checkpoint_name} is not a Lightning checkpoint (no dict inside)")
         return
     run.checkpoint = {key: value for key, value in loaded.items()
-                      if isinstance(value, (int, float, str, list)) and key != "optimizer_states"}
+                      if isinstance(value, (int, float, str, list)) and key != "optimizer_states"
+                      and not (isinstance(value, list) and any(isinstance(item, Opaque) for item in value))}
 
 
 def read_run(folder: Path | str) -> Run:
