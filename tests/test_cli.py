@@ -198,3 +198,11 @@ def test_runs_are_named_after_the_experiment_file_and_overlays_do_not_rename_the
     assert [path.name for path in (tmp_path / "lightning_logs").iterdir()] == ["gan_mnist"]  # not "adam_beta2_0999"
     saved = (tmp_path / "lightning_logs" / "gan_mnist" / "version_0" / "config.yaml").read_text()
     assert "name: gan_mnist" in saved and "betas:\n        - 0.5\n        - 0.999\n" in saved
+
+
+def test_last_ckpt_holds_the_final_weights_after_periodic_saves(run_cli, tiny_data, tmp_path):
+    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=1",
+            "--checkpoint.every_n_iterations=3", "--checkpoint.every_n_epochs=0")  # 5 iterations: a save at 3
+    run = tmp_path / "lightning_logs" / "gan_mnist" / "version_0" / "checkpoints"
+    assert load_checkpoint(run / "last.ckpt")["genlab_iterations"] == 5  # not 3: the end of training is saved
+    assert load_checkpoint(run / "previous.ckpt")["genlab_iterations"] == 3

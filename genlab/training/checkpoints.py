@@ -139,3 +139,7 @@ class RunCheckpoint(CheckpointHooks):
         if trainer.fast_dev_run:
             return
         super().on_train_end(trainer, pl_module)
+        # Lightning saves last.ckpt at the end only if none was saved during the run: after periodic saves, a run
+        # stopped by max_steps (or between epochs' saves) would end with a last.ckpt behind its final weights.
+        if self.save_last and self.may_save(trainer):
+            self.save_now(trainer, top_k=False)
