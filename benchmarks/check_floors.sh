@@ -37,7 +37,8 @@ text = open(sys.argv[1], encoding="utf-8").read()
 block = re.search(r"^dependencies\s*=\s*\[(.*?)^\]", text, re.S | re.M)
 if block is None:
     sys.exit("check_floors: no `dependencies = [...]` list in pyproject.toml")
-for requirement in re.findall(r'"([^"]+)"', block.group(1)):
+code = "\n".join(line.split("#", 1)[0] for line in block.group(1).splitlines())  # comments may quote too
+for requirement in re.findall(r'"([^"]+)"', code):
     match = re.match(r"\s*([A-Za-z0-9_.\-]+(?:\[[^\]]*\])?)\s*(.*)", requirement)
     name, spec = match.group(1), match.group(2)
     floor = re.search(r">=\s*([0-9][^,;\s]*)", spec)

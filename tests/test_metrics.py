@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -444,3 +445,23 @@ def test_a_second_sampler_is_scored_in_the_same_evaluation_under_its_own_names(r
     assert samplers["mixture"]["prior"].startswith("3-component Gaussian mixture")
     assert samplers["mixture"]["mixture_fitted_to_iteration"] == record["iteration"]
     assert "label_histogram" in record and "label_histogram@mixture" in record
+
+
+def test_a_conditional_gan_is_scored_per_class_with_real_images_of_each_class(run_cli, mnist_400, tmp_path):
+    run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={mnist_400}")
+    metrics_config = tmp_path / "metrics.yaml"
+    metrics_config.write_text(METRICS_YAML)
+    run_cli("fit", "--config", str(EXPERIMENTS / "cgan_mnist.yaml"), "--model.init_args.generator.init_args.hidden=[16]", "--model.init_args.discriminator.init_args.hidden=[8]",
+            "--data.init_args.batch_size=32", "--data.init_args.val_size=100", "--trainer.max_epochs=1",
+            "--trainer.enable_progress_bar=false", f"--data.data_dir={mnist_400}", "--trainer.callbacks=[]",
+            "--config", str(metrics_config))  # the YAML's callbacks replaced by the metrics alone
+    run = tmp_path / "lightning_logs" / "cgan_mnist" / "version_0"
+    record = _records(run)[-1]
+    per_class = record["classifier/per_class"]
+    assert len(per_class["label_accuracy"]) == len(per_class["fd"]) == 10
+    requested = record["label_histogram"]["requested_vs_predicted"]
+    assert per_class["label_accuracy"] == pytest.approx([row[c] / sum(row) for c, row in enumerate(requested)])
+    assert record["scores"]["classifier/label_accuracy_worst_class"] == min(per_class["label_accuracy"])
+    # 10 samples and ~10 real images a class, 16 classifier features: too few for any class's Fréchet distance
+    assert all(math.isnan(fd) for fd in per_class["fd"])
+    assert list((run / "metrics").glob("label_histogram-fit-iteration_*.png"))

@@ -292,6 +292,22 @@ def test_label_tv_and_label_accuracy_of_a_conditional_generator_equal_the_hand_c
     assert histogram["generated"] == generated and histogram["real"] == real_counts
     # rows: requested 0 (items 0, 4, 8), 1 (1, 5, 9), 2 (2, 6, 10), 3 (3, 7, 11); columns: predicted
     assert histogram["requested_vs_predicted"] == [[3, 0, 0, 0], [0, 3, 0, 0], [1, 0, 2, 0], [1, 1, 0, 1]]
+    per_class = result.extras["classifier/per_class"]
+    assert per_class["label_accuracy"] == pytest.approx([1, 1, 2 / 3, 1 / 3])
+    assert result.scores["classifier/label_accuracy_worst_class"] == pytest.approx(1 / 3)
+    # per-class Fréchet distance on the 2 stand-in features, against np.cov and scipy's sqrtm: classes 0 and 1
+    # have 3 real and 3 generated images (more than 2 features), classes 2 and 3 only 2 real ones: NaN
+    features = {side: images.flatten(1)[:, 5:7].double().numpy() for side, images in (("fake", fake),
+                                                                                          ("real", real))}
+    expected = []
+    for c in (0, 1):
+        f = features["fake"][[i for i, r in enumerate(requested) if r == c]]
+        r = features["real"][[i for i, label in enumerate(real_labels) if label == c]]
+        sf, sr = np.cov(f, rowvar=False), np.cov(r, rowvar=False)
+        expected.append(((f.mean(0) - r.mean(0)) ** 2).sum() + np.trace(sf + sr - 2 * scipy.linalg.sqrtm(sf @ sr).real))
+    assert per_class["fd"][:2] == pytest.approx(expected, rel=1e-9)
+    assert np.isnan(per_class["fd"][2:]).all()
+    assert result.scores["classifier/fd_worst_class"] == pytest.approx(max(expected), rel=1e-9)
 
 
 def test_label_tv_of_an_unconditional_generator_collapsed_on_one_class_equals_the_hand_count(monkeypatch):

@@ -51,15 +51,16 @@ def generated_batches(model: GenerativeModule, count: int, batch_size: int, seed
         yield model.sample(stop - start, labels, generator=generator), labels
 
 
-def draw_label_histogram(histogram: dict[str, Any], title: str) -> Tensor:
-    """Bar chart of predicted labels (generated vs real), plus requested-vs-predicted counts when conditional;
-    returns a CHW float image in [0, 1]."""
+def draw_label_histogram(histogram: dict[str, Any], title: str, per_class: dict[str, list[float]] | None = None
+                         ) -> Tensor:
+    """Bar chart of predicted labels (generated vs real), plus requested-vs-predicted counts and the per-class
+    label accuracy and Fréchet distance when conditional; returns a CHW float image in [0, 1]."""
     import numpy as np
     from matplotlib.figure import Figure
 
     generated, real = np.asarray(histogram["generated"], float), np.asarray(histogram["real"], float)
     joint = histogram.get("requested_vs_predicted")
-    panels = 2 if joint is not None else 1
+    panels = 1 + (joint is not None) + (per_class is not None)
     figure = Figure(figsize=(5.5 * panels, 3.6), dpi=100, layout="tight")
     axes = figure.subplots(1, panels, squeeze=False)
     classes = np.arange(len(generated))
@@ -74,6 +75,14 @@ def draw_label_histogram(histogram: dict[str, Any], title: str) -> Tensor:
         axis.imshow(matrix / np.maximum(matrix.sum(1, keepdims=True), 1), cmap="viridis", vmin=0, vmax=1)
         axis.set(xticks=classes, yticks=classes, xlabel="predicted label", ylabel="requested label",
                  title="requested vs predicted (row-normalised)")
+    if per_class is not None:
+        axis = axes[0, panels - 1]
+        axis.bar(classes - 0.2, per_class["label_accuracy"], 0.4, color="tab:green")
+        axis.set(xticks=classes, xlabel="requested label", ylabel="label accuracy (green)", ylim=(0, 1),
+                 title="per class")
+        distances = axis.twinx()
+        distances.bar(classes + 0.2, per_class["fd"], 0.4, color="tab:red")
+        distances.set(ylabel="Fréchet distance to the class's real images (red)")
     return figure_to_image(figure)
 
 
@@ -253,7 +262,9 @@ class GenerativeMetrics(L.Callback):
                 suite.reset(keep_real=False)
             real = self._real_images(trainer, split)
             self._real_count = len(real)
-            self._feed(real, None, True, rank, world_size, model.device)
+            # a conditional model's per-class scores compare class c's samples with class c's real images
+            labels = data_split(trainer.datamodule, split, "GenerativeMetrics").labels[: len(real)]
+            self._feed(real, labels if model.num_classes else None, True, rank, world_size, model.device)
             self._real_fed = split
         real_values = self._real_values(trainer, model, split)
         scores: dict[str, float] = {}
@@ -292,7 +303,8 @@ class GenerativeMetrics(L.Callback):
         append_jsonl(folder / "metrics.jsonl", record)
         if "label_histogram" in record:
             stage, iteration = record["stage"], record["iteration"]
-            image = draw_label_histogram(record["label_histogram"], f"{stage} · iteration {iteration}")
+            per_class = next((value for key, value in record.items() if key.endswith("/per_class")), None)
+            image = draw_label_histogram(record["label_histogram"], f"{stage} · iteration {iteration}", per_class)
             save_artifact(trainer, f"metrics/label_histogram-{stage}-iteration_{iteration:07d}.png", image,
                           f"label_histogram/{stage}", iteration)
 

@@ -16,6 +16,7 @@ from torch import Tensor
 from genlab.errors import GenlabError
 from genlab.metrics.classifier_checkpoint import LoadedClassifier, load_classifier
 from genlab.metrics.scores import (
+    ClassFrechetDistances,
     FrechetDistance,
     InceptionScore,
     LabelHistogram,
@@ -31,6 +32,12 @@ from genlab.metrics.suite import (
 )
 
 
+def worst(values: list[float], pick: Any) -> float:
+    """`pick` (min or max) of the values that are numbers; NaN when none is."""
+    numbers = [value for value in values if value == value]
+    return float(pick(numbers)) if numbers else float("nan")
+
+
 class ClassifierMetrics(MetricSuite):
     """IS, m-IS, Fréchet distance and label histogram from a classifier checkpoint.
 
@@ -38,7 +45,9 @@ class ClassifierMetrics(MetricSuite):
     `classifier/label_tv` (total variation between the predicted-label distributions of generated and real
     images: 0 when the generator covers the classes as the data does, near 1 under mode collapse) and, for a
     conditional generator, `classifier/label_accuracy` (how often a sample is classified as the label it was
-    generated for). With `manifold_k`, also `classifier/precision`, `recall`, `density` and `coverage` on the
+    generated for) with its worst class, `classifier/fd_worst_class` (the largest per-class Fréchet distance:
+    samples asked for class c against real images of class c), and both per class in the record
+    (`classifier/per_class`). With `manifold_k`, also `classifier/precision`, `recall`, `density` and `coverage` on the
     penultimate features (`genlab.metrics.functional`).
 
     Args:
@@ -106,6 +115,8 @@ class ClassifierMetrics(MetricSuite):
         self.modified_score = ModifiedInceptionScore(net.num_classes)
         self.frechet = FrechetDistance(net.feature_dim)
         self.histogram = LabelHistogram(net.num_classes)
+        if self.conditional:
+            self.class_frechet = ClassFrechetDistances(net.num_classes, net.feature_dim)
         if self.manifold_k:
             self.manifold = ManifoldScores(net.feature_dim, self.manifold_k)
             self.manifold_counts = {"generated": plan.num_fake, "real": plan.num_real}
@@ -117,6 +128,8 @@ class ClassifierMetrics(MetricSuite):
         if self.manifold_k:
             self.manifold.update(features, real)
         self.histogram.update(probs, real, labels if self.conditional and not real else None)
+        if self.conditional and labels is not None:  # the requested labels, or the real images' own
+            self.class_frechet.update(features, real, labels)
         if not real:
             self.inception_score.update(probs)
             self.modified_score.update(probs)
@@ -136,11 +149,23 @@ class ClassifierMetrics(MetricSuite):
         if self.manifold_k:
             scores |= {f"{prefix}/{name}": float(value) for name, value in self.manifold.compute().items()}
         joint = histogram["joint"]
+        extras: dict[str, Any] = {"label_histogram": {
+            "generated": fake.long().tolist(), "real": real.long().tolist(),
+            "requested_vs_predicted": joint.tolist() if self.conditional else None}}
         if self.conditional:
             scores[f"{prefix}/label_accuracy"] = float(joint.diagonal().sum().double() / joint.sum())
-        extras = {"label_histogram": {"generated": fake.long().tolist(), "real": real.long().tolist(),
-                                      "requested_vs_predicted": joint.tolist() if self.conditional else None}}
+            per_class = self.per_class_scores(joint)
+            scores |= {f"{prefix}/label_accuracy_worst_class": worst(per_class["label_accuracy"], min),
+                       f"{prefix}/fd_worst_class": worst(per_class["fd"], max)}
+            extras[f"{prefix}/per_class"] = per_class
         return SuiteResult(scores, extras)
+
+    def per_class_scores(self, joint: Tensor) -> dict[str, list[float]]:
+        """Label accuracy and Fréchet distance of each requested class (NaN where a class has too few samples for
+        a Fréchet distance): which classes a conditional generator gets wrong."""
+        requested = joint.sum(1).double()
+        accuracy = (joint.diagonal().double() / requested.clamp_min(1)).where(requested > 0, float("nan"))
+        return {"label_accuracy": accuracy.tolist(), "fd": self.class_frechet.compute().tolist()}
 
     def relative_to_real(self, scores: dict[str, float], real: dict[str, float]) -> dict[str, float]:
         key = f"{self.name}/m_is"

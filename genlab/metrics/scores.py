@@ -166,6 +166,47 @@ class FrechetDistance(_RealFakeMetric):
         return torch.tensor(frechet_distance(*fake, *real), dtype=torch.float64)
 
 
+class ClassFrechetDistances(_RealFakeMetric):
+    """One Fréchet distance per class for a conditional generator: its samples of class c (the label it was asked
+    for) against the real images of class c, from per-class float64 sums.
+
+    A class with no more samples than feature dimensions on either side gets NaN (a singular covariance gives no
+    meaningful number), so a small evaluation reports what it can instead of failing.
+    """
+
+    higher_is_better = False
+    _real_states = ("real_sum", "real_outer", "real_count")
+
+    def __init__(self, num_classes: int, num_features: int, keep_real: bool = False) -> None:
+        super().__init__(keep_real)
+        self.num_classes, self.num_features = num_classes, num_features
+        for side in ("real", "fake"):
+            self.add_state(f"{side}_sum", torch.zeros(num_classes, num_features, dtype=torch.float64),
+                           dist_reduce_fx="sum")
+            self.add_state(f"{side}_outer", torch.zeros(num_classes, num_features, num_features,
+                                                        dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(f"{side}_count", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, features: Tensor, real: bool, labels: Tensor) -> None:
+        features, labels = features.detach().to(torch.float64).flatten(1), labels.long()
+        side = "real" if real else "fake"
+        one_hot = torch.nn.functional.one_hot(labels, self.num_classes).to(torch.float64)  # N x C
+        setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + one_hot.T @ features)
+        outer = torch.einsum("nc,ni,nj->cij", one_hot, features, features)
+        setattr(self, f"{side}_outer", getattr(self, f"{side}_outer") + outer)
+        setattr(self, f"{side}_count", getattr(self, f"{side}_count") + one_hot.sum(0).long())
+
+    def compute(self) -> Tensor:
+        distances = torch.full((self.num_classes,), float("nan"), dtype=torch.float64)
+        for c in range(self.num_classes):
+            real_count, fake_count = int(self.real_count[c]), int(self.fake_count[c])
+            if min(real_count, fake_count) > self.num_features:
+                real = gaussian_statistics(self.real_sum[c], self.real_outer[c], real_count)
+                fake = gaussian_statistics(self.fake_sum[c], self.fake_outer[c], fake_count)
+                distances[c] = frechet_distance(*fake, *real)
+        return distances
+
+
 class KernelDistance(_RealFakeMetric):
     """Kernel Inception Distance (Bińkowski et al.): the unbiased MMD² with the cubic polynomial kernel
     k(x, y) = (x·y / d + 1)³, as (mean, population std) over `subsets` random subsets of `subset_size` per side.
