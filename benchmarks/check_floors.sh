@@ -10,8 +10,8 @@
 #
 # Environment:
 #   PYTHON            interpreter for the venv (default python3)
-#   FLOORS_PIP_ARGS   extra arguments for the pip install of the floors, e.g. an index that has CPU-only torch
-#                     builds: FLOORS_PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
+#   FLOORS_PIP_ARGS   extra arguments for the pip install of the floors, e.g. `--extra-index-url URL` of an
+#                     index with CPU-only torch builds (PyTorch publishes one), to skip the CUDA wheels
 #   FLOORS_DRY_RUN=1  print the pins and stop
 #
 # Without a CPU-only index, pip fetches the CUDA build of the floor torch from PyPI: about 0.8 GB for torch and

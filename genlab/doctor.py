@@ -62,7 +62,19 @@ def _scores(trainer: Any, model: Any, datamodule: Any) -> list[tuple[str, Callab
                 source = settings.get("checkpoint") or settings.get("weights") or settings.get("network", "")
                 return f"{suite.name} scores can be computed ({source})"
             checks.append((f"scores {suite.name}", check))
-    return checks
+    return checks + _memorisation_checks(trainer)
+
+
+def _memorisation_checks(trainer: Any) -> list[tuple[str, Callable[[], str]]]:
+    """The classifier of each `Memorisation` callback whose feature space it measures in (nothing trained)."""
+    from genlab.callbacks.memorisation import Memorisation
+    from genlab.metrics.classifier_checkpoint import load_classifier
+
+    def check(path: str) -> str:
+        return f"memorisation distances can be computed in {load_classifier(path).path}'s features"
+
+    return [("memorisation", lambda path=callback.classifier_path: check(path))
+            for callback in trainer.callbacks if isinstance(callback, Memorisation) and callback.classifier_path]
 
 
 def _log_folder(folder: Path) -> str:

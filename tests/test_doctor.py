@@ -27,8 +27,11 @@ def test_what_is_missing_is_named_with_the_fix_and_the_status_says_so(run_cli, t
                             f"--data.data_dir={tiny_data}", "--data.init_args.val_size=16")
     assert status == 2
     failed = [line for line in lines if line.startswith("FAIL")]
-    assert len(failed) == 2 and all(line.startswith("FAIL scores ") for line in failed)  # both classifiers
+    # both classifiers of the scores, and the one the memorisation check measures in
+    assert [line.split(":")[0] for line in failed] == ["FAIL scores classifier", "FAIL scores reference",
+                                                       "FAIL memorisation"]
     assert "classifier checkpoint lightning_logs/classifier_mnist does not exist: train it with" in failed[0]
+    assert "classifier checkpoint lightning_logs/classifier_mnist does not exist" in failed[2]
     status, lines = _doctor(run_cli, capsys, *TINY_GAN, f"--data.data_dir={tmp_path / 'nowhere'}",
                             "--data.download=false")
     assert status == 2 and lines[1].startswith("FAIL data: MNIST not found in")

@@ -92,7 +92,7 @@ def check_checkpoint_file(path: Path) -> None:
     if not looks_complete(path):
         raise GenlabError(f"checkpoint {path} is truncated or corrupt, or not a PyTorch checkpoint at all: {damaged_fix}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)  # torch 2.2: str only
     except pickle.UnpicklingError:
         raise GenlabError(f"checkpoint {path} holds pickled Python objects, which genlab never loads (they could run"
                           f" code): {fix}") from None
