@@ -27,7 +27,6 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from genlab.atomic_files import disk_full, disk_full_cause
-from genlab.training.checkpoints import RunCheckpoint, SafeCheckpointIO, check_checkpoint_file, last_checkpoint
 from genlab.callbacks.graceful_stop import EXIT_STATUS, GracefulStop
 from genlab.callbacks.memorisation import Memorisation
 from genlab.callbacks.metrics import GenerativeMetrics
@@ -37,6 +36,12 @@ from genlab.errors import GenlabError, first_line
 from genlab.precision import FastPath, choose_fast_path, remember_choice
 from genlab.run_folder import RunClaim, version_number
 from genlab.runtime import CLIHooks, first_process, summarize_parser_error
+from genlab.training.checkpoints import (
+    RunCheckpoint,
+    SafeCheckpointIO,
+    check_checkpoint_file,
+    last_checkpoint,
+)
 
 TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
 class GenlabArgumentParser(LightningArgumentParser):

@@ -1,6 +1,5 @@
 """Callbacks that talk to models only through `GenerativeModule`'s sampling interface."""
 
-from genlab.training.checkpoints import RunCheckpoint, SafeCheckpointIO
 from genlab.callbacks.denoising import DenoisingTriplets
 from genlab.callbacks.interpolation import LatentInterpolation
 from genlab.callbacks.memorisation import Memorisation
@@ -10,6 +9,7 @@ from genlab.callbacks.report import RunReport
 from genlab.callbacks.sample_grid import SampleGrid
 from genlab.callbacks.test_results import TestResults
 from genlab.callbacks.toy_plots import ToyGANPlots
+from genlab.training.checkpoints import RunCheckpoint, SafeCheckpointIO
 
 __all__ = ["DenoisingTriplets", "GenerativeMetrics", "LatentInterpolation", "Memorisation", "RunCheckpoint", "RunReport",
            "SafeCheckpointIO", "SampleGrid", "TestResults", "ToyGANPlots", "WriteSamples"]

@@ -13,8 +13,8 @@ from torchvision.utils import make_grid
 from genlab.callbacks.run_files import save_artifact, to_unit_range
 from genlab.errors import GenlabError
 from genlab.models.base import evaluation_mode
-from genlab.runtime import iterations_done
 from genlab.rng import keeps_training_rng
+from genlab.runtime import iterations_done
 
 
 @runtime_checkable

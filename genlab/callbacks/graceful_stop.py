@@ -20,8 +20,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from genlab.training.checkpoints import RunCheckpoint
 from genlab.runtime import iterations_done
+from genlab.training.checkpoints import RunCheckpoint
 
 EXIT_STATUS = {"SIGTERM": 128 + signal.SIGTERM, "SIGINT": 128 + signal.SIGINT}  # 143, 130: the shells' convention
 

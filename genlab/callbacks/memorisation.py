@@ -18,16 +18,17 @@ from torchvision.utils import make_grid
 from genlab.atomic_files import append_jsonl
 from genlab.callbacks.metrics import generated_batches
 from genlab.callbacks.run_files import run_dir, save_artifact, to_unit_range
+from genlab.callbacks.schedule import ScheduledEvaluation
 from genlab.data.base import data_split
 from genlab.errors import GenlabError
+from genlab.metrics.classifier_checkpoint import LoadedClassifier, load_classifier
 from genlab.metrics.memorisation import NearestTraining, memorisation_scores, nearest_training
 from genlab.models.base import GenerativeModule, evaluation_mode
-from genlab.metrics.classifier_checkpoint import LoadedClassifier, load_classifier
 from genlab.rng import keeps_training_rng
 from genlab.runtime import iterations_done
 
 
-class Memorisation(L.Callback):
+class Memorisation(ScheduledEvaluation):
     """Nearest-training-image distances of `num_samples` samples in pixel space (and in a classifier's
     penultimate features when `classifier` is set), at the end of fit, every `every_n_epochs` epochs, and in
     `genlab test`.
@@ -174,28 +175,10 @@ class Memorisation(L.Callback):
 
     # --- hooks ------------------------------------------------------------------------------------------------
 
-    @keeps_training_rng
-    def _evaluate_during_fit(self, trainer: L.Trainer, model: GenerativeModule) -> None:
-        iteration = iterations_done(trainer)
-        if trainer.fast_dev_run or iteration in (0, self._last_iteration):
-            return
-        self._last_iteration = iteration
+    def evaluate_during_fit(self, trainer: L.Trainer, model: GenerativeModule, iteration: int) -> None:
         self.evaluate(trainer, model, "fit")
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._evaluate_during_fit(trainer, pl_module)  # type: ignore[arg-type]
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._evaluate_during_fit(trainer, pl_module)  # type: ignore[arg-type]
 
     @keeps_training_rng
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.fast_dev_run:
             self.evaluate(trainer, pl_module, "test")  # type: ignore[arg-type]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"last_iteration": self._last_iteration}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._last_iteration = state_dict.get("last_iteration", -1)

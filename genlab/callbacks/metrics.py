@@ -23,12 +23,13 @@ from torch import Tensor
 from genlab.atomic_files import append_jsonl
 from genlab.callbacks.alarms import ScoreAlarm, sound_alarms
 from genlab.callbacks.run_files import figure_to_image, run_dir, save_artifact
+from genlab.callbacks.schedule import ScheduledEvaluation
 from genlab.data.base import data_split
 from genlab.errors import GenlabError
 from genlab.metrics.suite import EvaluationPlan, MetricSuite
 from genlab.models.base import GenerativeModule, evaluation_mode
-from genlab.runtime import iterations_done
 from genlab.rng import keeps_training_rng
+from genlab.runtime import iterations_done
 
 SplitName = Literal["train", "val", "test"]
 
@@ -86,7 +87,7 @@ def draw_label_histogram(histogram: dict[str, Any], title: str, per_class: dict[
     return figure_to_image(figure)
 
 
-class GenerativeMetrics(L.Callback):
+class GenerativeMetrics(ScheduledEvaluation):
     """Scores generated samples against real ones with metric suites (`ClassifierMetrics`, `InceptionMetrics`).
 
     During `fit`: every `every_n_epochs` epochs (0: only at the end) and at the end of training, against the
@@ -308,12 +309,7 @@ class GenerativeMetrics(L.Callback):
             save_artifact(trainer, f"metrics/label_histogram-{stage}-iteration_{iteration:07d}.png", image,
                           f"label_histogram/{stage}", iteration)
 
-    @keeps_training_rng
-    def _evaluate_during_fit(self, trainer: L.Trainer, model: GenerativeModule) -> None:
-        iteration = iterations_done(trainer)
-        if trainer.fast_dev_run or iteration == self._last_iteration or iteration == 0:
-            return
-        self._last_iteration = iteration
+    def evaluate_during_fit(self, trainer: L.Trainer, model: GenerativeModule, iteration: int) -> None:
         record = self.evaluate(trainer, model, self.real_split, "fit")
         if trainer.is_global_zero:
             for logger in trainer.loggers:
@@ -321,13 +317,6 @@ class GenerativeMetrics(L.Callback):
         if self.alarms:
             record["alarms"] = sound_alarms(trainer, self.alarms, record["scores"], iteration, self.stop_on_alarm)
         self._write(trainer, record)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._evaluate_during_fit(trainer, pl_module)  # type: ignore[arg-type]
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._evaluate_during_fit(trainer, pl_module)  # type: ignore[arg-type]
 
     @keeps_training_rng
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -337,9 +326,3 @@ class GenerativeMetrics(L.Callback):
         for name, value in record["scores"].items():
             pl_module.log(f"test/{name}", value, sync_dist=False)  # equal on every process after compute
         self._write(trainer, record)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"last_iteration": self._last_iteration}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._last_iteration = state_dict.get("last_iteration", -1)

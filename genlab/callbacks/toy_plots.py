@@ -34,8 +34,8 @@ from genlab.data.base import TensorDataModule
 from genlab.errors import GenlabError
 from genlab.metrics.toy import mean_distance_to_parabola, sliced_wasserstein
 from genlab.models.base import GenerativeModule, evaluation_mode
-from genlab.runtime import iterations_done
 from genlab.rng import keeps_training_rng
+from genlab.runtime import iterations_done
 
 LOSS_KEYS = {"loss_d": "loss/d", "loss_g": "loss/g"}
 _DPI = 100

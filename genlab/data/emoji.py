@@ -15,7 +15,14 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from genlab.data.base import Split, Splits, TensorDataModule, bytes_to_symmetric_range, resolve_data_dir, split_off
+from genlab.data.base import (
+    Split,
+    Splits,
+    TensorDataModule,
+    bytes_to_symmetric_range,
+    resolve_data_dir,
+    split_off,
+)
 from genlab.errors import GenlabError
 
 

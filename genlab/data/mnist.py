@@ -7,7 +7,14 @@ from pathlib import Path
 
 import torchvision
 
-from genlab.data.base import Split, Splits, TensorDataModule, bytes_to_symmetric_range, resolve_data_dir, split_off
+from genlab.data.base import (
+    Split,
+    Splits,
+    TensorDataModule,
+    bytes_to_symmetric_range,
+    resolve_data_dir,
+    split_off,
+)
 from genlab.data.idx import read_idx
 from genlab.errors import GenlabError, first_line
 

@@ -1,10 +1,10 @@
 """`LightningModule`s that train the networks of `genlab.nets`."""
 
 from genlab.models.base import GenerativeModule
-from genlab.training import GenlabModule
 from genlab.models.classifier import Classifier
 from genlab.models.dae import DenoisingAutoencoder
 from genlab.models.gan import GAN
 from genlab.models.vae import VAE
+from genlab.training import GenlabModule
 
 __all__ = ["Classifier", "DenoisingAutoencoder", "GAN", "GenerativeModule", "GenlabModule", "VAE"]

@@ -16,9 +16,9 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
 from genlab.errors import GenlabError
+from genlab.nets.classifier import CHECKPOINT_KEY, ClassifierNet, classifier_spec
 from genlab.runtime import attached_trainer
 from genlab.training import DivergenceGuard, GenlabModule
-from genlab.nets.classifier import CHECKPOINT_KEY, ClassifierNet, classifier_spec
 
 
 class Classifier(GenlabModule):

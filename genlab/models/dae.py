@@ -13,6 +13,7 @@ from genlab.data.corruption import Corruption, PatchNoise
 from genlab.metrics.functional import psnr
 from genlab.training import DivergenceGuard, GenlabModule
 
+
 class DenoisingAutoencoder(GenlabModule):
     """Trains `network` to map corrupted images back to the clean ones by mean squared error.
 

@@ -12,11 +12,10 @@ from torch import Tensor, nn
 from genlab.errors import GenlabError
 from genlab.losses import AdversarialLoss, gradient_penalty, resolve_loss
 from genlab.models.base import GenerativeModule
-from genlab.training import DivergenceGuard, optimized_parameters, update_norms
-from genlab.training.ema import WeightAverage
 from genlab.nets.base import Discriminator, Generator
 from genlab.nets.toy import feature_layer_error
-
+from genlab.training import DivergenceGuard, optimized_parameters, update_norms
+from genlab.training.ema import WeightAverage
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 

@@ -12,8 +12,8 @@ from torch import Tensor
 
 from genlab.data.base import data_split
 from genlab.errors import GenlabError
-from genlab.metrics.vae import active_units, iwae_nll, kl_per_dimension
 from genlab.likelihoods import PixelLikelihood, kl_to_standard_normal, resolve_likelihood
+from genlab.metrics.vae import active_units, iwae_nll, kl_per_dimension
 from genlab.models.base import GenerativeModule, evaluation_mode
 from genlab.nets.vae import VAEDecoder, VAEEncoder
 from genlab.priors import GaussianMixture

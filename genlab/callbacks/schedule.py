@@ -1,0 +1,44 @@
+"""When an evaluating callback (scores, memorisation) runs during a fit: after every `every_n_epochs`-th epoch
+(0: none) and at the end of training, never twice for the same weights, and not in a smoke test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+
+from genlab.models.base import GenerativeModule
+from genlab.rng import keeps_training_rng
+from genlab.runtime import iterations_done
+
+
+class ScheduledEvaluation(L.Callback):
+    """Calls `evaluate_during_fit` on the schedule above. The iteration it last evaluated travels in checkpoints,
+    so a resumed run neither repeats nor skips an evaluation."""
+
+    every_n_epochs: int = 0
+    _last_iteration: int = -1
+
+    def evaluate_during_fit(self, trainer: L.Trainer, model: GenerativeModule, iteration: int) -> None:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    @keeps_training_rng
+    def _evaluate_once(self, trainer: L.Trainer, model: GenerativeModule) -> None:
+        iteration = iterations_done(trainer)
+        if trainer.fast_dev_run or iteration in (0, self._last_iteration):
+            return
+        self._last_iteration = iteration
+        self.evaluate_during_fit(trainer, model, iteration)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._evaluate_once(trainer, pl_module)  # type: ignore[arg-type]
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._evaluate_once(trainer, pl_module)  # type: ignore[arg-type]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_iteration": self._last_iteration}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._last_iteration = state_dict.get("last_iteration", -1)
