@@ -253,20 +253,26 @@ class GenerativeMetrics(ScheduledEvaluation):
         return scores, extras, settings
 
     @torch.no_grad()
-    def evaluate(self, trainer: L.Trainer, model: GenerativeModule, split: str, stage: str) -> dict[str, Any]:
-        """Feed real and generated images to every suite on every process; returns the record (scores, extras)."""
-        rank, world_size = trainer.global_rank, trainer.world_size
+    def _feed_real(self, trainer: L.Trainer, model: GenerativeModule, split: str) -> None:
+        """The real images of `split` to every suite, once (kept across evaluations until the split changes)."""
         for suite in self.suites:
             suite.to(model.device)
-        if self._real_fed != split:
-            for suite in self.suites:
-                suite.reset(keep_real=False)
-            real = self._real_images(trainer, split)
-            self._real_count = len(real)
-            # a conditional model's per-class scores compare class c's samples with class c's real images
-            labels = data_split(trainer.datamodule, split, "GenerativeMetrics").labels[: len(real)]
-            self._feed(real, labels if model.num_classes else None, True, rank, world_size, model.device)
-            self._real_fed = split
+        if self._real_fed == split:
+            return
+        for suite in self.suites:
+            suite.reset(keep_real=False)
+        real = self._real_images(trainer, split)
+        self._real_count = len(real)
+        # a conditional model's per-class scores compare class c's samples with class c's real images
+        labels = data_split(trainer.datamodule, split, "GenerativeMetrics").labels[: len(real)]
+        self._feed(real, labels if model.num_classes else None, True, trainer.global_rank, trainer.world_size,
+                   model.device)
+        self._real_fed = split
+
+    def evaluate(self, trainer: L.Trainer, model: GenerativeModule, split: str, stage: str) -> dict[str, Any]:
+        """Feed real and generated images to every suite on every process; returns the record (scores, extras)."""
+        world_size = trainer.world_size
+        self._feed_real(trainer, model, split)
         real_values = self._real_values(trainer, model, split)
         scores: dict[str, float] = {}
         extras: dict[str, Any] = {}
