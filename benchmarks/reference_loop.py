@@ -2,6 +2,8 @@
 
     python benchmarks/reference_loop.py train --seeds 0,1,2            # ~3 min per seed and part on 2 cores
     python benchmarks/reference_loop.py gan --seeds 0 --epochs 10      # the vanilla GAN: grids per epoch
+    python benchmarks/reference_loop.py dcgan --seeds 0 --epochs 5 \
+        --genlab-classifier lightning_logs/classifier_mnist_reference   # the DCGAN's own loop, its IS on cell [28]
     python benchmarks/reference_loop.py score --genlab-vae lightning_logs/vae_mnist/version_0 \
         --genlab-classifier lightning_logs/classifier_mnist_reference --genlab-classifier lightning_logs/classifier_mnist
 
@@ -188,18 +190,65 @@ def train_gan(seed: int, out: Path, epochs: int) -> None:
         print(f"gan seed {seed} epoch {epoch + 1}: D loss {d_loss.item():.3f}, G loss {g_loss.item():.3f}", flush=True)
 
 
+def train_dcgan(seed: int, out: Path, epochs: int, classifiers: list[Path]) -> None:
+    """reference/001's DCGAN cells [22]-[28] as a plain loop (its networks are genlab's InfoGAN nets with PyTorch's
+    default init, checked against the notebook's parameter counts in tests/test_nets.py): uniform noise of
+    dimension 10, least squares with the ½ factors, Adam 1e-3 betas (0.5, 0.4999), batch 128 with the last
+    incomplete batch kept, a D step then a G step on fresh noise per batch. Then cell [28]'s protocol: 10,000
+    samples drawn at once with the generator in training mode, IS over one split with +1e-10, under each genlab
+    classifier given: the figure to set beside genlab's `reference/is` for the same setting."""
+    from torchvision.utils import save_image
+
+    from genlab.metrics.classifier_checkpoint import load_classifier
+    from genlab.nets import InfoGANDiscriminator, InfoGANGenerator
+
+    torch.manual_seed(seed)
+    generator, discriminator = InfoGANGenerator(latent_dim=10, xavier_init=False), InfoGANDiscriminator(xavier_init=False)
+    d_solver = torch.optim.Adam(discriminator.parameters(), lr=1e-3, betas=(0.5, 0.4999))
+    g_solver = torch.optim.Adam(generator.parameters(), lr=1e-3, betas=(0.5, 0.4999))
+    images, _ = mnist("train")
+    images = images.view(-1, 1, 28, 28) * 2 - 1
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        for batch in torch.randperm(len(images)).split(128):
+            real = images[batch]
+            d_solver.zero_grad()
+            fake = generator(torch.rand(len(real), 10) * 2 - 1).detach()
+            d_loss = 0.5 * (discriminator(real) - 1).pow(2).mean() + 0.5 * discriminator(fake).pow(2).mean()
+            d_loss.backward()
+            d_solver.step()
+            g_solver.zero_grad()
+            g_loss = 0.5 * (discriminator(generator(torch.rand(len(real), 10) * 2 - 1)) - 1).pow(2).mean()
+            g_loss.backward()
+            g_solver.step()
+        print(f"dcgan seed {seed} epoch {epoch + 1}: D loss {d_loss.item():.3f}, G loss {g_loss.item():.3f}"
+              f" ({time.perf_counter() - start:.0f} s)", flush=True)
+    with torch.no_grad():  # cell [28]: the generator stays in training mode, one batch of 10,000
+        samples = generator(torch.rand(10_000, 10, generator=torch.Generator().manual_seed(0)) * 2 - 1)
+        out.mkdir(parents=True, exist_ok=True)
+        save_image((samples[:64] + 1) / 2, out / f"dcgan-seed{seed}.png")
+        for folder in classifiers:
+            network = load_classifier(folder).network.eval()
+            probs = torch.cat([network(chunk).double().softmax(1) for chunk in samples.split(1000)])
+            print(f"dcgan seed {seed}: notebook IS (one split, +1e-10) under {folder}: {reference_is(probs):.3f}",
+                  flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["train", "score", "gan"])
+    parser.add_argument("command", choices=["train", "score", "gan", "dcgan"])
     parser.add_argument("--out", default="reference_loop", help="where the loop's weights go (default: reference_loop/)")
     parser.add_argument("--seeds", default="0", help="train: comma-separated seeds")
     parser.add_argument("--epochs", type=int, default=20, help="train: epochs of each part (the notebook: 20)")
     parser.add_argument("--genlab-vae", action="append", default=[], type=Path, help="score: a genlab vae_mnist run folder")
     parser.add_argument("--genlab-classifier", action="append", default=[], type=Path,
-                        help="score: a genlab classifier run or experiment folder")
+                        help="score, dcgan: a genlab classifier run or experiment folder")
     parser.add_argument("--samples", default="10000,100000", help="score: sample counts (the notebook: 100000)")
     args = parser.parse_args()
-    if args.command == "gan":
+    if args.command == "dcgan":
+        for seed in (int(s) for s in args.seeds.split(",")):
+            train_dcgan(seed, Path(args.out), args.epochs, args.genlab_classifier)
+    elif args.command == "gan":
         for seed in (int(s) for s in args.seeds.split(",")):
             train_gan(seed, Path(args.out), args.epochs)
     elif args.command == "train":
