@@ -317,3 +317,33 @@ def test_genlab_report_starts_without_importing_lightning_or_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-1000:]
     assert "checkpoints/last.ckpt (epoch 3, iteration 10)" in (run / "report.html").read_text()
+
+
+def test_toy_runs_differing_only_by_seed_compare_their_toy_measures(tmp_path):
+    from genlab.report import render
+    from genlab.report.reading import read_run
+
+    runs = []
+    for seed, distance in ((0, 0.010), (1, 0.014)):
+        run = fabricated_run(tmp_path / f"seed{seed}" / "version_0", seed)
+        (run / "toy").mkdir()
+        (run / "toy" / "metrics.jsonl").write_text(json.dumps(
+            {"iteration": 50, "curve_distance": distance, "sliced_wasserstein": 0.02}) + "\n")
+        runs.append(read_run(run))
+    page = render(runs)
+    comparison = page.split("<h2", 2)[1]  # the comparison section comes first
+    assert "toy/curve_distance" in comparison and "No scores in" not in comparison
+    assert "0.012 ± 0.002828" in comparison  # mean and sample std of 0.010 and 0.014
+
+
+
+def test_the_equilibrium_values_of_the_named_losses_match_the_losses_themselves():
+    from genlab.callbacks.toy_plots import equilibrium_losses
+    from genlab.losses import resolve_loss
+    from genlab.report.figures import equilibrium_lines
+
+    for name in ("non_saturating", "minimax", "least_squares"):
+        lines = equilibrium_lines({"model": {"init_args": {"loss": name}}})
+        assert (lines["loss/d"], lines["loss/g"]) == pytest.approx(equilibrium_losses(resolve_loss(name)), abs=1e-6)
+    assert equilibrium_lines({"model": {"init_args": {"loss": "wasserstein"}}}) == {}
+    assert equilibrium_lines({"model": {"init_args": {"loss": {"class_path": "genlab.losses.LeastSquares"}}}}) == {}

@@ -17,6 +17,7 @@ from genlab.report.summary import flatten, last_record, protocol, protocol_ident
 # keys every run has its own value of, whatever the experiment: never a "difference"
 PER_RUN_KEYS = ("trainer.logger.init_args.version",)
 SEED_KEYS = ("seed_everything",)
+TOY_MEASURES = ("curve_distance", "sliced_wasserstein")  # the toy GAN's own fit measures (toy/metrics.jsonl)
 MISSING = "(not set)"
 
 
@@ -64,7 +65,7 @@ def compare(runs: list[Run]) -> Comparison:
     result.only_seed_differs = (all(run.config for run in runs) and bool(result.config_differences)
                                 and set(result.config_differences) <= set(SEED_KEYS)
                                 and not any(MISSING in values for values in result.config_differences.values()))
-    records = [last_record(run, "fit") or last_record(run) for run in runs]
+    records = [compared_record(run) for run in runs]
     result.unscored = [run.name for run, record in zip(runs, records) if record is None]
     scored = [record for record in records if record is not None]
     result.protocol_differences = protocol_differences(scored)
@@ -77,6 +78,16 @@ def compare(runs: list[Run]) -> Comparison:
             if len(present) >= 2:
                 result.spread[name] = (statistics.fmean(present), statistics.stdev(present))
     return result
+
+
+def compared_record(run: Run) -> dict[str, Any] | None:
+    """The record a run is compared by: its newest fit record (else its newest), or for a toy GAN run without
+    one, its last toy measures as `toy/<measure>` (all toy runs share their one protocol)."""
+    record = last_record(run, "fit") or last_record(run)
+    if record is None and run.toy_records:
+        last = run.toy_records[-1]
+        record = {"scores": {f"toy/{name}": last[name] for name in TOY_MEASURES if name in last}}
+    return record
 
 
 def _number(value: Any) -> float | None:

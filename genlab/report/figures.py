@@ -20,6 +20,24 @@ MAX_WIDTH = 960
 LOG_SCALE_SPAN = 100.0  # values spanning at least two decades are drawn on a log scale
 
 
+LOG_2 = math.log(2)
+# What the curves read when the discriminator cannot tell real from generated and outputs its best constant score,
+# for the losses chosen by name (genlab.callbacks.toy_plots.equilibrium_losses computes the same from the loss
+# object; tests/test_toy.py pins those values): the dashed lines of the report's curves.
+EQUILIBRIA = {
+    "non_saturating": {"loss/d": 2 * LOG_2, "loss/g": LOG_2, "d/real": 0.5, "d/fake": 0.5},
+    "minimax": {"loss/d": 2 * LOG_2, "loss/g": -LOG_2, "d/real": 0.5, "d/fake": 0.5},
+    "least_squares": {"loss/d": 0.25, "loss/g": 0.125, "d/real": 0.5, "d/fake": 0.5},
+}
+
+
+def equilibrium_lines(config: dict) -> dict[str, float]:
+    """The equilibrium value of each curve that has one, for a GAN whose config names its loss (none otherwise:
+    a loss object with its own settings, Wasserstein and hinge have no unique equilibrium)."""
+    loss = ((config or {}).get("model") or {}).get("init_args", {}).get("loss")
+    return dict(EQUILIBRIA.get(loss, {})) if isinstance(loss, str) else {}
+
+
 class UnreadableImage(Exception):
     """A saved image that is missing or does not decode; the page names it instead of showing it."""
 
@@ -36,12 +54,14 @@ def wants_log_scale(values: list[float]) -> bool:
     return bool(finite) and min(finite) > 0 and max(finite) / min(finite) >= LOG_SCALE_SPAN
 
 
-def _panel(axes, tag: str, series: Series) -> None:
+def _panel(axes, tag: str, series: Series, equilibrium: float | None = None) -> None:
     stride = max(1, math.ceil(len(series.steps) / MAX_POINTS))
     steps, values = series.steps[::stride], series.values[::stride]
     if stride > 1 and series.steps[-1] != steps[-1]:  # the last point always shows
         steps, values = steps + [series.steps[-1]], values + [series.values[-1]]
     axes.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, linewidth=1.2)
+    if equilibrium is not None:
+        axes.axhline(equilibrium, color="0.4", linestyle="--", linewidth=1)  # D cannot tell real from generated
     if wants_log_scale(values):
         axes.set_yscale("log")
     axes.set_title(tag + (" (log scale)" if wants_log_scale(values) else ""), fontsize=9)
@@ -49,9 +69,10 @@ def _panel(axes, tag: str, series: Series) -> None:
     axes.grid(alpha=0.3)
 
 
-def curves_png(scalars: dict[str, Series]) -> tuple[bytes, int, int, int] | None:
+def curves_png(scalars: dict[str, Series], equilibria: dict[str, float] | None = None
+               ) -> tuple[bytes, int, int, int] | None:
     """All curves as small multiples over iterations, in one PNG: (bytes, width, height, curves left out), or
-    None when there is no curve."""
+    None when there is no curve; `equilibria` adds a dashed line to the curves that have one."""
     from matplotlib.figure import Figure
 
     tags = [tag for tag in sorted(scalars) if scalars[tag].steps]
@@ -64,7 +85,7 @@ def curves_png(scalars: dict[str, Series]) -> tuple[bytes, int, int, int] | None
                            wspace=0.3, hspace=0.55)
     for index, tag in enumerate(shown):
         axes = figure.add_subplot(rows, columns, index + 1)
-        _panel(axes, tag, scalars[tag])
+        _panel(axes, tag, scalars[tag], (equilibria or {}).get(tag))
         if index >= len(shown) - columns:
             axes.set_xlabel("iteration", fontsize=8)
     buffer = io.BytesIO()

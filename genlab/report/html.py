@@ -20,6 +20,7 @@ from genlab.report.figures import (
     THUMBNAIL_WIDTH,
     UnreadableImage,
     curves_png,
+    equilibrium_lines,
     evenly_spaced,
     image_png,
 )
@@ -135,12 +136,15 @@ def scores_section(run: Run) -> str:
 
 
 def curves_section(run: Run) -> str:
-    drawn = curves_png(run.events.scalars)
+    drawn = curves_png(run.events.scalars, equilibrium_lines(run.config))
     if drawn is None:
         return '<p class="muted">No curves: the event files hold no scalars.</p>'
     png, width, height, left_out = drawn
     extra = f'<p class="muted">{left_out} more curves are in TensorBoard.</p>' if left_out else ""
-    return "<h3>Curves over iterations</h3>" + image_tag(png, width, height, "training curves") + extra
+    lines = equilibrium_lines(run.config)
+    note = (f'<p class="muted">Dashed: the value when the discriminator cannot tell real from generated'
+            f' ({", ".join(sorted(lines))}).</p>' if lines else "")
+    return "<h3>Curves over iterations</h3>" + image_tag(png, width, height, "training curves") + note + extra
 
 
 def _figure(path, problems: list[str], max_width: int | None = None, caption: str = "") -> str:
