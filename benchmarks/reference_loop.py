@@ -194,7 +194,8 @@ def train_dcgan(seed: int, out: Path, epochs: int, classifiers: list[Path]) -> N
     """reference/001's DCGAN cells [22]-[28] as a plain loop (its networks are genlab's InfoGAN nets with PyTorch's
     default init, checked against the notebook's parameter counts in tests/test_nets.py): uniform noise of
     dimension 10, least squares with the ½ factors, Adam 1e-3 betas (0.5, 0.4999), batch 128 with the last
-    incomplete batch kept, a D step then a G step on fresh noise per batch. Then cell [28]'s protocol: 10,000
+    incomplete batch kept (with as many fakes as real images, as genlab; the notebook draws 128 there), a D step
+    then a G step on fresh noise per batch. Then cell [28]'s protocol: 10,000
     samples drawn at once with the generator in training mode, IS over one split with +1e-10, under each genlab
     classifier given: the figure to set beside genlab's `reference/is` for the same setting."""
     from torchvision.utils import save_image
