@@ -83,9 +83,7 @@ class Memorisation(ScheduledEvaluation):
 
     @keeps_training_rng
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if not isinstance(pl_module, GenerativeModule):
-            raise GenlabError(f"Memorisation needs a generative model; {type(pl_module).__name__} cannot sample")
-        if trainer.fast_dev_run or stage not in ("fit", "test"):
+        if not self.evaluates_in(trainer, pl_module, stage):
             return
         train, _, _ = self._real(trainer)  # refused before training, not after it
         if self.classifier_path and self.classifier is None:

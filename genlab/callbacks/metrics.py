@@ -175,9 +175,7 @@ class GenerativeMetrics(ScheduledEvaluation):
 
     @keeps_training_rng
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if not isinstance(pl_module, GenerativeModule):
-            raise GenlabError(f"GenerativeMetrics needs a generative model; {type(pl_module).__name__} cannot sample")
-        if trainer.fast_dev_run or stage not in ("fit", "test"):
+        if not self.evaluates_in(trainer, pl_module, stage):
             return
         split = "test" if stage == "test" else self.real_split
         plan = self.evaluation_plan(trainer.datamodule, pl_module, split, len(self._real_images(trainer, split)))

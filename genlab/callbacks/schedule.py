@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning as L
 
+from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModule
 from genlab.rng import keeps_training_rng
 from genlab.runtime import iterations_done
@@ -18,6 +19,14 @@ class ScheduledEvaluation(L.Callback):
 
     every_n_epochs: int = 0
     _last_iteration: int = -1
+
+    def evaluates_in(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> bool:
+        """For `setup`: one line when the model cannot sample; whether `stage` evaluates (fit and test, outside
+        smoke tests)."""
+        if not isinstance(pl_module, GenerativeModule):
+            raise GenlabError(f"{type(self).__name__} needs a generative model; {type(pl_module).__name__} cannot"
+                              " sample")
+        return not trainer.fast_dev_run and stage in ("fit", "test")
 
     def evaluate_during_fit(self, trainer: L.Trainer, model: GenerativeModule, iteration: int) -> None:
         raise NotImplementedError  # pragma: no cover - interface
