@@ -37,6 +37,9 @@ class Row:
 
     name: str
     seeds: tuple[int, ...] = (0,)
+    experiment: str = ""  # the YAML under experiments/ (default: `name`); a row with another name is a variant
+    overlays: tuple[str, ...] = ()  # YAMLs under experiments/overlays/ a variant adds, in order
+    arguments: tuple[str, ...] = ()  # settings a variant adds (genlab command-line arguments)
     reference: str = "no number in the reference"
     protocol: str = ""
     headline: tuple[str, ...] = ()  # score names shown, in order
@@ -49,11 +52,18 @@ class Row:
         `lightning_logs/classifier_mnist`), with the seed otherwise."""
         return self.name if len(self.seeds) == 1 else f"{self.name}-seed{seed}"
 
+    @property
+    def yaml(self) -> str:
+        return self.experiment or self.name
+
 
 MNIST = ("classifier_mnist", "classifier_mnist_reference")
 FASHION = ("classifier_fashion",)
 REFERENCE_IS = ("reference/is", "classifier/is", "classifier/fd", "classifier/label_tv")
 CNN_SCORES = ("classifier/is", "classifier/fd", "classifier/label_tv")
+EMA = ("--model.init_args.ema_decay=0.999",)
+EMA_SCORES = tuple(f"classifier/{score}{weights}" for score in ("fd", "is", "precision", "recall", "label_tv")
+                   for weights in ("", "@ema"))
 REF_PROTOCOL = ("reference MLP classifier (784-512-512-10, dropout active at evaluation), one split,"
                 " +1e-10 inside the log")
 ROWS = [
@@ -118,6 +128,14 @@ ROWS = [
                  " label accuracy of 0.785 (CNN classifier, 10,000 samples) counts."),
     Row("cgan_fashion", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=FASHION),
     Row("cgan_conv_mnist", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=MNIST),
+    Row("dcgan_mnist_ema", experiment="dcgan_mnist", seeds=(0, 1, 2), arguments=EMA, headline=EMA_SCORES, needs=MNIST,
+        reference="(genlab's generator EMA, issue 16)",
+        protocol="dcgan_mnist with an EMA of the generator (decay 0.999, 1,000 warm-up iterations); the raw generator"
+                 " trains exactly as in dcgan_mnist, `@ema` scores its average in the same evaluation"),
+    Row("gan_mnist_beta2_0999_ema", experiment="gan_mnist", seeds=(0, 1, 2), overlays=("adam_beta2_0999",),
+        arguments=EMA, headline=EMA_SCORES, needs=MNIST, reference="(genlab's generator EMA, issue 16)",
+        protocol="gan_mnist with Adam betas (0.5, 0.999) (the reference's 0.4999 collapses, see gan_mnist) and an EMA"
+                 " of the generator (decay 0.999, 1,000 warm-up iterations); `@ema` scores the average"),
     Row("vae_conv_mnist", headline=("classifier/is", "classifier/fd", "classifier/is@mixture", "test/loss/recon"),
         needs=MNIST),
 ]
@@ -164,8 +182,9 @@ class Reproduction:
         result_file = self.results / f"{row.name}-seed{seed}.json"
         if result_file.is_file():
             return
-        config = ["--config", str(REPO / "experiments" / f"{row.name}.yaml"), f"--seed_everything={seed}",
-                  f"--trainer.logger.init_args.name={label}", "--trainer.enable_progress_bar=false",
+        overlays = [f"--config={REPO / 'experiments' / 'overlays' / name}.yaml" for name in row.overlays]
+        config = ["--config", str(REPO / "experiments" / f"{row.yaml}.yaml"), *overlays, *row.arguments,
+                  f"--seed_everything={seed}", f"--trainer.logger.init_args.name={label}", "--trainer.enable_progress_bar=false",
                   *([] if evaluate else ["--evaluate=false"])]
         if self.precision and row.needs:  # generators only: the classifiers that score them stay fp32
             config.append(f"--trainer.precision={self.precision}")
@@ -203,7 +222,8 @@ class Reproduction:
                             docs / f"{row.name}-seed{seed}-filmstrip.png")
         scores = {**printed, **record.get("scores", {}), **{k: v for k, v in toy_last.items() if k != "iteration"}}
         result = json.dumps({
-            "experiment": row.name, "seed": seed, "iterations": iterations, "fit_seconds": fit["seconds"],
+            "experiment": row.name, "yaml": row.yaml, "overlays": list(row.overlays),
+            "arguments": list(row.arguments), "seed": seed, "iterations": iterations, "fit_seconds": fit["seconds"],
             "genlab_commit": "/".join(dict.fromkeys(fit.get("commits", []))) or source_version(),
             "scores": scores, "record": record, "evaluated": evaluate, "trained_in_precision": trained_in,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
