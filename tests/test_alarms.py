@@ -11,6 +11,7 @@ import torch
 
 from genlab.callbacks.alarms import ScoreAlarm, sound_alarms
 from genlab.errors import GenlabError
+from tests.test_cli import TINY_GAN as TINY_GAN_CLI
 from tests.test_metrics import METRICS_YAML, TINY_CLASSIFIER, TINY_GAN
 
 
@@ -92,3 +93,59 @@ def test_a_generator_forced_to_one_image_trips_recall_and_coverage_and_stops_aft
     assert [message.split(" = ")[0] for message in records[0]["alarms"]] == ["classifier/recall", "classifier/coverage"]
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert checkpoint["global_step"] == 2 * 10  # the usual last.ckpt, of the stop's iteration (a D and a G step each)
+
+
+def stand_in_fit(log_every_n_steps: int = 5) -> tuple[types.SimpleNamespace, types.SimpleNamespace]:
+    trainer = stand_in_trainer()
+    trainer.callback_metrics, trainer.log_every_n_steps, trainer.global_step = {}, log_every_n_steps, 0
+    return trainer, types.SimpleNamespace(iteration=0)
+
+
+def feed(alarm, trainer, module, losses: list[float], start: int) -> None:
+    """One logged loss per `log_every_n_steps` iterations, from iteration `start` on."""
+    for index, loss in enumerate(losses):
+        for iteration in range(start + index * trainer.log_every_n_steps + 1, start + (index + 1) * trainer.log_every_n_steps + 1):
+            if iteration % trainer.log_every_n_steps == 0:
+                trainer.callback_metrics["loss/d"] = torch.tensor(loss)
+            module.iteration = iteration
+            alarm.on_train_batch_end(trainer, module, None, None, 0)
+
+
+def test_a_loss_that_stops_moving_sounds_once_per_stall_and_a_moving_one_never(capsys):
+    from genlab.callbacks.alarms import StalledLossAlarm
+
+    alarm, (trainer, module) = StalledLossAlarm("loss/d", window=20, tolerance=1e-3), stand_in_fit()
+    feed(alarm, trainer, module, [0.69, 0.71, 0.68, 0.70, 0.72, 0.69, 0.70], start=0)  # batch noise: moving
+    assert capsys.readouterr().err == ""
+    feed(alarm, trainer, module, [1e-6, 2e-6, 1e-6, 3e-6, 2e-6, 1e-6, 1e-6], start=35)  # a saturated critic
+    # 20 flat iterations from 40 (the first flat value) are complete at 60: one line, then quiet while it stays flat
+    assert capsys.readouterr().err.splitlines() == [
+        "genlab: warning: iteration 60: loss/d stayed at 2e-06 (within 0.001) for 20 iterations (a network gets no"
+        " gradient?); training goes on"]
+    flags = {step: metrics["alarm/loss/d"] for metrics, step in trainer.loggers[0].logged}
+    assert flags[55] == 0.0 and flags[60] == 1.0 and flags[70] == 1.0
+    assert not trainer.should_stop
+    feed(alarm, trainer, module, [0.5, 0.6], start=70)  # it moves again, then stalls anew: a second line
+    feed(alarm, trainer, module, [0.3] * 6, start=80)
+    assert capsys.readouterr().err.count("genlab: warning:") == 1
+
+
+def test_a_saturated_discriminator_in_a_real_fit_trips_the_stalled_loss_alarm_and_stops(run_cli, tiny_data, tmp_path,
+                                                                                          capsys, monkeypatch):
+    from genlab.nets.mlp import MLPDiscriminator
+
+    # a critic that answers 20 whatever it sees (its weights still in the graph): the minimax loss/d freezes
+    monkeypatch.setattr(MLPDiscriminator, "forward",
+                        lambda self, x, labels=None: 20.0 + 0.0 * sum(p.sum() for p in self.parameters()) * x[:, :1, 0, 0])
+    config = tmp_path / "stall.yaml"
+    config.write_text("trainer:\n  callbacks:\n    - class_path: genlab.callbacks.StalledLossAlarm\n"
+                      "      init_args: {loss: loss/d, window: 10, tolerance: 1.0e-6, stop: true}\n")
+    run_cli("fit", *TINY_GAN_CLI, "--config", str(config), f"--data.data_dir={tiny_data}", "--trainer.max_epochs=5",
+            "--trainer.log_every_n_steps=2")
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("genlab: warning:")]
+    assert len(warnings) == 1 and "loss/d stayed at" in warnings[0] and warnings[0].endswith("; stopping")
+    checkpoint = torch.load(tmp_path / "lightning_logs" / "gan_mnist" / "version_0" / "checkpoints" / "last.ckpt",
+                            map_location="cpu", weights_only=False)
+    stopped_at = int(warnings[0].split("iteration ")[1].split(":")[0])
+    assert stopped_at >= 10 and checkpoint["epoch"] < 4  # the first full window, then the stop: not all 5 epochs
+    assert checkpoint["global_step"] <= 2 * (stopped_at + 16)  # a D and a G step per iteration, at most an epoch on

@@ -1,5 +1,6 @@
 """Callbacks that talk to models only through `GenerativeModule`'s sampling interface."""
 
+from genlab.callbacks.alarms import StalledLossAlarm
 from genlab.callbacks.denoising import DenoisingTriplets
 from genlab.callbacks.interpolation import LatentInterpolation
 from genlab.callbacks.memorisation import Memorisation
@@ -12,4 +13,4 @@ from genlab.callbacks.toy_plots import ToyGANPlots
 from genlab.training.checkpoints import RunCheckpoint, SafeCheckpointIO
 
 __all__ = ["DenoisingTriplets", "GenerativeMetrics", "LatentInterpolation", "Memorisation", "RunCheckpoint", "RunReport",
-           "SafeCheckpointIO", "SampleGrid", "TestResults", "ToyGANPlots", "WriteSamples"]
+           "SafeCheckpointIO", "SampleGrid", "StalledLossAlarm", "TestResults", "ToyGANPlots", "WriteSamples"]

@@ -1,15 +1,20 @@
-"""Score alarms: one warning line when a score crosses its threshold during training, e.g. mode collapse seen as
-`classifier/label_tv` rising or `classifier/recall` / `classifier/coverage` falling (`GenerativeMetrics(alarms=…)`).
+"""Alarms: one warning line when a run goes wrong while it trains, not only in a plot someone may never open.
 
-Every process computes the same scores, so every process takes the same decision to stop: no extra collective.
+- Score alarms: a score crosses its threshold, e.g. mode collapse seen as `classifier/label_tv` rising or
+  `classifier/recall` / `classifier/coverage` falling (`GenerativeMetrics(alarms=…)`). Every process computes the
+  same scores, so every process takes the same decision to stop: no extra collective.
+- `StalledLossAlarm`: a training loss stops moving (a saturated discriminator, a generator that gets no gradient).
 """
 
 from __future__ import annotations
 
 import sys
+from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import Callback
 
 from genlab.errors import GenlabError
 
@@ -61,3 +66,51 @@ def sound_alarms(trainer: L.Trainer, alarms: list[ScoreAlarm], scores: dict[str,
     if messages and stop:
         trainer.should_stop = True
     return messages
+
+
+class StalledLossAlarm(Callback):
+    """Sound when a training loss has stayed within `tolerance` (max - min) for `window` iterations.
+
+    A GAN whose discriminator saturates, or whose generator gets no gradient, shows it first as a loss frozen at
+    one value; batch noise keeps a training loss moving otherwise. The loss is read from the model's logged
+    value every `trainer.log_every_n_steps` iterations (no host sync on the other iterations).
+    It sounds once per stall (and again if the loss moves and then stalls anew), on every process alike (the
+    logged value is the one every process logs); it never touches a random number generator.
+
+    Args:
+        loss: the logged name, e.g. `loss/d` (GANs), `loss/total` (VAE).
+        window: iterations the loss must stay flat before the alarm sounds.
+        tolerance: the span (max - min) of the logged values under which the loss counts as flat.
+        stop: also stop training (with the usual checkpoint) when it sounds.
+    """
+
+    def __init__(self, loss: str = "loss/d", window: int = 1000, tolerance: float = 1e-4, stop: bool = False) -> None:
+        if window < 1 or tolerance < 0:
+            raise GenlabError(f"StalledLossAlarm needs window >= 1 and tolerance >= 0, got window {window} and"
+                              f" tolerance {tolerance}")
+        self.loss, self.window, self.tolerance, self.stop = loss, window, tolerance, stop
+        self.seen: deque[tuple[int, float]] = deque()  # (iteration, value) over the last `window` iterations
+        self.sounded = False
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        iteration = int(getattr(pl_module, "iteration", trainer.global_step))
+        value = trainer.callback_metrics.get(self.loss)
+        if value is None or iteration % max(trainer.log_every_n_steps, 1):  # read as often as it is logged
+            return
+        self.seen.append((iteration, float(value)))
+        while iteration - self.seen[0][0] > self.window:
+            self.seen.popleft()
+        values = [seen for _, seen in self.seen]
+        flat = iteration - self.seen[0][0] >= self.window and max(values) - min(values) <= self.tolerance
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics({f"alarm/{self.loss}": float(flat)}, step=iteration)
+        if flat and not self.sounded:
+            if trainer.is_global_zero:
+                action = "stopping" if self.stop else "training goes on"
+                print(f"genlab: warning: iteration {iteration}: {self.loss} stayed at {values[-1]:.4g} (within"
+                      f" {self.tolerance:g}) for {self.window} iterations (a network gets no gradient?); {action}",
+                      file=sys.stderr, flush=True)
+            trainer.should_stop = trainer.should_stop or self.stop
+        self.sounded = flat
