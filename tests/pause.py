@@ -1,5 +1,5 @@
-"""A callback for crash tests: after a given iteration it sleeps, so the test can SIGKILL (or SIGTERM) the run
-there; a stop request (SIGTERM, SIGINT) ends the pause."""
+"""Callbacks for crash and DDP tests: one pauses after a given iteration, so the test can SIGKILL (or SIGTERM) the run
+there (a stop request, SIGTERM or SIGINT, ends the pause); another saves each DDP process's generator average."""
 
 import time
 
@@ -19,3 +19,18 @@ class PauseAfterIteration(L.Callback):
             stops = [callback for callback in trainer.callbacks if isinstance(callback, GracefulStop)]
             while time.monotonic() < end and not any(stop.received for stop in stops):
                 time.sleep(0.05)
+
+
+class SaveAveragePerRank(L.Callback):
+    """For the DDP test of the generator EMA: every process writes its own average and raw generator at fit end
+    (a checkpoint holds only the first process's)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import torch
+
+        torch.save({"average": pl_module.generator_average.state_dict(),
+                    "generator": pl_module.generator.state_dict()},
+                   f"{self.folder}/rank{trainer.global_rank}.pt")

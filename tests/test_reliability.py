@@ -215,6 +215,26 @@ def test_ddp_on_two_cpu_processes_writes_once_and_resumes(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_generator_average_is_identical_on_every_ddp_process_and_is_what_the_checkpoint_holds(tmp_path):
+    data = write_tiny_mnist(tmp_path / "data", train=112)
+    command = [*GENLAB, "fit", *TINY_GAN, "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
+               "--trainer.max_epochs=3", "--model.init_args.ema_decay=0.9", "--model.init_args.ema_warmup_iterations=2",
+               "--trainer.callbacks+=tests.pause.SaveAveragePerRank", f"--trainer.callbacks.folder={tmp_path}"]
+    done = subprocess.run(command, cwd=tmp_path, env=_subprocess_env(data), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
+    for name, value in ranks[0]["average"].items():
+        assert torch.equal(value, ranks[1]["average"][name]), name
+    # 9 iterations, 2 of them warm-up copies: an average that really averaged, not a copy of the generator
+    assert int(ranks[0]["average"]["updates"]) == 7
+    assert any(not torch.equal(ranks[0]["average"][f"average.{name}"], value)
+               for name, value in ranks[0]["generator"].items())
+    saved = load_checkpoint(tmp_path / "lightning_logs" / "gan_mnist" / "version_0" / "checkpoints" / "last.ckpt")
+    for name, value in ranks[0]["average"].items():
+        assert torch.equal(saved["state_dict"][f"generator_average.{name}"], value), name
+
+
+@pytest.mark.slow
 def test_sigterm_to_the_first_ddp_process_stops_all_at_one_iteration_and_resume_is_exact(tmp_path):
     """`kill PID` of a DDP run: only the first process gets the signal, yet both ranks stop after the same
     iteration, one last.ckpt holds both ranks' random states, and resuming ends bit-identical to an unbroken run."""
