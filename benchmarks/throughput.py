@@ -9,7 +9,10 @@ genlab runs the experiment's YAML through `GenlabCLI(run=False)` as `genlab fit`
 TensorBoard logging on (into a temporary folder). Checkpoint saving and per-epoch validation are left out:
 they are periodic, not per iteration, and the reference has neither. Both sides start from identical copies of
 the same freshly initialised networks, with the same batch size, optimizer and loss; each is timed after a
-warm-up.
+warm-up, and the two are timed in alternating blocks inside one fit (`Interleaved`: after each block of
+genlab iterations the reference runs as many steps), so a machine whose speed drifts during the run - other
+jobs, a virtual machine's stolen time - slows both sides alike and the ratio stays comparable. Each row has
+its own interleaved reference figure.
 
     python benchmarks/throughput.py                                   # every model, ~20 s timed per side
     python benchmarks/throughput.py --models dcgan_mnist --iterations 60
@@ -194,12 +197,13 @@ class BareLightningGAN(L.LightningModule):
         g_opt.step()
 
 
-def time_bare_lightning(model: GAN, datamodule: L.LightningDataModule, budget: Budget) -> float:
-    timer = StopAndTime(budget)
+def time_bare_lightning(model: GAN, datamodule: L.LightningDataModule, step: Callable[[], None],
+                        budget: Budget) -> tuple[float, float]:
+    timer = Interleaved(step, budget)
     trainer = L.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[timer], limit_val_batches=0, num_sanity_val_steps=0)
     trainer.fit(BareLightningGAN(model), datamodule)
-    return timer.rate
+    return timer.rates()
 
 
 # --------------------------------------------------------------------------- timing
@@ -215,36 +219,50 @@ class Budget:
         return count >= self.iterations if self.iterations else elapsed >= self.seconds and count >= 3
 
 
-class StopAndTime(L.Callback):
-    """Times the training batches after the warm-up and stops the fit when the budget is spent."""
+class Interleaved(L.Callback):
+    """Times a Lightning fit and the reference loop in alternating blocks of the same number of iterations,
+    inside the fit: after each block of fit iterations the reference runs as many steps, timed apart. A machine
+    whose speed drifts (other jobs, a virtual machine's stolen time) slows both sides alike, so their ratio
+    holds where timing one after the other does not. Stops the fit when the fit's timed budget is spent."""
 
-    def __init__(self, budget: Budget) -> None:
-        self.budget, self.rate, self.count = budget, float("nan"), 0
-        self._start = 0.0
+    def __init__(self, step: Callable[[], None], budget: Budget, blocks: int = 100) -> None:
+        self.step, self.budget, self.blocks = step, budget, blocks
+        self.count = self.reference_count = 0
+        self.seconds = self.reference_seconds = 0.0
+        self.block, self._start = 1, 0.0
 
     def on_train_start(self, trainer: L.Trainer, *args: object) -> None:
-        self._start = time.perf_counter()  # for a warm-up of 0
+        for _ in range(self.budget.warmup):  # the reference's own warm-up, before any timing
+            self.step()
+        self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
         done = iterations_done(trainer)
-        if done == self.budget.warmup:
-            self._start = time.perf_counter()
-        elif done > self.budget.warmup:
-            self.count = done - self.budget.warmup
-            elapsed = time.perf_counter() - self._start
-            if self.budget.done(self.count, elapsed):
-                self.rate = self.count / elapsed
-                trainer.should_stop = True
+        now = time.perf_counter()
+        if done <= self.budget.warmup:
+            if done == self.budget.warmup:
+                self._start = now
+            return
+        self.count += 1
+        if self.count % self.block:
+            return
+        self.seconds += now - self._start
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            start = time.perf_counter()
+            for _ in range(self.block):
+                self.step()
+            self.reference_seconds += time.perf_counter() - start
+        self.reference_count += self.block
+        if self.count == self.block:  # the first block sets the size: about 1/blocks of the budget
+            target = (self.budget.iterations or self.budget.seconds * self.count / self.seconds) / self.blocks
+            self.block = max(1, round(target))
+        if self.budget.done(self.count, self.seconds):
+            trainer.should_stop = True
+        self._start = time.perf_counter()
 
-
-def time_reference(step: Callable[[], None], budget: Budget) -> tuple[float, int]:
-    for _ in range(budget.warmup):
-        step()
-    count, start = 0, time.perf_counter()
-    while not budget.done(count, time.perf_counter() - start):
-        step()
-        count += 1
-    return count / (time.perf_counter() - start), count
+    def rates(self) -> tuple[float, float]:
+        """(reference it/s, fit it/s) over the timed blocks."""
+        return self.reference_count / self.reference_seconds, self.count / self.seconds
 
 
 def build(config: Path, logs: str, precision: str | None, memory_format: str = "auto") -> GenlabCLI:
@@ -265,11 +283,12 @@ def build(config: Path, logs: str, precision: str | None, memory_format: str = "
     return cli
 
 
-def time_genlab(cli: GenlabCLI, budget: Budget) -> tuple[float, int]:
-    timer = StopAndTime(budget)
+def time_genlab(cli: GenlabCLI, step: Callable[[], None], budget: Budget) -> tuple[float, float]:
+    """(reference it/s, genlab it/s), timed in alternating blocks (`Interleaved`)."""
+    timer = Interleaved(step, budget)
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, cli.datamodule)
-    return timer.rate, timer.count
+    return timer.rates()
 
 
 def matmul_peak(dtype: torch.dtype, size: int, repeats: int) -> float:
@@ -372,16 +391,16 @@ def main(argv: list[str] | None = None) -> None:
             reference = gan_reference_step if isinstance(model, GAN) else vae_reference_step
             batches = reference_batches(cli.datamodule, cli.datamodule.batch_size, normalize=isinstance(model, GAN))
             step = reference(model, batches)
-            ref_rate, _ = time_reference(step, budget)
-            variants = [(f"{case.name} ({default}{layout})", time_genlab(cli, budget)[0])]
+            variants = [(f"{case.name} ({default}{layout})", *time_genlab(cli, step, budget))]
             if isinstance(model, GAN) and not args.precision:  # where the loop's own cost shows: tiny networks
-                variants.append((f"{case.name} (bare Lightning)", time_bare_lightning(model, cli.datamodule, budget)))
+                variants.append((f"{case.name} (bare Lightning)",
+                                 *time_bare_lightning(model, cli.datamodule, step, budget)))
             flops = flops_per_iteration(step)
             if default != "32-true" or layout:
                 cli = build(config, logs, "32-true", "contiguous")
                 cli.model.load_state_dict(model.state_dict())
-                variants.append((f"{case.name} (32-true, contiguous)", time_genlab(cli, budget)[0]))
-        for name, rate in variants:
+                variants.append((f"{case.name} (32-true, contiguous)", *time_genlab(cli, step, budget)))
+        for name, ref_rate, rate in variants:
             peak = f"{flops * ref_rate / 1e9 / fp32:.0%} / {flops * rate / 1e9 / fp32:.0%}"
             print(f"{name:<38}{ref_rate:>15.2f}{rate:>13.2f}{rate / ref_rate:>10.2f}x{flops / 1e9:>10.3g}{peak:>24}",
                   flush=True)

@@ -92,3 +92,28 @@ def test_a_wrong_value_deep_in_the_config_is_summarized_to_its_key(run_cli, tiny
     error = capsys.readouterr().err.strip()
     assert error.startswith("genlab: error: config key model.n_critic: ") and "many (genlab.models.GAN)" in error
     assert "\n" not in error
+
+
+@pytest.mark.skipif(torch.cuda.device_count() > 0, reason="about machines without GPUs")
+def test_without_gpus_a_fit_stops_torch_optimizers_from_loading_nvml_at_every_step(run_cli, tiny_data, monkeypatch):
+    """Lightning's import sets PYTORCH_NVML_BASED_CUDA_CHECK=1, under which every optimizer step's
+    torch.cuda.is_available() loads NVML again on a machine without GPUs; genlab answers it once instead."""
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as `import lightning` leaves it
+    loads = []
+    probe = torch.cuda._device_count_nvml
+    monkeypatch.setattr(torch.cuda, "_device_count_nvml", lambda: loads.append(1) or probe())
+    optimizer = torch.optim.Adam(torch.nn.Linear(2, 2).parameters())  # Adam, RMSprop: a health check per step
+    optimizer.step()
+    assert len(loads) == (1 if torch.backends.cuda.is_built() else 0)  # what every step costs without genlab
+    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=1")
+    assert runtime.os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "0"
+    loads.clear()
+    optimizer.step()
+    assert not torch.cuda.is_available() and loads == []
+
+
+def test_with_a_gpu_present_the_nvml_based_check_stays(monkeypatch):
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    runtime.answer_gpu_checks_once_without_gpus()
+    assert runtime.os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"

@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from genlab.errors import GenlabError
-from genlab.runtime import attached_trainer, iterations_done, logging_this_step, rewind_batch_progress
+from genlab.runtime import (answer_gpu_checks_once_without_gpus, attached_trainer, iterations_done, logging_this_step,
+                            rewind_batch_progress)
 from genlab.training import resume
 from genlab.training.divergence import DivergenceGuard
 
@@ -41,6 +42,7 @@ class GenlabModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         self.divergence.new_stage()
+        answer_gpu_checks_once_without_gpus()
         if stage == "fit":
             resume.seed_this_process()
 
