@@ -136,6 +136,14 @@ ROWS = [
         arguments=EMA, headline=EMA_SCORES, needs=MNIST, reference="(genlab's generator EMA, issue 16)",
         protocol="gan_mnist with Adam betas (0.5, 0.999) (the reference's 0.4999 collapses, see gan_mnist) and an EMA"
                  " of the generator (decay 0.999, 1,000 warm-up iterations); `@ema` scores the average"),
+    Row("dcgan_mnist_bf16", experiment="dcgan_mnist", seeds=(0, 1, 2), arguments=("--trainer.precision=bf16-mixed",),
+        headline=(*REFERENCE_IS, "reference/is@running"), needs=MNIST, reference="(fast path, issue 17)",
+        protocol="dcgan_mnist trained in bf16-mixed (scored in fp32): compare with dcgan_mnist's fp32 seeds"),
+    Row("gan_mnist_beta2_0999_bf16", experiment="gan_mnist", seeds=(0, 1, 2), overlays=("adam_beta2_0999",),
+        arguments=("--trainer.precision=bf16-mixed",), headline=REFERENCE_IS, needs=MNIST,
+        reference="(fast path, issue 17)",
+        protocol="gan_mnist with Adam betas (0.5, 0.999), trained in bf16-mixed (scored in fp32): compare with the raw"
+                 " scores of gan_mnist_beta2_0999_ema, the same runs in fp32 (the average does not change training)"),
     Row("vae_conv_mnist", headline=("classifier/is", "classifier/fd", "classifier/is@mixture", "test/loss/recon"),
         needs=MNIST),
 ]
