@@ -50,6 +50,15 @@ def test_an_alarm_sounds_only_past_its_threshold_in_its_direction(capsys):
     assert trainer.should_stop
 
 
+def test_an_alarm_is_silent_before_its_iteration(capsys):
+    trainer = stand_in_trainer()
+    alarm = ScoreAlarm("classifier/label_tv", above=0.5, after=1400)
+    early = {"classifier/label_tv": 0.82}  # a healthy MLP GAN after its first epoch
+    assert sound_alarms(trainer, [alarm], early, 469, stop=True) == [] and not trainer.should_stop
+    assert capsys.readouterr().err == "" and trainer.loggers[0].logged == []
+    assert sound_alarms(trainer, [alarm], early, 1407, stop=False) == ["classifier/label_tv = 0.82 above 0.5"]
+
+
 def test_an_alarm_needs_one_direction_and_a_score_the_evaluation_gives():
     with pytest.raises(GenlabError, match="exactly one of above or below"):
         ScoreAlarm("classifier/recall").check()
