@@ -197,7 +197,8 @@ class VAE(GenerativeModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         losses = self.losses(batch[0])
-        self.log_dict({key: value.detach() for key, value in losses.items()}, on_step=True, on_epoch=False)
+        if self.logging_this_step():  # values logged on other steps are dropped, after costing ~0.1 ms each
+            self.log_dict({key: value.detach() for key, value in losses.items()}, on_step=True, on_epoch=False)
         return losses["loss/total"]
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], prefix: str) -> None:
