@@ -127,7 +127,12 @@ ROWS = [
                  " output); a few 2s, 4s and 8s are malformed and one tile of the 5 row reads as a 0, which the"
                  " label accuracy of 0.785 (CNN classifier, 10,000 samples) counts."),
     Row("cgan_fashion", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=FASHION),
-    Row("cgan_conv_mnist", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=MNIST),
+    Row("cgan_conv_mnist", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=MNIST,
+        observed="One row per requested class (fixed noise, labels 0-9 down the rows, 10 tiles each): every tile is a"
+                 " clean digit of its row's class, in varied slants and stroke widths, without the MLP generator's"
+                 " speckle; a few carry small blots (a 1 in the second row, a 4 and a 5 in the fifth and sixth),"
+                 " which the label accuracy of 0.994 and worst-class accuracy 0.977 (CNN classifier, 10,000"
+                 " samples) leave room for."),
     Row("dcgan_mnist_ema", experiment="dcgan_mnist", seeds=(0, 1, 2), arguments=EMA, headline=EMA_SCORES, needs=MNIST,
         reference="(genlab's generator EMA, issue 16)",
         protocol="dcgan_mnist with an EMA of the generator (decay 0.999, 1,000 warm-up iterations); the raw generator"
