@@ -57,7 +57,7 @@ from genlab.cli import GenlabCLI
 from genlab.data import EmojiDataModule, FashionMNISTDataModule, MNISTDataModule, QuadraticDataModule
 from genlab.likelihoods import Bernoulli
 from genlab.models import GAN, VAE
-from genlab.runtime import iterations_done
+from genlab.runtime import answer_gpu_checks_once_without_gpus, iterations_done
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 IMAGE_CALLBACKS = (SampleGrid, ToyGANPlots, LatentInterpolation, DenoisingTriplets)
@@ -223,13 +223,14 @@ class Interleaved(L.Callback):
     """Times a Lightning fit and the reference loop in alternating blocks of the same number of iterations,
     inside the fit: after each block of fit iterations the reference runs as many steps, timed apart. A machine
     whose speed drifts (other jobs, a virtual machine's stolen time) slows both sides alike, so their ratio
-    holds where timing one after the other does not. Stops the fit when the fit's timed budget is spent."""
+    holds where timing one after the other does not. Blocks are about 1/`blocks` of the budget and at least
+    `min_block` iterations, so neither side runs only cold. Stops the fit when its timed budget is spent."""
 
-    def __init__(self, step: Callable[[], None], budget: Budget, blocks: int = 100) -> None:
-        self.step, self.budget, self.blocks = step, budget, blocks
-        self.count = self.reference_count = 0
+    def __init__(self, step: Callable[[], None], budget: Budget, blocks: int = 100, min_block: int = 5) -> None:
+        self.step, self.budget, self.blocks, self.min_block = step, budget, blocks, min_block
+        self.count = self.reference_count = self.in_block = 0
         self.seconds = self.reference_seconds = 0.0
-        self.block, self._start = 1, 0.0
+        self.block, self.sized, self._start = min_block, False, 0.0
 
     def on_train_start(self, trainer: L.Trainer, *args: object) -> None:
         for _ in range(self.budget.warmup):  # the reference's own warm-up, before any timing
@@ -237,32 +238,40 @@ class Interleaved(L.Callback):
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
-        done = iterations_done(trainer)
-        now = time.perf_counter()
-        if done <= self.budget.warmup:
-            if done == self.budget.warmup:
-                self._start = now
+        if iterations_done(trainer) <= self.budget.warmup:
+            self._start = time.perf_counter()
             return
         self.count += 1
-        if self.count % self.block:
+        self.in_block += 1
+        if self.in_block < self.block:
             return
-        self.seconds += now - self._start
+        self.seconds += synchronized_clock() - self._start
         with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
-            start = time.perf_counter()
-            for _ in range(self.block):
+            start = synchronized_clock()
+            for _ in range(self.in_block):
                 self.step()
-            self.reference_seconds += time.perf_counter() - start
-        self.reference_count += self.block
-        if self.count == self.block:  # the first block sets the size: about 1/blocks of the budget
+            self.reference_seconds += synchronized_clock() - start
+        self.reference_count += self.in_block
+        self.in_block = 0
+        if not self.sized:  # the first block sets the size
             target = (self.budget.iterations or self.budget.seconds * self.count / self.seconds) / self.blocks
-            self.block = max(1, round(target))
+            self.block, self.sized = max(self.min_block, round(target)), True
         if self.budget.done(self.count, self.seconds):
             trainer.should_stop = True
         self._start = time.perf_counter()
 
     def rates(self) -> tuple[float, float]:
-        """(reference it/s, fit it/s) over the timed blocks."""
+        """(reference it/s, fit it/s) over the timed blocks (NaN if none was completed)."""
+        if not self.reference_count:
+            return float("nan"), float("nan")
         return self.reference_count / self.reference_seconds, self.count / self.seconds
+
+
+def synchronized_clock() -> float:
+    """The time once queued GPU work is done, so neither side's kernels are counted in the other's block."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def build(config: Path, logs: str, precision: str | None, memory_format: str = "auto") -> GenlabCLI:
@@ -358,6 +367,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     quiet()
+    answer_gpu_checks_once_without_gpus()  # both sides alike from the start (genlab's fits would do it anyway)
     os.environ["GENLAB_DATA_DIR"] = args.data_dir  # every data module of the YAMLs reads it
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -4,6 +4,7 @@ there (a stop request, SIGTERM or SIGINT, ends the pause); another saves each DD
 import time
 
 import lightning as L
+import torch
 
 from genlab.callbacks.graceful_stop import GracefulStop
 from genlab.runtime import iterations_done
@@ -29,8 +30,6 @@ class SaveAveragePerRank(L.Callback):
         self.folder = folder
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        import torch
-
         torch.save({"average": pl_module.generator_average.state_dict(),
                     "generator": pl_module.generator.state_dict()},
                    f"{self.folder}/rank{trainer.global_rank}.pt")

@@ -9,7 +9,7 @@ import types
 import pytest
 import torch
 
-from genlab.callbacks.alarms import ScoreAlarm, sound_alarms
+from genlab.callbacks.alarms import ScoreAlarm, StalledLossAlarm, sound_alarms
 from genlab.errors import GenlabError
 from tests.test_cli import TINY_GAN as TINY_GAN_CLI
 from tests.test_metrics import METRICS_YAML, TINY_CLASSIFIER, TINY_GAN
@@ -54,9 +54,13 @@ def test_an_alarm_is_silent_before_its_iteration(capsys):
     trainer = stand_in_trainer()
     alarm = ScoreAlarm("classifier/label_tv", above=0.5, after=1400)
     early = {"classifier/label_tv": 0.82}  # a healthy MLP GAN after its first epoch
-    assert sound_alarms(trainer, [alarm], early, 469, stop=True) == [] and not trainer.should_stop
+    assert sound_alarms(trainer, [alarm], early, 1399, stop=True) == [] and not trainer.should_stop
     assert capsys.readouterr().err == "" and trainer.loggers[0].logged == []
-    assert sound_alarms(trainer, [alarm], early, 1407, stop=False) == ["classifier/label_tv = 0.82 above 0.5"]
+    assert sound_alarms(trainer, [alarm], early, 1400, stop=False) == ["classifier/label_tv = 0.82 above 0.5"]
+    with pytest.raises(GenlabError, match="no score 'classifier/label_TV'"):  # a wrong name fails before `after`
+        sound_alarms(trainer, [ScoreAlarm("classifier/label_TV", above=0.5, after=1400)], early, 469, stop=False)
+    with pytest.raises(GenlabError, match="after = -1; use 0 or more"):
+        ScoreAlarm("classifier/label_tv", above=0.5, after=-1).check()
 
 
 def test_an_alarm_needs_one_direction_and_a_score_the_evaluation_gives():
@@ -107,13 +111,15 @@ def test_a_generator_forced_to_one_image_trips_recall_and_coverage_and_stops_aft
 def stand_in_fit(log_every_n_steps: int = 5) -> tuple[types.SimpleNamespace, types.SimpleNamespace]:
     trainer = stand_in_trainer()
     trainer.callback_metrics, trainer.log_every_n_steps, trainer.global_step = {}, log_every_n_steps, 0
+    trainer.strategy = types.SimpleNamespace(reduce_boolean_decision=lambda decision, all: decision)  # one process
     return trainer, types.SimpleNamespace(iteration=0)
 
 
 def feed(alarm, trainer, module, losses: list[float], start: int) -> None:
     """One logged loss per `log_every_n_steps` iterations, from iteration `start` on."""
+    every = trainer.log_every_n_steps
     for index, loss in enumerate(losses):
-        for iteration in range(start + index * trainer.log_every_n_steps + 1, start + (index + 1) * trainer.log_every_n_steps + 1):
+        for iteration in range(start + index * every + 1, start + (index + 1) * every + 1):
             if iteration % trainer.log_every_n_steps == 0:
                 trainer.callback_metrics["loss/d"] = torch.tensor(loss)
             module.iteration = iteration
@@ -121,22 +127,37 @@ def feed(alarm, trainer, module, losses: list[float], start: int) -> None:
 
 
 def test_a_loss_that_stops_moving_sounds_once_per_stall_and_a_moving_one_never(capsys):
-    from genlab.callbacks.alarms import StalledLossAlarm
-
     alarm, (trainer, module) = StalledLossAlarm("loss/d", window=20, tolerance=1e-3), stand_in_fit()
     feed(alarm, trainer, module, [0.69, 0.71, 0.68, 0.70, 0.72, 0.69, 0.70], start=0)  # batch noise: moving
     assert capsys.readouterr().err == ""
     feed(alarm, trainer, module, [1e-6, 2e-6, 1e-6, 3e-6, 2e-6, 1e-6, 1e-6], start=35)  # a saturated critic
     # 20 flat iterations from 40 (the first flat value) are complete at 60: one line, then quiet while it stays flat
     assert capsys.readouterr().err.splitlines() == [
-        "genlab: warning: iteration 60: loss/d stayed at 2e-06 (within 0.001) for 20 iterations (a network gets no"
-        " gradient?); training goes on"]
+        ("genlab: warning: iteration 60: loss/d stayed at 2e-06 (within 0.001) for 20 iterations (a network gets no"
+         " gradient?); training goes on")]
     flags = {step: metrics["alarm/loss/d"] for metrics, step in trainer.loggers[0].logged}
     assert flags[55] == 0.0 and flags[60] == 1.0 and flags[70] == 1.0
     assert not trainer.should_stop
     feed(alarm, trainer, module, [0.5, 0.6], start=70)  # it moves again, then stalls anew: a second line
     feed(alarm, trainer, module, [0.3] * 6, start=80)
     assert capsys.readouterr().err.count("genlab: warning:") == 1
+
+
+def test_a_window_that_is_not_a_multiple_of_the_logging_interval_still_sounds(capsys):
+    alarm, (trainer, module) = StalledLossAlarm("loss/d", window=1000, tolerance=1e-3), stand_in_fit(300)
+    feed(alarm, trainer, module, [0.5] * 5, start=0)  # read at 300, 600, ..., 1500
+    lines = capsys.readouterr().err.splitlines()
+    # flat since 300: at 1200 only 900 iterations are seen, at 1500 the 1,200 since 300 cover the window
+    assert len(lines) == 1 and lines[0].startswith("genlab: warning: iteration 1500: loss/d stayed at 0.5")
+
+
+def test_a_stalled_loss_alarm_on_a_loss_the_model_never_logs_is_one_line():
+    alarm, (trainer, module) = StalledLossAlarm("loss/D", window=20), stand_in_fit(5)
+    trainer.callback_metrics = {"loss/d": torch.tensor(0.5)}
+    with pytest.raises(GenlabError, match=r"no loss 'loss/D' in 20 iterations; the model logs \['loss/d'\]"):
+        for iteration in range(1, 30):
+            module.iteration = iteration
+            alarm.on_train_batch_end(trainer, module, None, None, 0)
 
 
 def test_a_saturated_discriminator_in_a_real_fit_trips_the_stalled_loss_alarm_and_stops(run_cli, tiny_data, tmp_path,

@@ -223,6 +223,7 @@ def test_the_generator_average_is_identical_on_every_ddp_process_and_is_what_the
     done = subprocess.run(command, cwd=tmp_path, env=_subprocess_env(data), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
+    # weights (this MLP generator has no BatchNorm, whose running statistics are each process's own)
     for name, value in ranks[0]["average"].items():
         assert torch.equal(value, ranks[1]["average"][name]), name
     # 9 iterations, 2 of them warm-up copies: an average that really averaged, not a copy of the generator

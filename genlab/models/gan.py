@@ -16,7 +16,7 @@ from genlab.losses import AdversarialLoss, gradient_penalty, resolve_loss
 from genlab.models.base import GenerativeModule
 from genlab.nets.base import Discriminator, Generator
 from genlab.nets.toy import feature_layer_error
-from genlab.training import DivergenceGuard, gradient_norm, optimized_parameters
+from genlab.training import DivergenceGuard, optimized_parameters, update_norms
 from genlab.training.ema import WeightAverage
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -66,11 +66,12 @@ def check_networks(generator: Generator, discriminator: Discriminator, gradient_
 
 
 @contextmanager
-def frozen(parameters: list[Tensor]) -> Iterator[None]:
-    """`parameters` get no gradients inside: the generator's update needs gradients through the critic, not of
-    the critic's weights (backward skips them, and they stay out of the critic's next update). Parameters a user
-    froze stay frozen."""
-    trainable = [parameter for parameter in parameters if parameter.requires_grad]
+def frozen(parameters: list[Tensor], keep: list[Tensor]) -> Iterator[None]:
+    """`parameters` get no gradients inside, except those also in `keep`: the generator's update needs gradients
+    through the critic, not of the critic's weights, so backward skips their kernels (and, under DDP, their
+    all-reduce). Parameters a user froze stay frozen."""
+    kept = {id(parameter) for parameter in keep}
+    trainable = [parameter for parameter in parameters if parameter.requires_grad and id(parameter) not in kept]
     for parameter in trainable:
         parameter.requires_grad_(False)
     try:
@@ -257,7 +258,7 @@ class GAN(GenerativeModule):
         if logging:
             logs |= {key: value.detach() for key, value in self.loss.summaries(real_scores, fake_scores).items()}
         if self.iteration % self.n_critic == 0:
-            with frozen(optimized_parameters(d_optimizer)):  # gradients through the critic, not of its weights
+            with frozen(optimized_parameters(d_optimizer), keep=optimized_parameters(g_optimizer)):
                 logs |= self._generator_step(g_optimizer, real.shape[0])
         if logging:  # self.log costs ~0.1 ms per value: with tiny networks that is most of a step
             if self.divergence.policy == "skip":
@@ -299,14 +300,14 @@ class GAN(GenerativeModule):
         return {"grad_norm/g": grad_norm, "loss/g": loss.detach()}
 
     def _update(self, side: str, optimizer: torch.optim.Optimizer, loss: Tensor) -> tuple[Tensor, bool]:
-        """zero_grad → backward → gradient norm → divergence check → step (or skip); returns the gradient norm
-        and whether the step was taken."""
+        """zero_grad → backward → gradient and weight norms → divergence check → step (or skip); returns the
+        gradient norm and whether the step was taken."""
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         parameters = optimized_parameters(optimizer)
-        grad_norm = gradient_norm(parameters)
-        if self.divergence.allows(self, side, loss, parameters, grad_norm):
+        norms = update_norms(parameters)
+        if self.divergence.allows(self, side, loss, parameters, norms):
             optimizer.step()
-            return grad_norm, True
+            return norms[0], True
         optimizer.zero_grad(set_to_none=True)
-        return grad_norm, False
+        return norms[0], False

@@ -28,19 +28,15 @@ def optimized_parameters(optimizer: torch.optim.Optimizer) -> list[Tensor]:
     return [parameter for group in optimizer.param_groups for parameter in group["params"]]
 
 
-def norm_of_all(tensors: list[Tensor]) -> Tensor:
-    """The 2-norm of all `tensors` taken together, in one fused pass and without a host sync."""
-    if not tensors:
-        return torch.zeros(())
-    norms = foreach_norm(tensors)
+def update_norms(parameters: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """(norm of the gradients, norm of the weights) of `parameters`, in one fused pass and without a host sync:
+    what the guard checks and the GAN logs, on every update."""
+    gradients = [p.grad for p in parameters if p.grad is not None]
+    norms = foreach_norm([*gradients, *parameters])
     if len({norm.device for norm in norms}) > 1:  # a model spread over devices: gather the norms on one
-        norms = [norm.to(tensors[0].device) for norm in norms]
-    return torch.linalg.vector_norm(torch.stack(norms))
-
-
-def gradient_norm(parameters: list[Tensor]) -> Tensor:
-    """The norm of the gradients of `parameters`: what the guard checks and the GAN logs, on every update."""
-    return norm_of_all([p.grad for p in parameters if p.grad is not None])
+        norms = [norm.to(parameters[0].device) for norm in norms]
+    grad_norm = torch.linalg.vector_norm(torch.stack(norms[:len(gradients)])) if gradients else torch.zeros(())
+    return grad_norm, torch.linalg.vector_norm(torch.stack(norms[len(gradients):]))
 
 
 class DivergenceGuard:
@@ -84,35 +80,27 @@ class DivergenceGuard:
                     buffer.copy_(good)
 
     def allows(self, module: GenlabModule, side: str, loss: Tensor | None, parameters: Iterable[Tensor],
-               grad_norm: Tensor | None = None) -> bool:
-        """Whether an update of `parameters` may go ahead: loss and gradient norm finite, and then weights too.
+               norms: tuple[Tensor, Tensor] | None = None) -> bool:
+        """Whether an update of `parameters` may go ahead: loss, gradient norm and weight norm all finite.
 
         Call it after backward and before `optimizer.step()`, so the weights are still the last good ones when
-        it stops the run. Costs one fused norm pass over the gradients (pass `grad_norm` from `gradient_norm`
-        when it is logged anyway), one addition and one host synchronisation (under DDP, one all-reduce) per
-        update. The weights are examined only when that check fails: a non-finite weight makes the forward pass,
-        and so the loss, non-finite (inf * x, NaN * 0 and BatchNorm of either are not finite), so an overflow of
-        the previous step is caught at this update either way, at half the norm work. Under float16 mixed
+        it stops the run. Costs one fused norm pass (pass `norms` from `update_norms` when they are logged
+        anyway) and one host synchronisation (under DDP, one all-reduce) per update; under float16 mixed
         precision gradients are left to the GradScaler, which skips overflowing steps itself.
         """
-        parameters = list(parameters)
-        scaled = getattr(module.trainer.precision_plugin, "scaler", None) is not None
-        if grad_norm is None and not scaled:
-            grad_norm = gradient_norm(parameters)
-        checks = [value for value in (loss, None if scaled else grad_norm) if value is not None]
-        if not checks:  # nothing cheaper to look at
-            checks = [norm_of_all(parameters)]
-        total = checks[0].detach().float()
-        for value in checks[1:]:  # a sum is finite exactly when every term is (NaN and inf propagate)
-            total = total + value.detach().float().to(total.device)
-        finite = bool(torch.isfinite(total))
+        grad_norm, weight_norm = norms if norms is not None else update_norms(list(parameters))
+        values = {"loss": loss.detach()} if loss is not None else {}
+        if getattr(module.trainer.precision_plugin, "scaler", None) is None:
+            values["gradients"] = grad_norm
+        values["weights"] = weight_norm
+        checks = torch.stack([value.float().to(weight_norm.device) for value in values.values()])
+        finite = bool(torch.isfinite(checks).all())
         if module.trainer.world_size > 1:
             finite = bool(module.trainer.strategy.reduce_boolean_decision(finite, all=True))
         if finite:
             return True
         self.restore_buffers()
-        values = {"loss": loss, "gradients": None if scaled else grad_norm, "weights": norm_of_all(parameters)}
-        broken = [name for name, value in values.items() if value is not None and not bool(torch.isfinite(value).all())]
+        broken = [name for name, value in values.items() if not bool(torch.isfinite(value).all())]
         if self.policy == "skip" and "weights" not in broken:
             self.skipped_updates += 1
             if self.skipped_updates & (self.skipped_updates - 1) == 0:  # 1, 2, 4, 8, …: a trace, not a flood

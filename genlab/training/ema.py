@@ -5,8 +5,9 @@ critic and its samples jitter from step to step; the average smooths that out wi
 Lightning's `WeightAveraging` averages the whole LightningModule (the critic too) and leaves the averaged
 weights in place after training, which does not fit a GAN. This module averages one network only and keeps
 it apart: it is an `nn.Module` held by the model, so it is saved in and restored from checkpoints with the
-weights (a resume stays bit-exact) and is the same on every DDP process (it follows weights that DDP keeps
-identical).
+weights (a resume stays bit-exact), and its weights are the same on every DDP process (it follows weights that DDP
+keeps identical). Its BatchNorm running statistics, like the raw generator's, are each process's own (computed
+from that process's batches); checkpoints hold the first process's.
 
 The decay follows a warm-up: for the first `warmup_iterations` the average is a plain copy of the network
 (early weights are noise, not worth remembering); after that, the k-th update uses
