@@ -23,13 +23,14 @@ class PauseAfterIteration(L.Callback):
 
 
 class SaveAveragePerRank(L.Callback):
-    """For the DDP test of the generator EMA: every process writes its own average and raw generator at fit end
-    (a checkpoint holds only the first process's)."""
+    """For DDP tests: every process writes its own generator (and average, if any) at fit end, after the
+    callbacks before it in the list (a checkpoint holds only the first process's)."""
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        torch.save({"average": pl_module.generator_average.state_dict(),
+        average = pl_module.generator_average
+        torch.save({"average": average.state_dict() if average is not None else {},
                     "generator": pl_module.generator.state_dict()},
                    f"{self.folder}/rank{trainer.global_rank}.pt")

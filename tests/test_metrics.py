@@ -425,6 +425,38 @@ def test_metrics_from_two_ddp_processes_equal_one_process(batch_size, run_cli, m
         assert scores[2][name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
 
 
+@pytest.mark.slow
+def test_under_ddp_every_process_evaluates_with_the_batchnorm_statistics_the_checkpoint_holds(run_cli, mnist_400,
+                                                                                                tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={mnist_400}")
+    metrics_config = tmp_path / "metrics.yaml"
+    metrics_config.write_text(METRICS_YAML.replace("every_n_epochs: 1", "every_n_epochs: 1\n        samplers: [running]"))
+    command = [sys.executable, "-m", "genlab.cli", "fit", "--config", str(EXPERIMENTS / "dcgan_mnist.yaml"),
+               "--config", str(metrics_config), "--trainer.callbacks+=tests.pause.SaveAveragePerRank",
+               f"--trainer.callbacks.folder={tmp_path}", f"--data.data_dir={mnist_400}", "--data.init_args.batch_size=32",
+               "--data.init_args.val_size=100",
+               "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--trainer.strategy=ddp",
+               "--trainer.devices=2", "--trainer.accelerator=cpu"]
+    done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)["generator"] for rank in (0, 1)]
+    statistics = [name for name in ranks[0] if name.endswith(("running_mean", "running_var"))]
+    assert statistics  # the DCGAN generator has BatchNorm
+    for name in ranks[0]:  # each process trained its statistics on its own batches; the evaluation shared rank 0's
+        assert torch.equal(ranks[0][name], ranks[1][name]), name
+    checkpoint = torch.load(tmp_path / "lightning_logs" / "dcgan_mnist" / "version_0" / "checkpoints" / "last.ckpt",
+                            map_location="cpu", weights_only=False)
+    for name in statistics:
+        assert torch.equal(checkpoint["state_dict"][f"generator.{name}"], ranks[0][name]), name
+
+
 def test_a_second_sampler_is_scored_in_the_same_evaluation_under_its_own_names(run_cli, mnist_400, tmp_path):
     """vae_mnist samples N(0, I) as the reference does; the fitted mixture is scored beside it as `…@mixture`."""
     run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={mnist_400}")

@@ -6,11 +6,26 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import torch
 
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModule
 from genlab.rng import keeps_training_rng
 from genlab.runtime import iterations_done
+
+
+def share_first_process_buffers(trainer: L.Trainer, model: torch.nn.Module) -> None:
+    """Give every DDP process the first process's buffers (BatchNorm running statistics) before an evaluation.
+
+    DDP keeps weights identical, but each process's running statistics come from its own batches, and only the
+    first process's are saved. Sampling with them on every process makes a score that of the model the checkpoint
+    holds, whatever the number of processes. Training is unchanged: BatchNorm normalises training batches with
+    their own statistics, and the other processes' running statistics are never saved.
+    """
+    if trainer.world_size < 2 or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return
+    for buffer in model.buffers():
+        torch.distributed.broadcast(buffer.data, src=0)
 
 
 class ScheduledEvaluation(L.Callback):
@@ -37,6 +52,7 @@ class ScheduledEvaluation(L.Callback):
         if trainer.fast_dev_run or iteration in (0, self._last_iteration):
             return
         self._last_iteration = iteration
+        share_first_process_buffers(trainer, model)
         self.evaluate_during_fit(trainer, model, iteration)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
