@@ -142,7 +142,12 @@ ROWS = [
     Row("gan_mnist_beta2_0999_ema", experiment="gan_mnist", seeds=(0, 1, 2), overlays=("adam_beta2_0999",),
         arguments=EMA, headline=EMA_SCORES, needs=MNIST, reference="(genlab's generator EMA, issue 16)",
         protocol="gan_mnist with Adam betas (0.5, 0.999) (the reference's 0.4999 collapses, see gan_mnist) and an EMA"
-                 " of the generator (decay 0.999, 1,000 warm-up iterations); `@ema` scores the average"),
+                 " of the generator (decay 0.999, 1,000 warm-up iterations); `@ema` scores the average",
+        observed="Raw generator (first grid) and its average (second), seed 0, from the same fixed noise: the same"
+                 " digit in almost every tile (the average follows the generator), but the average's strokes are"
+                 " smoother and most of the raw generator's salt-and-pepper speckle is gone; the few malformed tiles"
+                 " (a blob in the second row, a faint 8 in the seventh) are malformed in both. Seeds 1 and 2 look"
+                 " the same way. The scores say it too: precision 0.73 -> 0.90, FD 450 -> 259 (means of 3 seeds)."),
     Row("gan_mnist_beta2_0999_bf16", experiment="gan_mnist", seeds=(0, 1, 2), overlays=("adam_beta2_0999",),
         arguments=("--trainer.precision=bf16-mixed",), headline=REFERENCE_IS, needs=MNIST,
         reference="(fast path, issue 17)",
@@ -229,6 +234,9 @@ class Reproduction:
         grids = sorted((run_dir / "samples").glob("iteration_*.png"))
         if grids:
             shutil.copyfile(grids[-1], docs / f"{row.name}-seed{seed}.png")
+        for variant_grids in (run_dir / "samples").glob("*/"):  # a second sampler's grids (the EMA generator's)
+            if last := sorted(variant_grids.glob("iteration_*.png"))[-1:]:
+                shutil.copyfile(last[0], docs / f"{row.name}-seed{seed}-{variant_grids.name}.png")
         if row.filmstrip and len(grids) >= 5:
             write_filmstrip([grids[0], *(grids[round(k * (len(grids) - 1) / 4)] for k in range(1, 5))],
                             docs / f"{row.name}-seed{seed}-filmstrip.png")
@@ -298,8 +306,9 @@ def write_table(output: Path, docs: Path, inception: bool) -> None:
         precisions = sorted({"+".join(entry.get("trained_in_precision") or ["32-true"]) for entry in found})
         minutes = statistics.mean(entry["fit_seconds"] for entry in found) / 60
         rate = statistics.mean(entry["iterations"] / entry["fit_seconds"] for entry in found if entry["fit_seconds"])
-        picture = docs / f"{row.name}-seed{found[0]['seed']}.png"
-        grid = f"![]({os.path.relpath(picture, output.parent)})" if picture.is_file() else ""
+        pictures = [docs / f"{row.name}-seed{found[0]['seed']}.png",
+                    *sorted(docs.glob(f"{row.name}-seed{found[0]['seed']}-ema.png"))]  # raw, then the average
+        grid = " ".join(f"![]({os.path.relpath(picture, output.parent)})" for picture in pictures if picture.is_file())
         lines.append(f"| {row.name} | {row.reference} | {row.protocol} | {'; '.join(shown)} |"
                      f" {', '.join(str(entry['seed']) for entry in found)} | {iterations} | {', '.join(precisions)} |"
                      f" {minutes:.1f} min |"

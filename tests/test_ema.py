@@ -105,3 +105,32 @@ def test_samples_come_from_the_average_when_asked_and_evaluations_score_both():
 def test_bad_average_settings_are_one_line(settings, message):
     with pytest.raises(GenlabError, match=message):
         tiny_gan(**settings)
+
+
+LAGGING = ["--model.init_args.ema_decay=0.999", "--model.init_args.ema_warmup_iterations=0",
+           "--model.init_args.generator_optimizer.init_args.lr=0.01"]  # an average far behind a fast generator
+
+
+def test_sample_grids_show_the_average_beside_the_generator_from_the_same_noise(run_cli, tiny_data, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from genlab.callbacks import SampleGrid
+    from genlab.cli import GenlabCLI
+
+    run_cli("fit", *TINY_GAN, *LAGGING, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=2",
+            "--trainer.callbacks+=genlab.callbacks.SampleGrid", "--trainer.callbacks.every_n_iterations=5")
+    run = tmp_path / "lightning_logs" / "gan_mnist" / "version_0"
+    raw = sorted(p.name for p in (run / "samples").glob("iteration_*.png"))
+    assert raw == ["iteration_0000005.png", "iteration_0000010.png"]
+    assert sorted(p.name for p in (run / "samples" / "ema").glob("*.png")) == raw
+    model = GenlabCLI(args=[*TINY_GAN, *LAGGING, f"--data.data_dir={tiny_data}", "--trainer.logger=false"], run=False).model
+    model.load_state_dict(load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"])
+    grid = SampleGrid(every_n_iterations=5)
+    with model.sampler("ema"):
+        expected = grid.grid(model)
+    saved = torch.from_numpy(np.asarray(Image.open(run / "samples" / "ema" / raw[-1]).convert("L")))
+    difference = (saved.int() - (expected[0] * 255).round().int()).abs()
+    assert difference.max() <= 1  # the average's grid from this noise (up to the PNG's rounding)
+    raw_grid = torch.from_numpy(np.asarray(Image.open(run / "samples" / raw[-1]).convert("L")))
+    assert (saved.int() - raw_grid.int()).abs().max() > 10  # not the generator's

@@ -23,7 +23,8 @@ class SampleGrid(L.Callback):
     Each grid draws its noise afresh from the model's `sample_latent` with a generator seeded by `seed`: the
     same noise every time (and in a resumed run) for a fixed prior, and the same draw from the current prior
     for a model whose sampling prior is fitted as it trains (the VAE's mixture). Conditional models get one row
-    per class.
+    per class. A model that evaluations score under a second sampler too (a GAN with a moving average of its
+    generator: `…@ema`) gets that sampler's grid from the same noise beside it, in `samples/<sampler>/`.
 
     Args:
         every_n_iterations: batches between grids (a batch = one discriminator step; see README).
@@ -84,12 +85,20 @@ class SampleGrid(L.Callback):
 
     @keeps_training_rng
     def save(self, trainer: L.Trainer, model: GenerativeModule) -> Path | None:
+        """Write the grid (and one per sampler scored alongside) for the current iteration; the main grid's path."""
         iteration = iterations_done(trainer)
         if iteration == self._last_saved or not trainer.is_global_zero:
             return None
         self._last_saved = iteration
-        image = self.grid(model)
-        path = save_artifact(trainer, f"samples/iteration_{iteration:07d}.png", image, "samples", iteration)
+        path = self._save_one(trainer, self.grid(model), "samples", iteration)
+        for variant in model.scored_alongside():
+            with model.sampler(variant):
+                self._save_one(trainer, self.grid(model), f"samples/{variant}", iteration)
+        return path
+
+    def _save_one(self, trainer: L.Trainer, image: Tensor, folder: str, iteration: int) -> Path | None:
+        tag = folder.replace("samples/", "samples@")
+        path = save_artifact(trainer, f"{folder}/iteration_{iteration:07d}.png", image, tag, iteration)
         if path is not None and self.keep_last is not None:
             for old in sorted(path.parent.glob("iteration_*.png"))[: -self.keep_last]:
                 old.unlink()
