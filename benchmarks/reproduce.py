@@ -153,8 +153,15 @@ ROWS = [
         reference="(fast path, issue 17)",
         protocol="gan_mnist with Adam betas (0.5, 0.999), trained in bf16-mixed (scored in fp32): compare with the raw"
                  " scores of gan_mnist_beta2_0999_ema, the same runs in fp32 (the average does not change training)"),
-    Row("vae_conv_mnist", headline=("classifier/is", "classifier/fd", "classifier/is@mixture", "test/loss/recon"),
-        needs=MNIST),
+    Row("vae_conv_mnist", needs=MNIST,
+        headline=("classifier/is", "classifier/fd", "classifier/label_tv", "test/loss/recon", "test/nll_iwae100",
+                  "test/active_units"),
+        protocol="its YAML's sampler: a 50-Gaussian mixture fitted to the training codes; NLL: IWAE bound with 100"
+                 " samples on grey-level MNIST under the Bernoulli likelihood (not comparable to binarized-MNIST"
+                 " figures), active units of 20",
+        observed="Mixture samples from fixed noise: 64 well-formed digits of every class, strokes smooth and a little"
+                 " soft at the edges as VAE samples are, no speckle; a few shapes are ambiguous (a 6 that leans"
+                 " towards a 2 in the fourth row, a thin 4 in the last) - IS 9.39, FD 79 (CNN classifier)."),
 ]
 
 
