@@ -157,6 +157,10 @@ ROWS = [
                  " classes in speckled strokes, a few malformed tiles, no collapse; the scores sit inside or above"
                  " the fp32 seeds' spread (reference/is 9.06 against 8.90 +- 0.07, CNN IS 7.16 +- 0.26 against"
                  " 6.88 +- 0.53, FD 403 +- 62 against 450 +- 95) at 2.2x the fp32 fit speed."),
+    Row("vae_mnist_bf16", experiment="vae_mnist", seeds=(0, 1, 2), arguments=("--trainer.precision=bf16-mixed",),
+        headline=(*REFERENCE_IS, "test/loss/recon"), needs=MNIST, reference="(fast path, issue 17)",
+        protocol="vae_mnist trained in bf16-mixed (scored in fp32): compare with vae_mnist's fp32 seeds; genlab keeps"
+                 " the VAE in fp32 unless asked"),
     Row("vae_conv_mnist", needs=MNIST,
         headline=("classifier/is", "classifier/fd", "classifier/label_tv", "test/loss/recon", "test/nll_iwae100",
                   "test/active_units"),
