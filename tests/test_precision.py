@@ -185,3 +185,20 @@ def test_a_model_whose_bf16_scores_are_not_validated_stays_fp32_even_where_bf16_
     chosen = precision.choose_fast_path("cpu", "fit", vae, 8)
     assert chosen.precision == "32-true" and "not shown to match fp32" in chosen.reason
     assert precision.choose_fast_path("cpu", "fit", vae, 8, precision="bf16-mixed").precision == "bf16-mixed"
+
+
+@pytest.mark.parametrize("constraint", [{"gradient_penalty": 10.0, "loss": "wasserstein"},
+                                        {"clip_weights": 0.01, "loss": "wasserstein"}], ids=["wgan-gp", "wgan"])
+def test_wgans_stay_fp32_where_bf16_is_faster_and_other_gans_may_take_it(constraint, native_bf16, monkeypatch):
+    from genlab.models import GAN
+    from genlab.nets import MLPDiscriminator, MLPGenerator
+
+    _measured(monkeypatch, 100.0)
+
+    def gan(**settings) -> GAN:
+        return GAN(MLPGenerator(latent_dim=4, hidden=[8], out_shape=(1, 4, 4)),
+                   MLPDiscriminator(in_shape=(1, 4, 4), hidden=[8]), **settings)
+
+    chosen = precision.choose_fast_path("cpu", "fit", gan(**constraint), 8)
+    assert chosen.precision == "32-true" and "not shown to match fp32" in chosen.reason
+    assert precision.choose_fast_path("cpu", "fit", gan(), 8).precision == "bf16-mixed"

@@ -155,6 +155,13 @@ class GAN(GenerativeModule):
         return self.generator.latent_dim
 
     @property
+    def automatic_bf16(self) -> bool:  # type: ignore[override]
+        """bf16 may be chosen for the losses whose bf16 runs were measured against fp32 seeds (minimax and least
+        squares, MLP and DCGAN networks: RESULTS.md), not for WGANs: the critic's Lipschitz constraint (gradient
+        penalty through a second backward, or weight clipping) has no such measurement."""
+        return not self.gp_weight and self.clip_weights is None
+
+    @property
     def num_classes(self) -> int:  # type: ignore[override]
         return self.generator.num_classes
 
