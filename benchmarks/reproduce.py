@@ -107,7 +107,11 @@ ROWS = [
     Row("gan_fashion", reference="IS 17.09 (not comparable)",
         protocol="000: ImageNet Inception-v3 on 10 samples, KL to the uniform distribution (a known mistake)",
         headline=CNN_SCORES, needs=FASHION),
-    Row("dcgan_fashion", headline=CNN_SCORES, needs=FASHION),
+    Row("dcgan_fashion", headline=CNN_SCORES, needs=FASHION,
+        observed="Trained in bf16 (automatic, 5 epochs): 64 varied garments of every class - sneakers, boots, sandals,"
+                 " shirts, pullovers, trousers, dresses, bags - with plausible shading and some texture; a handful of"
+                 " tiles are dark or fragmentary (the fourth tile of the third row). No collapse: label TV 0.14,"
+                 " precision 0.90, recall 0.48 (CNN classifier, k = 5)."),
     Row("wgan_mnist", headline=CNN_SCORES, needs=MNIST,
         observed="After 20 epochs (17,180 critic steps with weight clipping, 3,436 generator steps) the tiles are"
                  " blurred, ring- and hook-shaped strokes; a few read as 0, 1, 3 or 9, most as none; varied (label"
@@ -120,7 +124,12 @@ ROWS = [
                  " (classifier FD 698, IS 5.63). With n_critic 5 the generator made only 3,436 updates; whether"
                  " longer training closes the gap was not measured."),
     Row("wgan_fashion", headline=CNN_SCORES, needs=FASHION),
-    Row("wgan_gp_fashion", headline=CNN_SCORES, needs=FASHION),
+    Row("wgan_gp_fashion", headline=CNN_SCORES, needs=FASHION,
+        observed="This run trained in bf16 (genlab's automatic choice before WGANs were kept in fp32): after 20"
+                 " epochs the garments are recognisable by outline only - shirts, trousers, boots, bags - blurred and"
+                 " blocky, with vertical streaks; classes vary (label TV 0.10) but within a narrow range of each"
+                 " (precision 0.93, recall 0.03, coverage 0.27): the critic's 5 steps per generator step left the"
+                 " generator 3,750 updates."),
     Row("cgan_mnist", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=MNIST,
         observed="One row per requested class (fixed noise, labels 0-9 down the rows): every row shows its digit,"
                  " in varied slants and widths, with speckle noise around the strokes (the MLP generator's tanh"
