@@ -129,7 +129,7 @@ ROWS = [
                  " epochs the garments are recognisable by outline only - shirts, trousers, boots, bags - blurred and"
                  " blocky, with vertical streaks; classes vary (label TV 0.10) but within a narrow range of each"
                  " (precision 0.93, recall 0.03, coverage 0.27): the critic's 5 steps per generator step left the"
-                 " generator 3,750 updates."),
+                 " generator 3,436 updates (17,180 critic steps)."),
     Row("cgan_mnist", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=MNIST,
         observed="One row per requested class (fixed noise, labels 0-9 down the rows): every row shows its digit,"
                  " in varied slants and widths, with speckle noise around the strokes (the MLP generator's tanh"
