@@ -40,6 +40,7 @@ class Row:
     experiment: str = ""  # the YAML under experiments/ (default: `name`); a row with another name is a variant
     overlays: tuple[str, ...] = ()  # YAMLs under experiments/overlays/ a variant adds, in order
     arguments: tuple[str, ...] = ()  # settings a variant adds (genlab command-line arguments)
+    fit_arguments: tuple[str, ...] = ()  # settings for training only (a precision: `genlab test` scores in fp32)
     reference: str = "no number in the reference"
     protocol: str = ""
     headline: tuple[str, ...] = ()  # score names shown, in order
@@ -174,7 +175,7 @@ ROWS = [
                  " (a blob in the second row, a faint 8 in the seventh) are malformed in both. Seeds 1 and 2 look"
                  " the same way. The scores say it too: precision 0.73 -> 0.90, FD 450 -> 259 (means of 3 seeds)."),
     Row("gan_mnist_beta2_0999_bf16", experiment="gan_mnist", seeds=(0, 1, 2), overlays=("adam_beta2_0999",),
-        arguments=("--trainer.precision=bf16-mixed",), headline=REFERENCE_IS, needs=MNIST,
+        fit_arguments=("--trainer.precision=bf16-mixed",), headline=REFERENCE_IS, needs=MNIST,
         reference="(fast path, issue 17)",
         protocol="gan_mnist with Adam betas (0.5, 0.999), trained in bf16-mixed (scored in fp32): compare with the raw"
                  " scores of gan_mnist_beta2_0999_ema, the same runs in fp32 (the average does not change training)",
@@ -182,7 +183,7 @@ ROWS = [
                  " classes in speckled strokes, a few malformed tiles, no collapse; the scores sit inside or above"
                  " the fp32 seeds' spread (reference/is 9.06 against 8.90 +- 0.07, CNN IS 7.16 +- 0.26 against"
                  " 6.88 +- 0.53, FD 403 +- 62 against 450 +- 95) at 2.2x the fp32 fit speed."),
-    Row("vae_mnist_bf16", experiment="vae_mnist", seeds=(0, 1, 2), arguments=("--trainer.precision=bf16-mixed",),
+    Row("vae_mnist_bf16", experiment="vae_mnist", seeds=(0, 1, 2), fit_arguments=("--trainer.precision=bf16-mixed",),
         headline=(*REFERENCE_IS, "test/loss/recon"), needs=MNIST, reference="(fast path, issue 17)",
         protocol="vae_mnist trained in bf16-mixed (scored in fp32): compare with vae_mnist's fp32 seeds; genlab keeps"
                  " the VAE in fp32 unless asked"),
@@ -243,14 +244,15 @@ class Reproduction:
         config = ["--config", str(REPO / "experiments" / f"{row.yaml}.yaml"), *overlays, *row.arguments,
                   f"--seed_everything={seed}", f"--trainer.logger.init_args.name={label}", "--trainer.enable_progress_bar=false",
                   *([] if evaluate else ["--evaluate=false"])]
+        training = list(row.fit_arguments)
         if self.precision and row.needs:  # generators only: the classifiers that score them stay fp32
-            config.append(f"--trainer.precision={self.precision}")
+            training.append(f"--trainer.precision={self.precision}")
         run_dir = self.runs / "lightning_logs" / label / "version_0"
         timing = run_dir / "reproduce_fit_seconds.json"
         if not (run_dir / "fit.done").is_file():
             resume = ["--ckpt_path=last"] if (run_dir / "checkpoints" / "last.ckpt").is_file() else []
             commit = source_version()  # what trains, not what is checked out when the table is written
-            seconds = self.genlab("fit", *config, *resume)
+            seconds = self.genlab("fit", *config, *training, *resume)
             before = json.loads(timing.read_text()) if timing.is_file() else {"seconds": 0.0, "commits": []}
             timing.write_text(json.dumps({"seconds": before["seconds"] + seconds,
                                           "commits": [*before.get("commits", []), commit]}))
@@ -283,7 +285,8 @@ class Reproduction:
         scores = {**printed, **record.get("scores", {}), **{k: v for k, v in toy_last.items() if k != "iteration"}}
         result = json.dumps({
             "experiment": row.name, "yaml": row.yaml, "overlays": list(row.overlays),
-            "arguments": list(row.arguments), "seed": seed, "iterations": iterations, "fit_seconds": fit["seconds"],
+            "arguments": list(row.arguments),
+            "fit_arguments": list(row.fit_arguments), "seed": seed, "iterations": iterations, "fit_seconds": fit["seconds"],
             "genlab_commit": "/".join(dict.fromkeys(fit.get("commits", []))) or source_version(),
             "scores": scores, "record": record, "evaluated": evaluate, "trained_in_precision": trained_in,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
