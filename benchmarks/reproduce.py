@@ -63,6 +63,7 @@ FASHION = ("classifier_fashion",)
 REFERENCE_IS = ("reference/is", "classifier/is", "classifier/fd", "classifier/label_tv")
 CNN_SCORES = ("classifier/is", "classifier/fd", "classifier/label_tv")
 EMA = ("--model.init_args.ema_decay=0.999",)
+BF16 = ("--trainer.precision=bf16-mixed",)
 EMA_SCORES = tuple(f"classifier/{score}{weights}" for score in ("fd", "is", "precision", "recall", "label_tv")
                    for weights in ("", "@ema"))
 REF_PROTOCOL = ("reference MLP classifier (784-512-512-10, dropout active at evaluation), one split,"
@@ -175,7 +176,7 @@ ROWS = [
                  " (a blob in the second row, a faint 8 in the seventh) are malformed in both. Seeds 1 and 2 look"
                  " the same way. The scores say it too: precision 0.73 -> 0.90, FD 450 -> 259 (means of 3 seeds)."),
     Row("gan_mnist_beta2_0999_bf16", experiment="gan_mnist", seeds=(0, 1, 2), overlays=("adam_beta2_0999",),
-        fit_arguments=("--trainer.precision=bf16-mixed",), headline=REFERENCE_IS, needs=MNIST,
+        fit_arguments=BF16, headline=REFERENCE_IS, needs=MNIST,
         reference="(fast path, issue 17)",
         protocol="gan_mnist with Adam betas (0.5, 0.999), trained in bf16-mixed (scored in fp32): compare with the raw"
                  " scores of gan_mnist_beta2_0999_ema, the same runs in fp32 (the average does not change training)",
@@ -183,7 +184,7 @@ ROWS = [
                  " classes in speckled strokes, a few malformed tiles, no collapse; the scores sit inside or above"
                  " the fp32 seeds' spread (reference/is 9.06 against 8.90 +- 0.07, CNN IS 7.16 +- 0.26 against"
                  " 6.88 +- 0.53, FD 403 +- 62 against 450 +- 95) at 2.2x the fp32 fit speed."),
-    Row("vae_mnist_bf16", experiment="vae_mnist", seeds=(0, 1, 2), fit_arguments=("--trainer.precision=bf16-mixed",),
+    Row("vae_mnist_bf16", experiment="vae_mnist", seeds=(0, 1, 2), fit_arguments=BF16,
         headline=(*REFERENCE_IS, "test/loss/recon"), needs=MNIST, reference="(fast path, issue 17)",
         protocol="vae_mnist trained in bf16-mixed (scored in fp32): compare with vae_mnist's fp32 seeds; genlab keeps"
                  " the VAE in fp32 unless asked",
@@ -355,8 +356,7 @@ def write_table(output: Path, docs: Path, inception: bool) -> None:
         precisions = sorted({"+".join(entry.get("trained_in_precision") or ["32-true"]) for entry in found})
         minutes = statistics.mean(entry["fit_seconds"] for entry in found) / 60
         rate = statistics.mean(entry["iterations"] / entry["fit_seconds"] for entry in found if entry["fit_seconds"])
-        pictures = [docs / f"{row.name}-seed{found[0]['seed']}.png",
-                    *sorted(docs.glob(f"{row.name}-seed{found[0]['seed']}-ema.png"))]  # raw, then the average
+        pictures = [docs / f"{row.name}-seed{found[0]['seed']}{suffix}.png" for suffix in ("", "-ema")]  # raw, average
         grid = " ".join(f"![]({os.path.relpath(picture, output.parent)})" for picture in pictures if picture.is_file())
         lines.append(f"| {row.name} | {row.reference} | {row.protocol} | {'; '.join(shown)} |"
                      f" {', '.join(str(entry['seed']) for entry in found)} | {iterations} | {', '.join(precisions)} |"

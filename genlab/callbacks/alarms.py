@@ -56,6 +56,17 @@ class ScoreAlarm:
         return None
 
 
+def record_alarm(trainer: L.Trainer, name: str, iteration: int, sounding: bool, warning: str | None = None) -> None:
+    """On the first process: `alarm/<name>` as 1 (sounding) or 0 to the loggers, so a step in the curve marks
+    when, and the warning line, if any, on stderr."""
+    if not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        logger.log_metrics({f"alarm/{name}": float(sounding)}, step=iteration)
+    if warning is not None:
+        print(f"genlab: warning: iteration {iteration}: {warning}", file=sys.stderr, flush=True)
+
+
 def sound_alarms(trainer: L.Trainer, alarms: list[ScoreAlarm], scores: dict[str, float], iteration: int,
                  stop: bool) -> list[str]:
     """Check every alarm due at `iteration`: print one line per alarm that sounds (rank 0), log `alarm/<score>` as
@@ -67,16 +78,11 @@ def sound_alarms(trainer: L.Trainer, alarms: list[ScoreAlarm], scores: dict[str,
         if iteration < alarm.after:
             continue
         message = alarm.message(scores)
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.log_metrics({f"alarm/{alarm.score}": float(message is not None)}, step=iteration)
-        if message is None:
-            continue
-        messages.append(message)
-        if trainer.is_global_zero:
-            action = "stopping (stop_on_alarm)" if stop else "training goes on"
-            print(f"genlab: warning: iteration {iteration}: {message} (mode collapse?); {action}", file=sys.stderr,
-                  flush=True)
+        action = "stopping (stop_on_alarm)" if stop else "training goes on"
+        warning = None if message is None else f"{message} (mode collapse?); {action}"
+        record_alarm(trainer, alarm.score, iteration, message is not None, warning)
+        if message is not None:
+            messages.append(message)
     if messages and stop:
         trainer.should_stop = True
     return messages
@@ -139,14 +145,11 @@ class StalledLossAlarm(Callback):
 
     def report(self, trainer: L.Trainer, iteration: int, flat: bool, value: float) -> None:
         """The `alarm/<loss>` curve, one line when a stall begins, and the stop if asked."""
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.log_metrics({f"alarm/{self.loss}": float(flat)}, step=iteration)
+        warning = None
         if flat and not self.sounded:
-            if trainer.is_global_zero:
-                action = "stopping" if self.stop else "training goes on"
-                print(f"genlab: warning: iteration {iteration}: {self.loss} stayed at {value:.4g} (within"
-                      f" {self.tolerance:g}) for {self.window} iterations (a network gets no gradient?); {action}",
-                      file=sys.stderr, flush=True)
+            action = "stopping" if self.stop else "training goes on"
+            warning = (f"{self.loss} stayed at {value:.4g} (within {self.tolerance:g}) for {self.window} iterations"
+                       f" (a network gets no gradient?); {action}")
             trainer.should_stop = trainer.should_stop or self.stop
+        record_alarm(trainer, self.loss, iteration, flat, warning)
         self.sounded = flat
