@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,9 +34,10 @@ from genlab.callbacks.metrics import GenerativeMetrics
 from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.test_results import TestResults
 from genlab.errors import GenlabError, first_line
-from genlab.precision import FastPath, choose_fast_path, remember_choice
+from genlab.precision import apply_tf32, choose_fast_path, remember_choice, trains_on_cuda
 from genlab.run_folder import RunClaim, version_number
 from genlab.runtime import CLIHooks, first_process, summarize_parser_error
+from genlab.training.ddp import AlternatingUpdatesDDP
 from genlab.training.checkpoints import (
     RunCheckpoint,
     SafeCheckpointIO,
@@ -134,6 +136,11 @@ class GenlabCLI(CLIHooks):
                  " on this CPU; see genlab.precision)",
         )
         parser.add_argument(
+            "--tf32", type=bool, default=False,
+            help="TF32 in CUDA matmuls and cuDNN convolutions (default false: fp32 stays IEEE fp32 on a GPU as on a"
+                 " CPU; see genlab.precision)",
+        )
+        parser.add_argument(
             "--evaluate", type=bool, default=True,
             help="run the config's GenerativeMetrics and Memorisation callbacks (false: train or test without"
                  " scoring, e.g. offline without the Inception weights or before the classifier exists)",
@@ -153,14 +160,17 @@ class GenlabCLI(CLIHooks):
         trainer_config = (self.config_init[self.subcommand] if self.subcommand else self.config_init)["trainer"]
         for name, count in self._whole_batch_limits.items():
             trainer_config[name] = count
+        own_workspace = deterministic_cublas(trainer_config.get("deterministic"))
         self._choose_fast_path(trainer_config)
         if self.setting("trainer.plugins") is None:
             kwargs.setdefault("plugins", [SafeCheckpointIO()])
         if self.setting("trainer.strategy") == "ddp" and not self.model.automatic_optimization:
-            # A GAN's discriminator step leaves the generator unused (and the other way round), which plain
-            # DDP refuses; letting DDP find the unused parameters is what alternating updates need.
-            kwargs.setdefault("strategy", "ddp_find_unused_parameters_true")
+            # A GAN's discriminator step leaves the generator unused (and the other way round), which plain DDP
+            # refuses: the model averages each update's gradients itself instead (genlab.training.ddp)
+            kwargs.setdefault("strategy", AlternatingUpdatesDDP())
         trainer = super().instantiate_trainer(**kwargs)
+        if own_workspace is not None:  # Lightning sets ":4096:8" over the user's own (also valid) setting
+            os.environ[CUBLAS_WORKSPACE] = own_workspace
         if not self.setting("evaluate", True):
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (GenerativeMetrics, Memorisation))]
         if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in trainer.callbacks):
@@ -209,20 +219,43 @@ class GenlabCLI(CLIHooks):
 
     def _choose_fast_path(self, trainer_config: dict[str, Any]) -> None:
         """Precision (when none is given) and memory layout (when `auto`): genlab's measured choice, announced,
-        kept in the saved config and applied to the model."""
+        kept in the saved config and applied to the model; TF32 (`--tf32`) set explicitly on CUDA."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         given_precision, layout = trainer_config.get("precision"), config.get("memory_format", "auto")
+        tf32, cuda = bool(config.get("tf32", False)), trains_on_cuda(trainer_config.get("accelerator"))
+        if tf32 and not cuda:
+            raise GenlabError("--tf32 true: TF32 is a CUDA GPU setting and this run does not train on a CUDA GPU;"
+                              " set --tf32 false (tf32: false in a config), or train on a machine with one")
+        if cuda:
+            apply_tf32(tf32)
         if given_precision is None or layout == "auto":
             choice = choose_fast_path(trainer_config.get("accelerator"), self.subcommand or "fit", self.model,
-                                      getattr(self.datamodule, "batch_size", 64), given_precision)
+                                      getattr(self.datamodule, "batch_size", 64), given_precision, tf32)
             if layout != "auto":
-                choice = FastPath(choice.precision, layout, choice.reason)
+                choice = replace(choice, memory_format=layout)
             trainer_config["precision"] = config.trainer.precision = choice.precision
             config.memory_format = layout = choice.memory_format
             remember_choice(choice)
             rank_zero_info(choice.describe())  # beside Lightning's own "Using bfloat16 AMP" line, not on stderr
         if layout == "channels_last":
             self.model.to(memory_format=torch.channels_last)
+
+
+CUBLAS_WORKSPACE = "CUBLAS_WORKSPACE_CONFIG"
+
+
+def deterministic_cublas(deterministic: bool | str | None) -> str | None:
+    """`--trainer.deterministic true` (or "warn"): cuBLAS needs a fixed workspace, `CUBLAS_WORKSPACE_CONFIG`, set
+    before its first call on CUDA, or deterministic matmuls fail; set it where it is unset, and say so. Returns the
+    user's own value, which Lightning's Trainer overwrites, so the CLI can put it back."""
+    if not deterministic:
+        return None
+    own = os.environ.get(CUBLAS_WORKSPACE)
+    if own is None:
+        os.environ[CUBLAS_WORKSPACE] = ":4096:8"
+        rank_zero_info(f"genlab: {CUBLAS_WORKSPACE}=:4096:8 set for --trainer.deterministic (cuBLAS needs it for"
+                       " deterministic algorithms on CUDA)")
+    return own
 
 
 class MarkStarted(Callback):

@@ -1,26 +1,43 @@
-"""The automatic fast path: precision and memory layout chosen by timing the model on this machine.
+"""The automatic fast path: precision, memory layout and TF32, one gate for every device.
 
 A `genlab fit` that names no `trainer.precision` gets the precision chosen below; `memory_format: auto` (the
 default) gets the layout. An explicit setting always wins. `test`, `validate` and `predict` default to fp32, so
-a checkpoint scores the same on every machine. The reason matters more than the seconds it costs to find out:
-on a CPU without native bf16 (AVX2 only) bf16 matmuls are ~70x slower than fp32, on one with AVX-512-BF16/AMX
-they are ~2-4x faster, and oneDNN's convolutions run faster in channels-last layout there; a user should not
-have to know which machine they are on.
+a checkpoint scores the same on every machine.
 
-- CUDA: bf16-mixed where the GPU has native bf16 (Ampere and newer), else fp32; the layout is left contiguous.
+The gate (`bf16_refusal`): bf16-mixed is chosen automatically only for a model whose bf16 runs are on record as
+scoring like its fp32 runs: it has a `timing_pass` and its `automatic_bf16` is True (GANs with a loss whose
+`bf16_on_record` is True - non-saturating minimax, least squares - and without weight clipping or a gradient
+penalty; not the WGANs, not the VAE, and not the DAE or the evaluation classifiers). A model that says nothing is
+fp32: opt-in, a new model is fp32 until shown. fp16 is never chosen automatically. Where the gate is passed:
+
+- CUDA: bf16-mixed where the GPU has native bf16 (Ampere and newer), else fp32; not timed (tensor cores run bf16
+  matmuls and convolutions faster than fp32); the layout is left contiguous.
 - CPU: the model's own networks (`timing_pass`), forward and backward at the training batch size, are timed in
   fp32 and, where oneDNN reports native bf16, in bf16 autocast, each in contiguous and (for convolutional
   models) channels-last layout (`measure_paths`, a few seconds). bf16-mixed is chosen only where its best layout
-  is at least `MIN_SPEEDUP` times faster than fp32's best; channels-last only where it beats contiguous by
-  `MIN_LAYOUT_GAIN`. Measured once per machine kind, torch version, network and batch size and kept in
-  `~/.cache/genlab`, so one command makes the same choice on one machine every time. Models without a
-  `timing_pass` (the classifiers) train in fp32, contiguous, and so do models whose `automatic_bf16` is False
-  (bf16 runs not shown to score like fp32 ones: the VAE) unless bf16 is asked for.
+  is at least `MIN_SPEEDUP` times faster than fp32's best (on a CPU without native bf16, AVX2 only, bf16 matmuls
+  are ~70x slower, so it is never timed); channels-last only where it beats contiguous by `MIN_LAYOUT_GAIN`.
+  Measured once per machine kind, torch version, network and batch size and kept in `~/.cache/genlab`, so one
+  command makes the same choice on one machine every time. Models without a `timing_pass` are not timed:
+  fp32, contiguous.
 - Anything else (MPS, XLA …): fp32, contiguous.
 
-The choice is printed at start and written into the run's `config.yaml` (`trainer.precision`, `memory_format`),
-the checkpoints and every score record (`trained_in_precision`). Processes that Lightning starts for DDP inherit
-the first process's choice (through `CHOICE_VARIABLE`), so all ranks train alike.
+| model                                 | CPU: native bf16, 1.5x faster | other CPU | CUDA: native bf16 | other CUDA |
+|---------------------------------------|-------------------------------|-----------|-------------------|------------|
+| GAN: non-saturating or least squares  | bf16-mixed                    | fp32      | bf16-mixed        | fp32       |
+| GAN: other losses, clipping, penalty  | fp32                          | fp32      | fp32              | fp32       |
+| VAE, DAE, classifiers                 | fp32                          | fp32      | fp32              | fp32       |
+
+TF32 (CUDA only; `--tf32`, default false): off for matmuls and cuDNN convolutions alike (PyTorch's own default
+allows it in convolutions). TF32 rounds fp32 inputs to a 10-bit mantissa, a reduced precision like bf16's, and
+no model's TF32 runs are on record, so by the same gate "32-true" means IEEE fp32 on a GPU as on a CPU and a
+checkpoint scores the same everywhere. Under bf16-mixed the matmuls and convolutions run in bf16 anyway.
+`--tf32 true` asks for it (refused off CUDA, where it means nothing; the CPU records false).
+
+The choice is printed at start and written into the run's `config.yaml` (`trainer.precision`, `memory_format`,
+`tf32`); the precision also into the checkpoints and every score record (`trained_in_precision`). Processes
+that Lightning starts for DDP inherit the first process's choice (through `CHOICE_VARIABLE`), so all ranks train
+alike.
 """
 
 from __future__ import annotations
@@ -43,7 +60,7 @@ from genlab.runtime import cpu_has_native_bf16, launched_by_first_process
 MIN_SPEEDUP = 1.5
 #: channels-last must beat contiguous by this much: below it the layout conversions eat the gain
 MIN_LAYOUT_GAIN = 1.1
-CHOICE_VARIABLE = "GENLAB_AUTO_PRECISION"  # "precision|layout|why" set by the first process, read by DDP children
+CHOICE_VARIABLE = "GENLAB_AUTO_PRECISION"  # "precision|layout|tf32|why" set by the first process, read by DDP children
 FP32, BF16 = "32-true", "bf16-mixed"
 CONTIGUOUS, CHANNELS_LAST = "contiguous", "channels_last"
 
@@ -53,10 +70,15 @@ class FastPath:
     precision: str  # a Lightning precision: "bf16-mixed" or "32-true"
     memory_format: str  # "contiguous" or "channels_last"
     reason: str
+    tf32: bool | None = None  # TF32 in CUDA matmuls and convolutions; None off CUDA, where it means nothing
 
     def describe(self) -> str:
-        return (f"genlab: precision {self.precision}, memory format {self.memory_format} (automatic: {self.reason};"
-                " --trainer.precision and --memory_format override it)")
+        if self.tf32 is None:
+            return (f"genlab: precision {self.precision}, memory format {self.memory_format} (automatic:"
+                    f" {self.reason}; --trainer.precision and --memory_format override it)")
+        return (f"genlab: precision {self.precision}, memory format {self.memory_format}, TF32"
+                f" {'on' if self.tf32 else 'off'} (automatic: {self.reason}; --trainer.precision, --memory_format"
+                " and --tf32 override it)")
 
 
 def _is_convolutional(model: torch.nn.Module) -> bool:
@@ -155,30 +177,77 @@ def _native_cuda_bf16() -> bool:
         return torch.cuda.is_bf16_supported()
 
 
-def choose_fast_path(accelerator: str | None, subcommand: str | None = "fit", model: torch.nn.Module | None = None,
-                     batch_size: int = 64, precision: str | None = None) -> FastPath:
-    """The automatic path for training `model` on `accelerator` (Lightning's name: "auto", "cpu", "gpu" …);
-    `precision` given by the user is kept, and only the layout is chosen for it."""
-    inherited = os.environ.get(CHOICE_VARIABLE, "").split("|", 2)
-    if len(inherited) == 3 and launched_by_first_process():
-        return FastPath(*inherited)
-    if subcommand != "fit":
-        return FastPath(precision or FP32, CONTIGUOUS, f"genlab {subcommand} evaluates the same on every machine")
+def trains_on_cuda(accelerator: str | None) -> bool:
+    """Whether Lightning's `accelerator` ("auto", "cpu", "gpu" …) means a CUDA GPU here."""
     accelerator = (accelerator or "auto").lower()
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        if precision is not None:
-            return FastPath(precision, CONTIGUOUS, "precision given")
-        if torch.cuda.is_available() and _native_cuda_bf16():
-            return FastPath(BF16, CONTIGUOUS, f"{torch.cuda.get_device_name()} has native bf16")
-        return FastPath(FP32, CONTIGUOUS, "the GPU has no native bf16")
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def apply_tf32(allowed: bool) -> None:
+    """Set TF32 for CUDA matmuls and cuDNN convolutions both ways, explicitly: PyTorch's defaults differ between
+    the two (matmuls off, convolutions on), and a run should not depend on what ran before it in the process."""
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    torch.backends.cudnn.allow_tf32 = allowed
+
+
+def bf16_refusal(model: torch.nn.Module | None) -> str | None:
+    """The one gate for every device: why bf16 may not be chosen automatically for `model`, or None where its
+    bf16 runs are on record as scoring like fp32 (`automatic_bf16`; a model that says nothing stays fp32)."""
+    if model is None:
+        return "no model to check"
+    if not hasattr(model, "timing_pass"):
+        return f"{type(model).__name__} has no bf16 runs on record (only generative models have)"
+    if not getattr(model, "automatic_bf16", False):
+        return f"{type(model).__name__}'s scores in bf16 are not shown to match fp32"
+    return None
+
+
+def _on_cuda(precision: str, reason: str, tf32: bool) -> FastPath:
+    """A CUDA path: contiguous (nothing measured a gain from channels-last on a GPU), TF32 and why in the reason."""
+    why = "asked for" if tf32 else "fp32 stays IEEE fp32, as on a CPU"
+    return FastPath(precision, CONTIGUOUS, f"{reason}; TF32 {'on' if tf32 else 'off'}: {why}", tf32)
+
+
+def choose_fast_path(accelerator: str | None, subcommand: str | None = "fit", model: torch.nn.Module | None = None,
+                     batch_size: int = 64, precision: str | None = None, tf32: bool = False) -> FastPath:
+    """The automatic path for training `model` on `accelerator` (Lightning's name: "auto", "cpu", "gpu" …);
+    `precision` given by the user is kept, and only the layout is chosen for it; `tf32` (the user's, default
+    off) is carried on CUDA and None elsewhere."""
+    inherited = os.environ.get(CHOICE_VARIABLE, "").split("|", 3)
+    if len(inherited) == 4 and launched_by_first_process():
+        return FastPath(inherited[0], inherited[1], inherited[3], {"on": True, "off": False}.get(inherited[2]))
+    cuda = trains_on_cuda(accelerator)
+    if subcommand != "fit":
+        reason = f"genlab {subcommand} evaluates the same on every machine"
+        return _on_cuda(precision or FP32, reason, tf32) if cuda else FastPath(precision or FP32, CONTIGUOUS, reason)
+    if cuda:
+        return _cuda_path(model, precision, tf32)
+    accelerator = (accelerator or "auto").lower()
     if accelerator not in ("cpu", "auto"):
         return FastPath(precision or FP32, CONTIGUOUS, f"accelerator {accelerator}")
+    return _cpu_path(model, batch_size, precision)
+
+
+def _cuda_path(model: torch.nn.Module | None, precision: str | None, tf32: bool) -> FastPath:
+    if precision is not None:
+        return _on_cuda(precision, "precision given", tf32)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "the GPU"
+    if not (torch.cuda.is_available() and _native_cuda_bf16()):
+        return _on_cuda(FP32, f"{device} has no native bf16", tf32)
+    if (refusal := bf16_refusal(model)) is not None:
+        return _on_cuda(FP32, f"{device} has native bf16 but {refusal}", tf32)
+    return _on_cuda(BF16, f"{device} has native bf16 and {type(model).__name__}'s bf16 runs score like fp32"
+                          " (not timed: tensor cores run bf16 faster than fp32)", tf32)
+
+
+def _cpu_path(model: torch.nn.Module | None, batch_size: int, precision: str | None) -> FastPath:
     capability = torch.backends.cpu.get_cpu_capability()
     if model is None or not hasattr(model, "timing_pass"):
         return FastPath(precision or FP32, CONTIGUOUS, f"CPU {capability}: only generative models are timed")
     native = cpu_has_native_bf16()
     wanted = {FP32: FP32, "32": FP32, 32: FP32, BF16: BF16, "bf16": BF16}.get(precision or FP32)
-    bf16_allowed = native and getattr(model, "automatic_bf16", True)  # may be chosen when no precision is given
+    refusal = bf16_refusal(model)
+    bf16_allowed = native and refusal is None  # may be chosen when no precision is given
     times = remembered_paths(model, batch_size, bf16=(bf16_allowed and precision is None) or wanted == BF16)
     if precision is not None:
         if wanted is None:  # fp16, fp64 …: not timed, the layout stays
@@ -189,7 +258,7 @@ def choose_fast_path(accelerator: str | None, subcommand: str | None = "fit", mo
     if not native:
         return FastPath(FP32, fp32_layout, f"CPU {capability} without native bf16")
     if not bf16_allowed:
-        return FastPath(FP32, fp32_layout, f"{type(model).__name__}'s scores in bf16 are not shown to match fp32")
+        return FastPath(FP32, fp32_layout, f"CPU {capability}: {refusal}")
     bf16_layout, bf16_time = _fastest_layout(times, BF16)
     speedup = fp32_time / bf16_time
     if speedup < MIN_SPEEDUP:
@@ -199,4 +268,5 @@ def choose_fast_path(accelerator: str | None, subcommand: str | None = "fit", mo
 
 def remember_choice(choice: FastPath) -> None:
     """Hand the choice to the processes Lightning launches for DDP (they inherit the environment)."""
-    os.environ[CHOICE_VARIABLE] = f"{choice.precision}|{choice.memory_format}|{choice.reason}"
+    tf32 = "n/a" if choice.tf32 is None else "on" if choice.tf32 else "off"
+    os.environ[CHOICE_VARIABLE] = f"{choice.precision}|{choice.memory_format}|{tf32}|{choice.reason}"

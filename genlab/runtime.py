@@ -45,13 +45,24 @@ def logging_this_step(trainer: L.Trainer) -> bool:
     return bool(getattr(connector, "should_update_logs", True)) or bool(trainer.fast_dev_run)
 
 
-def rewind_batch_progress(checkpoint: dict[str, Any]) -> None:
+def rewind_batch_progress(checkpoint: dict[str, Any], optimizer_steps: int = 0) -> None:
     """Count the batch in progress as not begun, so a run resumed from a mid-batch checkpoint redoes it under
-    its own iteration number (Lightning would count it twice)."""
-    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
+    its own iteration number (Lightning would count it twice), and take back `optimizer_steps` optimizer steps
+    it made (steps the divergence guard turned into no-ops), so `global_step` counts only steps taken."""
+    loops = checkpoint.get("loops", {}).get("fit_loop", {})
+    progress = loops.get("epoch_loop.batch_progress")
     if progress:
         for counts in (progress["total"], progress["current"]):
             counts["ready"] = counts["started"] = counts["completed"]
+    manual = loops.get("epoch_loop.manual_optimization.optim_step_progress")
+    automatic = loops.get("epoch_loop.automatic_optimization.optim_progress", {}).get("optimizer", {}).get("step")
+    for steps in (manual, automatic):
+        if steps and optimizer_steps:
+            for counts in (steps["total"], steps["current"]):
+                counts["ready"] = max(0, counts["ready"] - optimizer_steps)
+                counts["completed"] = max(0, counts["completed"] - optimizer_steps)
+    if optimizer_steps and "global_step" in checkpoint:
+        checkpoint["global_step"] = max(0, checkpoint["global_step"] - optimizer_steps)
 
 
 def first_process() -> bool:
@@ -73,6 +84,33 @@ def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
 def foreach_norm(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """The 2-norm of each tensor in one fused kernel per device (what `torch.nn.utils.get_total_norm` runs)."""
     return list(torch._foreach_norm(tensors))
+
+
+def copy_all(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    """`target.copy_(source)` for every pair, in one fused kernel per device."""
+    if targets:
+        torch._foreach_copy_(targets, sources)
+
+
+def move_all_towards(targets: list[torch.Tensor], sources: list[torch.Tensor], weight: float | torch.Tensor) -> None:
+    """`target += weight * (source - target)` for every pair (lerp), fused. A tensor `weight` is applied as a
+    factor on the device: `_foreach_lerp_` would read it on the host."""
+    if isinstance(weight, float):
+        torch._foreach_lerp_(targets, sources, weight)
+        return
+    steps = torch._foreach_sub(sources, targets)
+    torch._foreach_mul_(steps, weight)
+    torch._foreach_add_(targets, steps)
+
+
+def clamp_all(tensors: list[torch.Tensor], bound: float) -> None:
+    """Every tensor clamped to [-bound, bound] in place, fused."""
+    torch._foreach_clamp_min_(tensors, -bound)
+    torch._foreach_clamp_max_(tensors, bound)
+
+
+#: the dispatch behind every read of a tensor's value on the host (`.item()`, `bool(t)`, …): `genlab.host_syncs`
+HOST_READ_OP = torch.ops.aten._local_scalar_dense.default
 
 
 def cpu_has_native_bf16() -> bool:

@@ -251,3 +251,53 @@ def test_cli_divergence_is_one_line_naming_iteration_side_and_checkpoint(run_cli
     run = tmp_path / "lightning_logs" / "gan_mnist" / "version_0"
     assert checkpoint == run / "checkpoints" / f"diverged-iteration_{iteration:07d}.ckpt"
     assert all_finite(load_checkpoint(checkpoint)["state_dict"])
+
+
+# --- checks read at boundaries only --------------------------------------------------------------------------------
+
+def fit_rarely_reading(model: L.LightningModule, data: TensorDataset, root: Path, *callbacks: L.Callback,
+                       checkpoint_every: int = 4) -> L.Trainer:
+    """A fit whose only boundaries are a checkpoint every `checkpoint_every` iterations and the end: the guard's
+    checks of the iterations in between are read there, not when they happen."""
+    checkpoints = RunCheckpoint(dirpath=root / "checkpoints", save_last=True, every_n_iterations=checkpoint_every)
+    trainer = L.Trainer(
+        max_epochs=1, logger=False, callbacks=[checkpoints, *callbacks], enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu", default_root_dir=root, limit_val_batches=0,
+        log_every_n_steps=1000,
+    )
+    trainer.fit(model, DataLoader(data, batch_size=BATCH))
+    return trainer
+
+
+@pytest.mark.parametrize("make", [tiny_gan, tiny_vae], ids=["gan", "vae"])
+def test_a_non_finite_update_read_later_names_its_own_iteration_and_saves_the_state_from_before_it(make, tmp_path):
+    before = StateAt(2)
+    with pytest.raises(GenlabError, match=r"^training diverged at iteration 2: the (discriminator|model) loss and"
+                                          r" gradients are NaN or infinite; the last good state is saved in "):
+        fit_rarely_reading(make(), images(8, nan_at=(2,)), tmp_path, before)
+    saved = load_checkpoint(tmp_path / "checkpoints" / "diverged-iteration_0000002.ckpt")
+    assert saved["genlab_diverged_at_iteration"] == 2
+    assert_same_state(saved["state_dict"], before.state)  # iterations 2-4 changed nothing (BatchNorm included)
+    assert {int(state["step"]) for state in saved["optimizer_states"][0]["state"].values()} == {1}
+    assert not (tmp_path / "checkpoints" / "last.ckpt").exists()  # the checkpoint at iteration 4 was refused
+
+
+def test_skipped_updates_read_at_the_end_are_counted_and_left_out(tmp_path):
+    model = tiny_gan("skip")
+    before, after = StateAt(2), StateAt(4)
+    with pytest.warns(UserWarning, match="iteration 2: non-finite discriminator update skipped"):
+        trainer = fit_rarely_reading(model, images(8, nan_at=(2, 3)), tmp_path, before, after, checkpoint_every=100)
+    assert model.divergence.skipped_updates == 2
+    d_optimizer, g_optimizer = trainer.optimizers
+    assert adam_steps(d_optimizer) == {8 - 2} and adam_steps(g_optimizer) == {8}
+    assert_same_state(after.state, before.state, prefix="discriminator.")  # iterations 2 and 3 left D alone
+    assert all_finite(model.state_dict())
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["genlab_skipped_updates"] == 2
+
+
+def test_optimizers_left_unset_are_fused_and_a_users_choice_is_kept():
+    model = tiny_gan()
+    model.generator_optimizer = lambda parameters: torch.optim.Adam(parameters, lr=1e-3, foreach=False)
+    d_optimizer, g_optimizer = model.configure_optimizers()
+    assert d_optimizer.defaults["fused"] is True and g_optimizer.defaults["fused"] is None
+    assert g_optimizer.defaults["foreach"] is False

@@ -38,7 +38,7 @@ def test_the_warm_up_copies_and_the_ramp_reaches_the_configured_decay():
     assert average.current_decay(1) == average.current_decay(100) == 0.0  # copies during the warm-up
     ramp = []
     for k in range(10):
-        average.updates.fill_(k)
+        average.load_state_dict({**average.state_dict(), "updates": torch.tensor(k)})  # as a checkpoint brings it
         ramp.append(average.current_decay(101))
     # (1 + k) / (10 + k): 1/10, 2/11, 3/12, 4/13, 5/14, 6/15, 7/16, 8/17, 9/18 = 0.5, then capped at 0.5
     assert ramp == pytest.approx([1 / 10, 2 / 11, 3 / 12, 4 / 13, 5 / 14, 6 / 15, 7 / 16, 8 / 17, 0.5, 0.5])

@@ -1,16 +1,23 @@
-"""The automatic fast path: bf16-mixed only where this machine runs the model's networks clearly faster in bf16,
-fp32 otherwise, channels-last only where it is measured faster; an explicit setting always wins, and the choice
-is printed and kept with the run."""
+"""The automatic fast path: one gate for every device (bf16-mixed only for a model whose bf16 runs score like
+fp32, and only where the device has native bf16 and, on a CPU, runs the model's networks clearly faster in it),
+fp32 otherwise, channels-last only where it is measured faster, TF32 off unless asked; an explicit setting always
+wins, and the choice is printed and kept with the run. `--trainer.deterministic` is honoured."""
 
 import copy
+import os
 
 import pytest
 import torch
 import yaml
+from lightning.pytorch import Callback
 
 from genlab import precision
-from genlab.models import GAN, VAE
-from genlab.nets import MLPDiscriminator, MLPGenerator
+from genlab.cli import GenlabCLI
+from genlab.data.corruption import PatchNoise
+from genlab.models import GAN, VAE, DenoisingAutoencoder
+from genlab.models.classifier import Classifier
+from genlab.nets import MLPAutoencoder, MLPDiscriminator, MLPGenerator
+from genlab.nets.classifier import MLPClassifier
 from genlab.nets.vae import MLPDecoder, MLPEncoder
 from tests.conftest import EXPERIMENTS
 from tests.test_cli import TINY_GAN as TINY_CLI_GAN
@@ -62,6 +69,7 @@ def test_fit_picks_bf16_where_it_is_native_and_measured_faster_prints_it_and_sav
     assert calls == [16]  # timed once, at the training batch size
     assert announced[0].startswith("genlab: precision bf16-mixed, memory format contiguous (automatic: CPU")
     assert _saved_precision(tmp_path) == "bf16-mixed"
+    assert _saved(tmp_path, "tf32") is False  # TF32 means nothing on a CPU: recorded as off
 
 
 def test_fit_stays_fp32_where_bf16_is_measured_too_slow(native_bf16, monkeypatch, run_cli, tiny_data, tmp_path,
@@ -149,10 +157,12 @@ def test_a_measurement_is_made_once_per_network_and_batch_size_and_then_read_bac
     assert calls == [16]
 
 
-def test_a_ddp_child_process_takes_the_first_process_choice(monkeypatch):
-    monkeypatch.setenv(precision.CHOICE_VARIABLE, "bf16-mixed|channels_last|chosen by rank 0")
+@pytest.mark.parametrize("tf32", [None, False, True], ids=["cpu", "cuda-tf32-off", "cuda-tf32-on"])
+def test_a_ddp_child_process_takes_the_first_process_choice(monkeypatch, tf32):
+    first = precision.FastPath("bf16-mixed", "channels_last", "chosen by rank 0 | with a bar", tf32)
+    precision.remember_choice(first)
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert precision.choose_fast_path("cpu") == precision.FastPath("bf16-mixed", "channels_last", "chosen by rank 0")
+    assert precision.choose_fast_path("cpu") == first
     monkeypatch.setenv("LOCAL_RANK", "0")  # the first process measures for itself
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
     assert precision.choose_fast_path("cpu").precision == "32-true"
@@ -202,3 +212,174 @@ def test_wgans_stay_fp32_where_bf16_is_faster_and_other_gans_may_take_it(constra
     chosen = precision.choose_fast_path("cpu", "fit", gan(**constraint), 8)
     assert chosen.precision == "32-true" and "not shown to match fp32" in chosen.reason
     assert precision.choose_fast_path("cpu", "fit", gan(), 8).precision == "bf16-mixed"
+
+
+# One gate for every device: the decision table, written by hand from docs/guide.md (not computed by genlab).
+
+SHAPE = [1, 4, 4]
+FP32, BF16 = "32-true", "bf16-mixed"
+
+
+def _gan(**settings) -> GAN:
+    return GAN(MLPGenerator(latent_dim=4, hidden=[8], out_shape=SHAPE), MLPDiscriminator(in_shape=SHAPE, hidden=[8]),
+               **settings)
+
+
+MODELS = {
+    "minimax GAN": lambda: _gan(loss="non_saturating"),
+    "saturating minimax GAN": lambda: _gan(loss="minimax"),
+    "hinge GAN": lambda: _gan(loss="hinge"),
+    "least-squares GAN": lambda: _gan(loss="least_squares"),
+    "WGAN clipping": lambda: _gan(loss="wasserstein", clip_weights=0.01),
+    "WGAN-GP": lambda: _gan(loss="wasserstein", gradient_penalty=10.0),
+    "VAE": lambda: VAE(MLPEncoder(in_shape=SHAPE, hidden=[8], latent_dim=2),
+                       MLPDecoder(latent_dim=2, hidden=[8], out_shape=SHAPE)),
+    "DAE": lambda: DenoisingAutoencoder(MLPAutoencoder(in_shape=SHAPE, hidden=[8], code_dim=2),
+                                        PatchNoise(patch_size=2)),
+    "classifier": lambda: Classifier(MLPClassifier(in_shape=SHAPE, hidden=[8], num_classes=10)),
+}
+DEVICES = ["CPU native bf16, bf16 faster", "CPU without native bf16", "CUDA native bf16", "CUDA without native bf16"]
+EXPECTED = {  # model: the automatic precision on each of DEVICES
+    "minimax GAN":       [BF16, FP32, BF16, FP32],  # non-saturating: gan_mnist's bf16 seeds are on record
+    "saturating minimax GAN": [FP32, FP32, FP32, FP32],  # no bf16 runs beside fp32 ones
+    "hinge GAN":         [FP32, FP32, FP32, FP32],
+    "least-squares GAN": [BF16, FP32, BF16, FP32],
+    "WGAN clipping":     [FP32, FP32, FP32, FP32],
+    "WGAN-GP":           [FP32, FP32, FP32, FP32],
+    "VAE":               [FP32, FP32, FP32, FP32],
+    "DAE":               [FP32, FP32, FP32, FP32],
+    "classifier":        [FP32, FP32, FP32, FP32],
+}
+
+
+def _fake_device(monkeypatch, device: str) -> list:
+    """This machine made to look like `device` (one of DEVICES); returns the batch sizes timed. On the CUDA ones the
+    host CPU has native bf16 measured 2x faster, so a CUDA choice that fell through to the CPU's would show."""
+    cuda, native = device.startswith("CUDA"), "without" not in device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100" if native else "Tesla V100")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0) if native else (7, 0))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: cuda and native)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native or cuda)
+    return _measured(monkeypatch, 2.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", list(EXPECTED))
+def test_the_automatic_precision_is_one_gate_for_every_device(kind, device, monkeypatch):
+    timed = _fake_device(monkeypatch, device)
+    chosen = precision.choose_fast_path("auto", "fit", MODELS[kind](), 8)
+    assert chosen.precision == EXPECTED[kind][DEVICES.index(device)], chosen.reason
+    if device.startswith("CUDA"):
+        assert timed == [] and chosen.tf32 is False and chosen.memory_format == "contiguous"
+        assert "TF32 off" in chosen.reason and "TF32 off" in chosen.describe()
+    else:
+        assert chosen.tf32 is None and "TF32" not in chosen.describe()
+
+
+def test_on_a_gpu_with_native_bf16_the_reason_names_the_gpu_the_model_and_why_nothing_is_timed(monkeypatch):
+    _fake_device(monkeypatch, "CUDA native bf16")
+    chosen = precision.choose_fast_path("gpu", "fit", MODELS["least-squares GAN"](), 8)
+    assert chosen.reason.startswith("NVIDIA A100 has native bf16 and GAN's bf16 runs score like fp32 (not timed")
+    refused = precision.choose_fast_path("gpu", "fit", MODELS["VAE"](), 8)
+    assert "NVIDIA A100 has native bf16 but VAE's scores in bf16 are not shown to match fp32" in refused.reason
+
+
+@pytest.mark.parametrize("given", ["32-true", "16-mixed", "bf16-mixed"])
+@pytest.mark.parametrize("kind", ["minimax GAN", "WGAN-GP", "VAE", "classifier"])
+def test_an_explicit_precision_wins_on_cuda(kind, given, monkeypatch):
+    _fake_device(monkeypatch, "CUDA native bf16")
+    chosen = precision.choose_fast_path("auto", "fit", MODELS[kind](), 8, precision=given)
+    assert chosen.precision == given and "precision given" in chosen.reason
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fp16_is_never_chosen_automatically(device, monkeypatch):
+    _fake_device(monkeypatch, device)  # a V100 runs fp16 on its tensor cores, yet gets fp32
+    chosen = {precision.choose_fast_path("auto", "fit", build(), 8).precision for build in MODELS.values()}
+    assert chosen <= {FP32, BF16}
+
+
+@pytest.mark.parametrize("subcommand", ["test", "validate", "predict"])
+def test_evaluation_is_fp32_with_tf32_off_on_a_gpu_where_training_would_use_bf16(subcommand, monkeypatch):
+    _fake_device(monkeypatch, "CUDA native bf16")
+    chosen = precision.choose_fast_path("auto", subcommand, MODELS["minimax GAN"](), 8)
+    assert (chosen.precision, chosen.tf32) == (FP32, False)
+
+
+def test_tf32_is_off_on_cuda_unless_asked_for_and_applied_to_matmuls_and_convolutions_alike(monkeypatch):
+    _fake_device(monkeypatch, "CUDA native bf16")
+    asked = precision.choose_fast_path("auto", "fit", MODELS["VAE"](), 8, tf32=True)
+    assert asked.tf32 is True and asked.describe().startswith("genlab: precision 32-true, memory format contiguous,"
+                                                              " TF32 on (automatic:")
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        precision.apply_tf32(True)
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, True)
+        precision.apply_tf32(False)  # cuDNN's own default is on: genlab turns it off explicitly
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False, False)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_the_cli_on_a_gpu_announces_applies_and_records_tf32(monkeypatch, tiny_data, tmp_path, announced):
+    _fake_device(monkeypatch, "CUDA native bf16")  # Lightning, counting no CUDA device, still trains on the CPU
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["genlab"])
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # left on by an earlier run
+    try:  # built as `genlab doctor` builds it: a fit's configuration without the fit
+        cli = GenlabCLI(args=[*TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.logger=false"], run=False)
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False, False)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    assert announced[0].startswith("genlab: precision bf16-mixed, memory format contiguous, TF32 off (automatic:"
+                                   " NVIDIA A100 has native bf16 and GAN's bf16 runs score like fp32")
+    assert cli.config.tf32 is False and cli.config.trainer.precision == "bf16-mixed"
+
+
+def test_tf32_asked_for_off_cuda_is_refused_in_one_line(run_cli, tiny_data, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--tf32=true")
+    error = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(error) == 1
+    assert error[0].startswith("genlab: error: --tf32 true: TF32 is a CUDA GPU setting")
+
+
+# --trainer.deterministic: Lightning's settings stand (genlab overrides none), and cuBLAS gets its workspace.
+
+class SeesDeterminism(Callback):
+    """What training runs under: deterministic algorithms, cuDNN's benchmark mode, cuBLAS's workspace setting."""
+
+    seen: list[tuple[bool, bool, str | None]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        SeesDeterminism.seen.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+                                     os.environ.get("CUBLAS_WORKSPACE_CONFIG")))
+
+
+@pytest.fixture()
+def determinism_restored(monkeypatch):
+    """Lightning sets process-wide flags for a deterministic run; put them back for the tests that follow."""
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")  # unset now, and unset again afterwards
+    benchmark = torch.backends.cudnn.benchmark
+    SeesDeterminism.seen = []
+    yield
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.benchmark = benchmark
+
+
+@pytest.mark.parametrize("own", [None, ":16:8"], ids=["unset", "set-by-the-user"])
+def test_deterministic_is_honoured_and_cublas_gets_its_workspace(own, determinism_restored, monkeypatch, run_cli,
+                                                                 tiny_data, announced):
+    if own is not None:
+        monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", own)
+    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.deterministic=true",
+            "--trainer.callbacks+=tests.test_precision.SeesDeterminism")
+    workspace = own or ":4096:8"
+    assert SeesDeterminism.seen and set(SeesDeterminism.seen) == {(True, False, workspace)}
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == workspace
+    said = [line for line in announced if "CUBLAS_WORKSPACE_CONFIG" in line]
+    assert said == ([] if own else ["genlab: CUBLAS_WORKSPACE_CONFIG=:4096:8 set for --trainer.deterministic (cuBLAS"
+                                    " needs it for deterministic algorithms on CUDA)"])

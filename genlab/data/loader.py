@@ -3,13 +3,18 @@
 The order of an epoch depends only on (seed, epoch), like `DistributedSampler`, and the loader remembers how
 many batches of the current epoch it has served (`state_dict`). Lightning saves that state in every
 checkpoint, so a run resumed mid-epoch continues with exactly the batches it would have seen.
+
+Batches are sliced where the tensors live. The order is always drawn on the host's CPU generator (the same
+order, and the same resume, on every device) and moved to the tensors' device once per epoch; each batch is then
+`tensor[index]` on that device: no host-to-device copy per iteration, nothing that makes the host wait. The
+training split of a genlab data module lives on the training device (`TensorDataModule.train_dataloader`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -44,15 +49,27 @@ class EpochOrder:
         return order
 
 
+class Rows(Protocol):
+    """What a `TensorLoader` slices: a tensor, or anything indexed like one (`genlab.data.pixels.ByteImages`)."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: Tensor) -> Tensor: ...
+
+
 class TensorLoader:
-    """Yields tuples of batches sliced from `tensors` (all of the same length), e.g. (images, labels)."""
+    """Yields tuples of batches sliced from `tensors` (all of the same length and device), e.g. (images, labels),
+    on the tensors' device."""
 
     #: Lightning reads `batch_sampler` (then `sampler`) of validation/test loaders to warn about shuffling.
     batch_sampler = None
 
     def __init__(
         self,
-        tensors: tuple[Tensor, ...],
+        tensors: tuple[Rows, ...],
         batch_size: int,
         shuffle: bool = False,
         drop_last: bool = False,
@@ -62,11 +79,18 @@ class TensorLoader:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if len({len(t) for t in tensors}) != 1:
             raise ValueError("all tensors of a TensorLoader need the same length")
+        if len({t.device for t in tensors}) != 1:
+            raise ValueError("all tensors of a TensorLoader need the same device")
         self.tensors, self.batch_size, self.drop_last = tensors, batch_size, drop_last
         self.sampler = EpochOrder(len(tensors[0]), shuffle, seed)
         self._served = 0  # batches of `self._served_epoch` already yielded
         self._served_epoch = 0
         self._resume_at: tuple[int, int] | None = None  # (epoch, batches) from a checkpoint
+
+    @property
+    def device(self) -> torch.device:
+        """Where the batches are sliced and served."""
+        return self.tensors[0].device
 
     @property
     def dataset_size(self) -> int:
@@ -79,7 +103,8 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         epoch = self.sampler.epoch
-        order = self.sampler.indices(*_rank_and_world_size())
+        # drawn on the host as always, then one copy per epoch (asynchronous: the host does not wait for it)
+        order = self.sampler.indices(*_rank_and_world_size()).to(self.device, non_blocking=True)
         start = 0
         if self._resume_at is not None and self._resume_at[0] == epoch:
             start = self._resume_at[1]

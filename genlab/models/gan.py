@@ -3,7 +3,7 @@ minimax / least squares / Wasserstein (clipping or gradient penalty) / hinge, an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -16,7 +16,9 @@ from genlab.losses import AdversarialLoss, gradient_penalty, resolve_loss
 from genlab.models.base import GenerativeModule
 from genlab.nets.base import Discriminator, Generator
 from genlab.nets.toy import feature_layer_error
+from genlab.runtime import clamp_all
 from genlab.training import DivergenceGuard, optimized_parameters, update_norms
+from genlab.training.ddp import AlternatingUpdatesDDP
 from genlab.training.ema import WeightAverage
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -156,10 +158,11 @@ class GAN(GenerativeModule):
 
     @property
     def automatic_bf16(self) -> bool:  # type: ignore[override]
-        """bf16 may be chosen for the losses whose bf16 runs were measured against fp32 seeds (minimax and least
-        squares, MLP and DCGAN networks: RESULTS.md), not for WGANs: the critic's Lipschitz constraint (gradient
-        penalty through a second backward, or weight clipping) has no such measurement."""
-        return not self.gp_weight and self.clip_weights is None
+        """bf16 may be chosen for the losses whose bf16 runs were measured against fp32 seeds (non-saturating
+        minimax with MLP networks, least squares with the DCGAN: RESULTS.md; `AdversarialLoss.bf16_on_record`),
+        not for WGANs: the critic's Lipschitz constraint (gradient penalty through a second backward, or weight
+        clipping) has no such measurement."""
+        return self.loss.bf16_on_record and not self.gp_weight and self.clip_weights is None
 
     @property
     def num_classes(self) -> int:  # type: ignore[override]
@@ -268,6 +271,7 @@ class GAN(GenerativeModule):
             with frozen(optimized_parameters(d_optimizer), keep=optimized_parameters(g_optimizer)):
                 logs |= self._generator_step(g_optimizer, real.shape[0])
         if logging:  # self.log costs ~0.1 ms per value: with tiny networks that is most of a step
+            self.divergence.settle(self)  # a boundary: the guard reads its checks (and may stop the run)
             if self.divergence.policy == "skip":
                 logs["divergence/skipped_updates"] = float(self.divergence.skipped_updates)
             self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False)
@@ -289,12 +293,19 @@ class GAN(GenerativeModule):
             penalty = gradient_penalty(self.discriminator, real, fake, labels)
             loss = loss + self.gp_weight * penalty
             logs["loss/gradient_penalty"] = penalty.detach()
-        logs["grad_norm/d"], stepped = self._update("discriminator", optimizer, loss)
-        if stepped and self.clip_weights is not None:
-            with torch.no_grad():
-                for parameter in optimized_parameters(optimizer):
-                    parameter.clamp_(-self.clip_weights, self.clip_weights)
+        clip = self._clip(optimizer) if self.clip_weights is not None else None
+        logs["grad_norm/d"], _ = self._update("discriminator", optimizer, loss, also=clip)
         return logs, real_scores, fake_scores
+
+    def _clip(self, optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+        """Clipping every critic weight to [-c, c]: part of the critic's update (left out with it when skipped)."""
+        parameters, bound = optimized_parameters(optimizer), self.clip_weights
+
+        @torch.no_grad()
+        def clip() -> None:
+            clamp_all(parameters, bound)
+
+        return clip
 
     def _generator_step(self, optimizer: torch.optim.Optimizer, n: int) -> dict[str, Tensor]:
         """The generator's update on fresh noise (and uniformly drawn labels when conditional)."""
@@ -302,19 +313,18 @@ class GAN(GenerativeModule):
         labels = self._fake_labels(n)
         loss = self.loss.generator(self.discriminator(self.generator(self.sample_latent(n), labels), labels))
         grad_norm, stepped = self._update("generator", optimizer, loss)
-        if stepped and self.generator_average is not None:
-            self.generator_average.update(self.generator, self.iteration)
+        if self.generator_average is not None:
+            self.generator_average.update(self.generator, self.iteration, stepped)
         return {"grad_norm/g": grad_norm, "loss/g": loss.detach()}
 
-    def _update(self, side: str, optimizer: torch.optim.Optimizer, loss: Tensor) -> tuple[Tensor, bool]:
-        """zero_grad → backward → gradient and weight norms → divergence check → step (or skip); returns the
-        gradient norm and whether the step was taken."""
+    def _update(self, side: str, optimizer: torch.optim.Optimizer, loss: Tensor,
+                also: Callable[[], None] | None = None) -> tuple[Tensor, Tensor]:
+        """zero_grad → backward → gradient and weight norms → the guarded step; returns the gradient norm and the
+        device flag of whether the step was taken (never read here: that would make the host wait)."""
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         parameters = optimized_parameters(optimizer)
+        if isinstance(self.trainer.strategy, AlternatingUpdatesDDP):  # DDP without a wrapper: average here
+            self.trainer.strategy.average_gradients(parameters)
         norms = update_norms(parameters)
-        if self.divergence.allows(self, side, loss, parameters, norms):
-            optimizer.step()
-            return norms[0], True
-        optimizer.zero_grad(set_to_none=True)
-        return norms[0], False
+        return norms[0], self.divergence.step(self, side, optimizer, loss, norms, also)

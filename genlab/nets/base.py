@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -49,12 +48,20 @@ class Discriminator(nn.Module):
 
 
 def with_one_hot(features: Tensor, labels: Tensor | None, num_classes: int) -> Tensor:
-    """Concatenate one-hot labels to flat features (the references' conditioning); a no-op when unconditional."""
+    """Concatenate one-hot labels to flat features (the references' conditioning); a no-op when unconditional.
+
+    The one-hot rows are built by comparison rather than `F.one_hot`, which reads the labels' range on the host
+    (a sync per call on every device but CUDA); the data's class count is checked before training instead."""
     if num_classes == 0:
         return features
     if labels is None:
         raise ValueError(f"this network is conditional on {num_classes} classes: pass labels")
-    return torch.cat([features, F.one_hot(labels, num_classes).to(features.dtype)], dim=1)
+    return torch.cat([features, one_hot_rows(labels, num_classes, features.dtype)], dim=1)
+
+
+def one_hot_rows(labels: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
+    """`F.one_hot(labels, num_classes)` in `dtype`, built without reading the labels on the host."""
+    return (labels[:, None] == torch.arange(num_classes, device=labels.device)).to(dtype)
 
 
 def with_label_maps(images: Tensor, labels: Tensor | None, num_classes: int) -> Tensor:
@@ -63,7 +70,7 @@ def with_label_maps(images: Tensor, labels: Tensor | None, num_classes: int) -> 
         return images
     if labels is None:
         raise ValueError(f"this network is conditional on {num_classes} classes: pass labels")
-    one_hot = F.one_hot(labels, num_classes).to(images.dtype)[:, :, None, None]
+    one_hot = one_hot_rows(labels, num_classes, images.dtype)[:, :, None, None]
     return torch.cat([images, one_hot.expand(-1, -1, *images.shape[2:])], dim=1)
 
 

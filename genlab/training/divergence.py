@@ -1,13 +1,24 @@
-"""The divergence guard: what a non-finite loss, gradient or weight does to a run.
+"""The divergence guard: what a non-finite loss, gradient or weight does to a run, decided without a host sync.
 
 Every genlab model holds one (`self.divergence = DivergenceGuard(on_divergence)`, a line in its constructor).
 Under automatic optimization `GenlabModule`'s hooks drive it; a manual-optimization model calls
-`remember_buffers` before each update's forward pass and `allows` between backward and `optimizer.step()`.
+`remember_buffers` before each update's forward pass and `step` in place of `optimizer.step()`.
+
+How it stays off the host. Each update's checks (loss, gradient norm, weight norm finite) are computed on the
+device and turned into a device flag `go`; the optimizer step is made a no-op where `go` is false - by the
+`found_inf` flag torch's fused optimizers take (as GradScaler uses it; genlab builds Adam, AdamW, SGD and
+Adagrad fused, `genlab.training.fused`), otherwise by putting weights and optimizer state back with
+`torch.where` - and the BatchNorm statistics the forward pass changed are put back the same way. The checks are
+kept, unread, until a boundary: a step that logs, any checkpoint, an evaluation, the end of an epoch or of the
+fit. There `settle` reads them all at once (one sync) and acts: "stop" saves the state and ends the run naming the
+first bad iteration; "skip" counts and warns. Under "stop" every update after the first bad one is a no-op too,
+so the weights saved at the boundary are those from before that iteration. Under DDP the flags are combined with
+one all-reduce on the device per update (no host wait), so every process decides alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -16,11 +27,14 @@ from torch import Tensor
 
 from genlab.errors import GenlabError
 from genlab.runtime import foreach_norm
+from genlab.training.fused import steps_on_device_flag
 
 if TYPE_CHECKING:
     from genlab.training.module import GenlabModule
 
 POLICIES = ("stop", "skip")
+CHECKS = ("loss", "gradients", "weights")  # the order of each update's flags
+COMPACT_EVERY = 512  # updates between boundaries kept as separate flag tensors before they are stacked into one
 
 
 def optimized_parameters(optimizer: torch.optim.Optimizer) -> list[Tensor]:
@@ -39,28 +53,81 @@ def update_norms(parameters: list[Tensor]) -> tuple[Tensor, Tensor]:
     return grad_norm, torch.linalg.vector_norm(torch.stack(norms[len(gradients):]))
 
 
+def _torch_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The torch optimizer behind Lightning's `LightningOptimizer` wrapper (attributes set on the wrapper do not
+    reach it)."""
+    return getattr(optimizer, "optimizer", optimizer)
+
+
+class _MaskedStep:
+    """An optimizer step that `go` (a device flag) may turn into a no-op, on any optimizer."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, go: Tensor, exact_by_copies: bool) -> None:
+        self.optimizer, self.go = _torch_optimizer(optimizer), go
+        self.tensors: list[Tensor] = []
+        self.saved: list[Tensor] = []
+        self.known_state: set[int] = set()
+        if not exact_by_copies and steps_on_device_flag(self.optimizer):
+            self.optimizer.found_inf = torch.logical_not(go).to(torch.float32)  # type: ignore[attr-defined]
+            return
+        device = go.device
+        for parameter in optimized_parameters(self.optimizer):
+            state = self.optimizer.state.get(parameter, {})
+            values = [value for value in state.values() if isinstance(value, Tensor) and value.device == device]
+            self.known_state.update(id(value) for value in values)
+            self.tensors += [parameter, *values]
+        with torch.no_grad():
+            self.saved = [tensor.detach().clone() for tensor in self.tensors]
+
+    def finish(self) -> None:
+        """After the step (and whatever belongs to it, e.g. weight clipping): undo it where `go` is false. State
+        the step created (the first step's moments) is zeroed where it was skipped; a host-side step counter (a
+        non-fused optimizer's on a GPU) counts a skipped step."""
+        if hasattr(self.optimizer, "found_inf"):
+            del self.optimizer.found_inf  # type: ignore[attr-defined]
+            return
+        with torch.no_grad():
+            for tensor, saved in zip(self.tensors, self.saved):
+                tensor.copy_(torch.where(self.go, tensor, saved))
+            for parameter in optimized_parameters(self.optimizer):
+                for value in self.optimizer.state.get(parameter, {}).values():
+                    if isinstance(value, Tensor) and value.device == self.go.device and id(value) not in self.known_state:
+                        value.copy_(torch.where(self.go, value, torch.zeros_like(value)))
+
+
 class DivergenceGuard:
-    """Checks every update before it is applied and acts on the policy.
+    """Checks every update before it is applied and acts on the policy at the next boundary.
 
     Args:
-        policy: "stop" saves the last good state as `checkpoints/diverged-iteration_N.ckpt` and ends the run with
-            one line naming the iteration and the side; "skip" leaves that update out and counts it
-            (`skipped_updates`, logged as `divergence/skipped_updates`). Non-finite weights stop the run even in
-            skip mode: skipping updates cannot repair them.
+        policy: "stop" keeps the state from before the first non-finite update, saves it as
+            `checkpoints/diverged-iteration_N.ckpt` at the next boundary and ends the run with one line naming
+            iteration N and the side; "skip" leaves each bad update out and counts it (`skipped_updates`, logged as
+            `divergence/skipped_updates`). Non-finite weights stop the run even in skip mode: skipping updates
+            cannot repair them.
     """
 
     def __init__(self, policy: str = "stop") -> None:
         if policy not in POLICIES:
             raise GenlabError(f"model.on_divergence must be 'stop' or 'skip', got {policy!r}")
         self.policy: Literal["stop", "skip"] = policy  # type: ignore[assignment]
-        self.skipped_updates = 0
+        self.skipped_updates = 0  # as of the last boundary
+        self.loss: Tensor | None = None  # the loss of the update under way (automatic optimization)
         self.buffer_list: list[Tensor] | None = None  # the model's buffers, found once per stage
         self.good_buffers: list[Tensor] | None = None
-        self.loss: Tensor | None = None  # the loss of the update under way (automatic optimization)
+        self.stopped = False  # a stop was reported: nothing more to settle
+        self._running: Tensor | None = None  # device flag: no update has stopped the run
+        self._flags: list[Tensor] = []  # per update since the last boundary: finite (loss, gradients, weights)
+        self._updates: list[tuple[int, str]] = []  # (iteration, side) of each of those updates
+        self._sides: dict[str, list[Tensor]] = {}  # the parameters of each side, for the weight check at boundaries
+        self._pending: _MaskedStep | None = None  # automatic optimization: the step under way
+        self._settling = False
+        self._clean = True  # no update since the last boundary
 
     def new_stage(self) -> None:
         """Find the buffers again at the next update: modules may have been replaced since the last stage."""
         self.buffer_list = self.good_buffers = None
+        self._sides, self._flags, self._updates = {}, [], []
+        self._running, self._clean, self.stopped = None, True, False
 
     def remember_buffers(self, module: torch.nn.Module) -> None:
         """Copy the buffers (BatchNorm running statistics) before a forward pass changes them in place.
@@ -73,53 +140,119 @@ class DivergenceGuard:
             self.buffer_list = list(module.buffers())
         self.good_buffers = [buffer.detach().clone() for buffer in self.buffer_list] if self.buffer_list else None
 
-    def restore_buffers(self) -> None:
+    def _restore_buffers(self, go: Tensor) -> None:
         if self.good_buffers is not None and self.buffer_list is not None:
             with torch.no_grad():
                 for buffer, good in zip(self.buffer_list, self.good_buffers):
-                    buffer.copy_(good)
+                    buffer.copy_(torch.where(go.to(buffer.device), buffer, good))
 
-    def allows(self, module: GenlabModule, side: str, loss: Tensor | None, parameters: Iterable[Tensor],
-               norms: tuple[Tensor, Tensor] | None = None) -> bool:
-        """Whether an update of `parameters` may go ahead: loss, gradient norm and weight norm all finite.
+    def _decide(self, module: GenlabModule, side: str, loss: Tensor | None, parameters: list[Tensor],
+                norms: tuple[Tensor, Tensor] | None) -> Tensor:
+        """The device flag `go` of this update; its checks are kept for the next boundary."""
+        grad_norm, weight_norm = norms if norms is not None else update_norms(parameters)
+        device = weight_norm.device
+        unchecked = torch.zeros((), device=device)
+        if getattr(module.trainer.precision_plugin, "scaler", None) is not None:
+            grad_norm = unchecked  # under float16 the GradScaler skips overflowing steps itself
+        values = [loss.detach() if loss is not None else unchecked, grad_norm, weight_norm]
+        finite = torch.isfinite(torch.stack([value.to(device, torch.float32) for value in values]))
+        if module.trainer.world_size > 1:  # every process takes the same decision, without waiting on the host
+            finite = finite.to(torch.int32)
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+            finite = finite.bool()
+        if self._running is None or self._running.device != device:
+            self._running = torch.ones((), dtype=torch.bool, device=device)
+        ok = finite.all()
+        if self.policy == "stop":
+            self._running = self._running & ok
+            go = self._running
+        else:
+            self._running = self._running & finite[2]
+            go = ok & self._running
+        self._sides.setdefault(side, parameters)
+        self._updates.append((module.iteration, side))
+        self._flags.append(finite)
+        self._clean = False
+        if len(self._flags) >= COMPACT_EVERY:
+            self._flags = [torch.cat([flags.reshape(-1, len(CHECKS)) for flags in self._flags])]
+        return go
 
-        Call it after backward and before `optimizer.step()`, so the weights are still the last good ones when
-        it stops the run. Costs one fused norm pass (pass `norms` from `update_norms` when they are logged
-        anyway) and one host synchronisation (under DDP, one all-reduce) per update; under float16 mixed
-        precision gradients are left to the GradScaler, which skips overflowing steps itself.
-        """
-        grad_norm, weight_norm = norms if norms is not None else update_norms(list(parameters))
-        values = {"loss": loss.detach()} if loss is not None else {}
-        if getattr(module.trainer.precision_plugin, "scaler", None) is None:
-            values["gradients"] = grad_norm
-        values["weights"] = weight_norm
-        checks = torch.stack([value.float().to(weight_norm.device) for value in values.values()])
-        finite = bool(torch.isfinite(checks).all())
-        if module.trainer.world_size > 1:
-            finite = bool(module.trainer.strategy.reduce_boolean_decision(finite, all=True))
-        if finite:
-            return True
-        self.restore_buffers()
-        broken = [name for name, value in values.items() if not bool(torch.isfinite(value).all())]
-        if self.policy == "skip" and "weights" not in broken:
-            self.skipped_updates += 1
-            if self.skipped_updates & (self.skipped_updates - 1) == 0:  # 1, 2, 4, 8, …: a trace, not a flood
-                rank_zero_warn(f"iteration {module.iteration}: non-finite {side} update skipped"
-                               f" ({self.skipped_updates} so far)")
-            return False
-        saved = module.save_diverged_state()
-        raise GenlabError(self.stop_message(module.iteration, side, broken, saved))
+    def step(self, module: GenlabModule, side: str, optimizer: torch.optim.Optimizer, loss: Tensor | None,
+             norms: tuple[Tensor, Tensor] | None = None, also: Callable[[], None] | None = None) -> Tensor:
+        """`optimizer.step()` (then `also()`, e.g. weight clipping) unless this update or, under "stop", an earlier
+        one is non-finite; the BatchNorm statistics the forward pass changed are put back then. Returns the device
+        flag of whether the step was taken. Call it after backward; it never reads a value on the host."""
+        go = self._decide(module, side, loss, optimized_parameters(optimizer), norms)
+        masked = _MaskedStep(optimizer, go, exact_by_copies=also is not None)
+        optimizer.step()
+        if also is not None:
+            also()
+        masked.finish()
+        self._restore_buffers(go)
+        return go
 
-    def check_automatic_update(self, module: GenlabModule, optimizer: torch.optim.Optimizer) -> None:
-        """The check under automatic optimization, with the loss `on_before_backward` kept. A skipped update sets
-        every gradient to None, which torch optimizers step over (zeros would still move Adam's weights through
-        its momentum); returning None from `training_step` instead is refused under DDP."""
-        parameters = optimized_parameters(optimizer)
-        if not self.allows(module, "model", self.loss, parameters):
-            for parameter in parameters:
-                parameter.grad = None
-        if self.policy == "skip":
-            module.log("divergence/skipped_updates", float(self.skipped_updates), on_step=True, on_epoch=False)
+    def before_automatic_step(self, module: GenlabModule, optimizer: torch.optim.Optimizer) -> None:
+        """Automatic optimization, between backward and Lightning's `optimizer.step()`: decide and prepare."""
+        go = self._decide(module, "model", self.loss, optimized_parameters(optimizer), None)
+        scaler = getattr(module.trainer.precision_plugin, "scaler", None)  # GradScaler sets its own found_inf
+        self._pending = _MaskedStep(optimizer, go, exact_by_copies=scaler is not None)
+
+    def after_automatic_step(self) -> None:
+        if self._pending is not None:
+            self._pending.finish()
+            self._restore_buffers(self._pending.go)
+            self._pending = None
+
+    def settle(self, module: GenlabModule) -> None:
+        """A boundary: read the checks of every update since the last one (one host sync) and act on them. Also
+        checks the current weights, so no checkpoint is written with weights a last update made non-finite."""
+        if self.stopped or self._settling or self._clean:
+            return
+        self._clean = True
+        weights = [torch.linalg.vector_norm(torch.stack(foreach_norm(parameters))).to(self._device())
+                   for parameters in self._sides.values()]
+        flags = [flags.reshape(-1, len(CHECKS)) for flags in self._flags]
+        rows = torch.cat(flags).tolist() if flags else []
+        weights_finite = torch.isfinite(torch.stack(weights)).tolist() if weights else []
+        updates, self._flags, self._updates = self._updates, [], []
+        self._act(module, updates, rows, dict(zip(self._sides, weights_finite)))
+
+    def _device(self) -> torch.device:
+        return self._running.device if self._running is not None else torch.device("cpu")
+
+    def _act(self, module: GenlabModule, updates: list[tuple[int, str]], rows: list[list[bool]],
+             weights_finite: dict[str, bool]) -> None:
+        """Replays the device's decisions on the host: the first stopping update, the skipped ones."""
+        skipped: list[tuple[int, str]] = []
+        for index, ((iteration, side), finite) in enumerate(zip(updates, rows)):
+            if all(finite):
+                continue
+            broken = [name for name, good in zip(CHECKS, finite) if not good]
+            if self.policy == "stop" or "weights" in broken:  # this update and every later one were no-ops
+                no_ops = sum(1 for later, _ in updates[index:] if later == module.iteration)
+                self._stop(module, iteration, side, broken, skipped, no_ops)
+            skipped.append((iteration, side))
+        for side, finite in weights_finite.items():
+            if not finite:
+                self._stop(module, module.iteration, side, ["weights"], skipped)
+        self._count_skipped(skipped)
+
+    def _count_skipped(self, skipped: list[tuple[int, str]]) -> None:
+        before = self.skipped_updates
+        self.skipped_updates += len(skipped)
+        if skipped and (self.skipped_updates).bit_length() > before.bit_length():  # 1, 2, 4, 8, …: a trace
+            iteration, side = skipped[0]
+            rank_zero_warn(f"iteration {iteration}: non-finite {side} update skipped ({self.skipped_updates} so far)")
+
+    def _stop(self, module: GenlabModule, iteration: int, side: str, broken: list[str],
+              skipped: list[tuple[int, str]], no_op_steps: int = 0) -> None:
+        self._count_skipped(skipped)
+        self.stopped, self._settling = True, True
+        try:
+            saved = module.save_diverged_state(iteration, no_op_steps)
+        finally:
+            self._settling = False
+        raise GenlabError(self.stop_message(iteration, side, broken, saved))
 
     @staticmethod
     def stop_message(iteration: int, side: str, broken: list[str], saved: object) -> str:
@@ -128,9 +261,6 @@ class DivergenceGuard:
         if "weights" in broken:  # an earlier update overflowed although its loss and gradients were finite
             return (f"{start} weights are NaN or infinite (the state is saved for inspection in {saved});"
                     " lower the learning rate")
-        if not broken:  # under DDP: finite here, not on another process
-            what = "update is NaN or infinite on another process"
-        else:
-            what = " and ".join(broken) + (" is" if broken == ["loss"] else " are") + " NaN or infinite"
+        what = " and ".join(broken) + (" is" if broken == ["loss"] else " are") + " NaN or infinite"
         return (f"{start} {what}; the last good state is saved in {saved}; lower the learning rate, or set"
                 " model.init_args.on_divergence: skip")

@@ -23,6 +23,8 @@ import copy
 import torch
 from torch import nn
 
+from genlab.runtime import copy_all, move_all_towards
+
 
 class WeightAverage(nn.Module):
     """The moving average of `network`'s weights (a frozen copy, updated with `update`).
@@ -38,6 +40,8 @@ class WeightAverage(nn.Module):
         self.average = copy.deepcopy(network).requires_grad_(False).eval()
         self.decay, self.warmup_iterations = decay, warmup_iterations
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # updates since the warm-up ended
+        self._updates_on_host = 0  # the same count, so the decay is computed without a host sync
+        self.register_load_state_dict_post_hook(WeightAverage._count_after_loading)
 
     def train(self, mode: bool = True) -> WeightAverage:
         """The copy stays in eval mode: it is never trained, and sampling chooses its own BatchNorm mode."""
@@ -49,23 +53,33 @@ class WeightAverage(nn.Module):
         """The factor the next update uses at `iteration` (0 during the warm-up: a copy)."""
         if iteration <= self.warmup_iterations:
             return 0.0
-        k = int(self.updates)
+        k = self.current_updates()
         return min(self.decay, (1 + k) / (10 + k))
 
     @torch.no_grad()
-    def update(self, network: nn.Module, iteration: int) -> None:
-        """Move the average towards `network`'s current weights; call it after each of the network's updates."""
+    def update(self, network: nn.Module, iteration: int, taken: torch.Tensor | None = None) -> None:
+        """Move the average towards `network`'s current weights; call it after each of the network's updates.
+        `taken` is the device flag of whether that update was applied (the divergence guard's): where it is
+        false the average stays still. Nothing here reads a value on the host."""
         beta = self.current_decay(iteration)
-        for target, source in zip(self.average.parameters(), network.parameters()):
-            if beta == 0.0:
-                target.copy_(source)
-            else:
-                target.lerp_(source.detach(), 1.0 - beta)
-        if beta > 0.0:
+        targets, sources = list(self.average.parameters()), [p.detach() for p in network.parameters()]
+        if beta == 0.0:  # a skipped update left the network as it was: copying it again changes nothing
+            copy_all(targets, sources)
+        else:
+            weight = 1.0 - beta if taken is None else taken.to(targets[0].dtype) * (1.0 - beta)
+            move_all_towards(targets, sources, weight)
+            self._updates_on_host = self.current_updates() + 1
             self.updates += 1
-        for target, source in zip(self.average.buffers(), network.buffers()):
-            target.copy_(source)
+        copy_all(list(self.average.buffers()), list(network.buffers()))
+
+    @staticmethod
+    def _count_after_loading(module: nn.Module, incompatible_keys: object) -> None:
+        module._updates_on_host = int(module.updates)  # loaded weights bring their own count (read once, at loading)
+
+    def current_updates(self) -> int:
+        """Updates since the warm-up ended (counted on the host; read from the buffer once, at loading)."""
+        return self._updates_on_host
 
     def settings(self) -> dict[str, float | int]:
         """What a record says about the average it sampled from."""
-        return {"decay": self.decay, "warmup_iterations": self.warmup_iterations, "updates": int(self.updates)}
+        return {"decay": self.decay, "warmup_iterations": self.warmup_iterations, "updates": self.current_updates()}

