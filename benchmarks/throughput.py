@@ -47,7 +47,6 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 import torchvision
 import torchvision.transforms as T
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -60,6 +59,7 @@ from genlab.data import EmojiDataModule, FashionMNISTDataModule, MNISTDataModule
 from genlab.likelihoods import Bernoulli
 from genlab.models import GAN, VAE
 from genlab.runtime import answer_gpu_checks_once_without_gpus, iterations_done
+from plain_steps import gan_plain_step, vae_plain_step  # benchmarks/plain_steps.py, beside this file
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 IMAGE_CALLBACKS = (SampleGrid, ToyGANPlots, LatentInterpolation, DenoisingTriplets)
@@ -124,27 +124,7 @@ def gan_reference_step(model: GAN, batches: Iterator[torch.Tensor]) -> Callable[
     if model.num_classes or model.n_critic != 1 or model.gp_weight or model.clip_weights is not None:
         raise SystemExit("throughput: the reference loop covers unconditional GANs with n_critic 1,"
                          " no penalty or clipping")
-    generator, discriminator = copy.deepcopy(model.generator), copy.deepcopy(model.discriminator)
-    g_opt = model.generator_optimizer(generator.parameters())
-    d_opt = model.discriminator_optimizer(discriminator.parameters())
-    loss, uniform, latent = model.loss, model.noise == "uniform", model.latent_dim
-
-    def noise(n: int) -> torch.Tensor:
-        return torch.rand(n, latent) * 2 - 1 if uniform else torch.randn(n, latent)
-
-    def step() -> None:
-        real = next(batches)
-        fake = generator(noise(real.shape[0])).detach()
-        d_loss = loss.discriminator(discriminator(real), discriminator(fake))
-        d_opt.zero_grad()
-        d_loss.backward()
-        d_opt.step()
-        g_loss = loss.generator(discriminator(generator(noise(real.shape[0]))))
-        g_opt.zero_grad()
-        g_loss.backward()
-        g_opt.step()
-
-    return step
+    return gan_plain_step(model, batches)  # on the CPU (benchmarks/plain_steps.py)
 
 
 def vae_reference_step(model: VAE, batches: Iterator[torch.Tensor]) -> Callable[[], None]:
@@ -152,21 +132,7 @@ def vae_reference_step(model: VAE, batches: Iterator[torch.Tensor]) -> Callable[
     Bernoulli reconstruction (BCE on logits summed per image) + closed-form KL, both averaged over the batch."""
     if not isinstance(model.likelihood, Bernoulli):
         raise SystemExit("throughput: the VAE reference loop implements the Bernoulli likelihood only")
-    encoder, decoder = copy.deepcopy(model.encoder), copy.deepcopy(model.decoder)
-    optimizer = model.optimizer(list(encoder.parameters()) + list(decoder.parameters()))
-
-    def step() -> None:
-        images = next(batches)
-        mean, logvar = encoder(images)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
-        logits = decoder(z)
-        recon = F.binary_cross_entropy_with_logits(logits, images, reduction="sum") / len(images)
-        kl = -0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum() / len(images)
-        optimizer.zero_grad()
-        (recon + kl).backward()
-        optimizer.step()
-
-    return step
+    return vae_plain_step(model, batches)  # on the CPU (benchmarks/plain_steps.py)
 
 
 class BareLightningGAN(L.LightningModule):

@@ -65,6 +65,19 @@ def rewind_batch_progress(checkpoint: dict[str, Any], optimizer_steps: int = 0) 
         checkpoint["global_step"] = max(0, checkpoint["global_step"] - optimizer_steps)
 
 
+def keep_an_unfinished_epoch_running(checkpoint: dict[str, Any], trainer: L.Trainer) -> None:
+    """A fit stopped by `max_steps` in the middle of an epoch: Lightning marks that epoch finished in the loop state
+    it saves at the end, so a resumed run would start the next epoch's data order and skip the rest of this one.
+    Count it as still running (as a periodic mid-epoch checkpoint does), so the run resumes at the next batch."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress")
+    batches_done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+    if not progress or not 0 < batches_done < trainer.num_training_batches:
+        return
+    for counts in (progress["total"], progress["current"]):
+        if counts["processed"] == counts["started"]:
+            counts["processed"] = counts["completed"] = counts["started"] - 1
+
+
 def first_process() -> bool:
     """Rank zero of the whole job, known before the Trainer exists (from the launcher's environment)."""
     return all(int(os.environ.get(name, "0")) == 0 for name in ("LOCAL_RANK", "NODE_RANK"))

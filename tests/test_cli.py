@@ -61,6 +61,19 @@ def test_resume_continues_exactly(run_cli, tiny_data, tmp_path):
     assert (resumed / "config.yaml").is_file() and (resumed / "config.resume-1.yaml").is_file()
 
 
+def test_a_fit_stopped_by_max_steps_mid_epoch_resumes_at_the_next_batch_exactly(run_cli, tiny_data, tmp_path):
+    """7 iterations straight == 3 (max_steps stops mid-epoch, 5 batches an epoch), then --ckpt_path last for 4 more."""
+    common = [*TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.max_epochs=10"]
+    run_cli("fit", *common, "--trainer.logger.init_args.name=straight", "--trainer.max_steps=14")
+    run_cli("fit", *common, "--trainer.logger.init_args.name=resumed", "--trainer.max_steps=6")
+    run_cli("fit", *common, "--trainer.logger.init_args.name=resumed", "--trainer.max_steps=14", "--ckpt_path=last")
+    a, b = (load_checkpoint(tmp_path / "lightning_logs" / name / "version_0" / "checkpoints" / "last.ckpt")
+            for name in ("straight", "resumed"))
+    assert a["global_step"] == b["global_step"] == 14
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+
+
 def test_resume_without_a_previous_run_is_one_line(run_cli, tiny_data, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--ckpt_path=last")

@@ -26,7 +26,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from genlab.errors import GenlabError
-from genlab.runtime import foreach_norm
+from genlab.runtime import copy_all, foreach_norm
 from genlab.training.fused import steps_on_device_flag
 
 if TYPE_CHECKING:
@@ -59,40 +59,66 @@ def _torch_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     return getattr(optimizer, "optimizer", optimizer)
 
 
+class Snapshot:
+    """Copies of some tensors that `restore_where(go)` puts back where the device flag `go` is false, in a few
+    kernels whatever the number of tensors: the tensors are gathered into one flat buffer per dtype (one `cat`),
+    selected with one `torch.where` and scattered back with one fused copy. `torch.where` is exact and NaN-safe
+    (a lerp or a product by 0 would keep a NaN)."""
+
+    def __init__(self, tensors: list[Tensor]) -> None:
+        self.groups: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+        for tensor in tensors:
+            self.groups.setdefault((tensor.device, tensor.dtype), []).append(tensor.detach())
+        with torch.no_grad():
+            self.saved = {key: _flat(group) for key, group in self.groups.items()}
+
+    def restore_where(self, go: Tensor) -> None:
+        with torch.no_grad():
+            for key, group in self.groups.items():
+                kept = torch.where(go.to(key[0]), _flat(group), self.saved[key])
+                copy_all(group, [part.view_as(tensor) for part, tensor in zip(kept.split(_sizes(group)), group)])
+
+
+def _flat(tensors: list[Tensor]) -> Tensor:
+    return torch.cat([tensor.reshape(-1) for tensor in tensors])
+
+
+def _sizes(tensors: list[Tensor]) -> list[int]:
+    return [tensor.numel() for tensor in tensors]
+
+
 class _MaskedStep:
-    """An optimizer step that `go` (a device flag) may turn into a no-op, on any optimizer."""
+    """An optimizer step that `go` (a device flag) may turn into a no-op, on any optimizer: through `found_inf`
+    where the optimizer is fused, else by putting its parameters and state back (`Snapshot`)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, go: Tensor, exact_by_copies: bool) -> None:
         self.optimizer, self.go = _torch_optimizer(optimizer), go
-        self.tensors: list[Tensor] = []
-        self.saved: list[Tensor] = []
-        self.known_state: set[int] = set()
+        self.snapshot: Snapshot | None = None
         if not exact_by_copies and steps_on_device_flag(self.optimizer):
             self.optimizer.found_inf = torch.logical_not(go).to(torch.float32)  # type: ignore[attr-defined]
             return
-        device = go.device
-        for parameter in optimized_parameters(self.optimizer):
-            state = self.optimizer.state.get(parameter, {})
-            values = [value for value in state.values() if isinstance(value, Tensor) and value.device == device]
-            self.known_state.update(id(value) for value in values)
-            self.tensors += [parameter, *values]
-        with torch.no_grad():
-            self.saved = [tensor.detach().clone() for tensor in self.tensors]
+        self.known_state = {id(value) for value in self._state()}
+        self.snapshot = Snapshot([*optimized_parameters(self.optimizer), *self._state()])
+
+    def _state(self) -> list[Tensor]:
+        """The optimizer's state tensors on the flag's device (a host-side step counter of a non-fused optimizer on
+        a GPU is not among them: it counts a skipped step)."""
+        device, state = self.go.device, self.optimizer.state
+        return [value for parameter in optimized_parameters(self.optimizer)
+                for value in state.get(parameter, {}).values() if isinstance(value, Tensor) and value.device == device]
 
     def finish(self) -> None:
         """After the step (and whatever belongs to it, e.g. weight clipping): undo it where `go` is false. State
-        the step created (the first step's moments) is zeroed where it was skipped; a host-side step counter (a
-        non-fused optimizer's on a GPU) counts a skipped step."""
-        if hasattr(self.optimizer, "found_inf"):
+        the step created (the first step's moments) is zeroed where it was skipped."""
+        if self.snapshot is None:
             del self.optimizer.found_inf  # type: ignore[attr-defined]
             return
-        with torch.no_grad():
-            for tensor, saved in zip(self.tensors, self.saved):
-                tensor.copy_(torch.where(self.go, tensor, saved))
-            for parameter in optimized_parameters(self.optimizer):
-                for value in self.optimizer.state.get(parameter, {}).values():
-                    if isinstance(value, Tensor) and value.device == self.go.device and id(value) not in self.known_state:
-                        value.copy_(torch.where(self.go, value, torch.zeros_like(value)))
+        self.snapshot.restore_where(self.go)
+        created = [value for value in self._state() if id(value) not in self.known_state]
+        if created:
+            with torch.no_grad():
+                for value in created:
+                    value.copy_(torch.where(self.go, value, torch.zeros_like(value)))
 
 
 class DivergenceGuard:
@@ -113,7 +139,7 @@ class DivergenceGuard:
         self.skipped_updates = 0  # as of the last boundary
         self.loss: Tensor | None = None  # the loss of the update under way (automatic optimization)
         self.buffer_list: list[Tensor] | None = None  # the model's buffers, found once per stage
-        self.good_buffers: list[Tensor] | None = None
+        self.good_buffers: Snapshot | None = None
         self.stopped = False  # a stop was reported: nothing more to settle
         self._running: Tensor | None = None  # device flag: no update has stopped the run
         self._flags: list[Tensor] = []  # per update since the last boundary: finite (loss, gradients, weights)
@@ -138,13 +164,11 @@ class DivergenceGuard:
         """
         if self.buffer_list is None:
             self.buffer_list = list(module.buffers())
-        self.good_buffers = [buffer.detach().clone() for buffer in self.buffer_list] if self.buffer_list else None
+        self.good_buffers = Snapshot(self.buffer_list) if self.buffer_list else None
 
     def _restore_buffers(self, go: Tensor) -> None:
-        if self.good_buffers is not None and self.buffer_list is not None:
-            with torch.no_grad():
-                for buffer, good in zip(self.buffer_list, self.good_buffers):
-                    buffer.copy_(torch.where(go.to(buffer.device), buffer, good))
+        if self.good_buffers is not None:
+            self.good_buffers.restore_where(go)
 
     def _decide(self, module: GenlabModule, side: str, loss: Tensor | None, parameters: list[Tensor],
                 norms: tuple[Tensor, Tensor] | None) -> Tensor:

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from genlab.errors import GenlabError
-from genlab.runtime import (answer_gpu_checks_once_without_gpus, attached_trainer, iterations_done, logging_this_step,
-                            rewind_batch_progress)
+from genlab.runtime import (answer_gpu_checks_once_without_gpus, attached_trainer, iterations_done,
+                            keep_an_unfinished_epoch_running, logging_this_step, rewind_batch_progress)
 from genlab.training import resume
 from genlab.training.divergence import DivergenceGuard
 from genlab.training.fused import fused_when_unset
@@ -91,6 +91,8 @@ class GenlabModule(L.LightningModule):
         trainer = attached_trainer(self)
         self.training_precisions = self.precisions_trained_in(str(trainer.precision) if trainer else "32-true")
         checkpoint[resume.PRECISIONS_KEY] = self.training_precisions
+        if trainer is not None:
+            keep_an_unfinished_epoch_running(checkpoint, trainer)
         if self.saving_mid_batch:
             rewind_batch_progress(checkpoint, self.no_op_steps)
             checkpoint[resume.DIVERGED_KEY] = self.diverged_at
