@@ -117,3 +117,41 @@ def test_with_a_gpu_present_the_nvml_based_check_stays(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     runtime.answer_gpu_checks_once_without_gpus()
     assert runtime.os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
+
+
+class CountsUpdateHooks(L.Callback):
+    def __init__(self) -> None:
+        self.calls = {"on_after_backward": 0, "on_before_optimizer_step": 0}
+
+    def on_after_backward(self, trainer, pl_module):
+        self.calls["on_after_backward"] += 1
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.calls["on_before_optimizer_step"] += 1
+
+
+def _tiny_gan_fit(tmp_path, *callbacks: L.Callback):
+    from tests.test_divergence import BATCH, images, tiny_gan
+    from torch.utils.data import DataLoader
+
+    model = tiny_gan()
+    trainer = L.Trainer(max_epochs=1, logger=False, callbacks=list(callbacks), enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                        default_root_dir=tmp_path)
+    trainer.fit(model, DataLoader(images(6), batch_size=BATCH))
+    return model, trainer
+
+
+def test_a_gan_steps_without_lightnings_update_hooks_when_nothing_listens_and_counts_every_step(tmp_path):
+    model, trainer = _tiny_gan_fit(tmp_path)
+    assert model.lean_updates
+    assert trainer.global_step == 2 * 6  # a D and a G step per iteration, counted as Lightning counts them
+    assert {int(state["step"]) for optimizer in trainer.optimizers for state in optimizer.state.values()} == {6}
+
+
+def test_a_callback_listening_to_update_hooks_gets_every_call(tmp_path):
+    counter = CountsUpdateHooks()
+    model, trainer = _tiny_gan_fit(tmp_path, counter)
+    assert not model.lean_updates
+    assert counter.calls == {"on_after_backward": 2 * 6, "on_before_optimizer_step": 2 * 6}
+    assert trainer.global_step == 2 * 6

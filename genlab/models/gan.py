@@ -322,7 +322,7 @@ class GAN(GenerativeModule):
         """zero_grad → backward → gradient and weight norms → the guarded step; returns the gradient norm and the
         device flag of whether the step was taken (never read here: that would make the host wait)."""
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        self.backward_of_update(loss)
         parameters = optimized_parameters(optimizer)
         if isinstance(self.trainer.strategy, AlternatingUpdatesDDP):  # DDP without a wrapper: average here
             self.trainer.strategy.average_gradients(parameters)

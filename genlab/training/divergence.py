@@ -60,65 +60,73 @@ def _torch_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
 
 
 class Snapshot:
-    """Copies of some tensors that `restore_where(go)` puts back where the device flag `go` is false, in a few
-    kernels whatever the number of tensors: the tensors are gathered into one flat buffer per dtype (one `cat`),
-    selected with one `torch.where` and scattered back with one fused copy. `torch.where` is exact and NaN-safe
-    (a lerp or a product by 0 would keep a NaN)."""
+    """Copies of a fixed list of tensors, refreshed by `save()`, that `restore_where(go)` puts back where the device
+    flag `go` is false - in a few kernels whatever the number of tensors: the tensors are read through flat views
+    of their memory, gathered into one buffer per device and dtype (one `cat`), selected with one `torch.where` and
+    scattered back with one fused copy. `torch.where` is exact and NaN-safe (a lerp or a product by 0 would keep a
+    NaN). Built once per list: the views and buffers are reused at every update."""
 
     def __init__(self, tensors: list[Tensor]) -> None:
         self.groups: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
         for tensor in tensors:
-            self.groups.setdefault((tensor.device, tensor.dtype), []).append(tensor.detach())
+            self.groups.setdefault((tensor.device, tensor.dtype), []).append(_flat_view(tensor.detach()))
+        self.sizes = {key: [view.numel() for view in views] for key, views in self.groups.items()}
+        self.saved = {key: torch.empty(sum(self.sizes[key]), dtype=key[1], device=key[0]) for key in self.groups}
+
+    def save(self) -> None:
         with torch.no_grad():
-            self.saved = {key: _flat(group) for key, group in self.groups.items()}
+            for key, views in self.groups.items():
+                torch.cat(views, out=self.saved[key])
 
     def restore_where(self, go: Tensor) -> None:
         with torch.no_grad():
-            for key, group in self.groups.items():
-                kept = torch.where(go.to(key[0]), _flat(group), self.saved[key])
-                copy_all(group, [part.view_as(tensor) for part, tensor in zip(kept.split(_sizes(group)), group)])
+            for key, views in self.groups.items():
+                kept = torch.cat(views)
+                torch.where(go.to(key[0]), kept, self.saved[key], out=kept)
+                copy_all(views, list(kept.split(self.sizes[key])))
 
 
-def _flat(tensors: list[Tensor]) -> Tensor:
-    return torch.cat([tensor.reshape(-1) for tensor in tensors])
+def _flat_view(tensor: Tensor) -> Tensor:
+    """A 1-D view of all of a dense tensor's memory, in memory order (channels-last weights included)."""
+    if tensor.is_contiguous():
+        return tensor.view(-1)
+    if tensor.is_contiguous(memory_format=torch.channels_last):
+        return tensor.as_strided((tensor.numel(),), (1,), tensor.storage_offset())
+    raise GenlabError(f"the divergence guard cannot snapshot a tensor of shape {tuple(tensor.shape)} and strides"
+                      f" {tensor.stride()}: make the model's parameters and buffers contiguous")
 
 
-def _sizes(tensors: list[Tensor]) -> list[int]:
-    return [tensor.numel() for tensor in tensors]
+class _StepMask:
+    """What makes one optimizer's step undoable: the snapshot of its parameters and state on the flag's device
+    (a host-side step counter of a non-fused optimizer on a GPU is not among them: it counts a skipped step),
+    rebuilt when the optimizer's state changes shape (its first step, a loaded checkpoint)."""
 
+    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+        self.optimizer, self.device = optimizer, device
+        self.key = self.state_key()
+        self.state = self.state_tensors()
+        self.snapshot = Snapshot([*optimized_parameters(optimizer), *self.state])
 
-class _MaskedStep:
-    """An optimizer step that `go` (a device flag) may turn into a no-op, on any optimizer: through `found_inf`
-    where the optimizer is fused, else by putting its parameters and state back (`Snapshot`)."""
+    def state_key(self) -> tuple[int, int]:
+        state = self.optimizer.state
+        return id(state), sum(len(values) for values in state.values())
 
-    def __init__(self, optimizer: torch.optim.Optimizer, go: Tensor, exact_by_copies: bool) -> None:
-        self.optimizer, self.go = _torch_optimizer(optimizer), go
-        self.snapshot: Snapshot | None = None
-        if not exact_by_copies and steps_on_device_flag(self.optimizer):
-            self.optimizer.found_inf = torch.logical_not(go).to(torch.float32)  # type: ignore[attr-defined]
-            return
-        self.known_state = {id(value) for value in self._state()}
-        self.snapshot = Snapshot([*optimized_parameters(self.optimizer), *self._state()])
-
-    def _state(self) -> list[Tensor]:
-        """The optimizer's state tensors on the flag's device (a host-side step counter of a non-fused optimizer on
-        a GPU is not among them: it counts a skipped step)."""
-        device, state = self.go.device, self.optimizer.state
+    def state_tensors(self) -> list[Tensor]:
+        state = self.optimizer.state
         return [value for parameter in optimized_parameters(self.optimizer)
-                for value in state.get(parameter, {}).values() if isinstance(value, Tensor) and value.device == device]
+                for value in state.get(parameter, {}).values()
+                if isinstance(value, Tensor) and value.device == self.device]
 
-    def finish(self) -> None:
-        """After the step (and whatever belongs to it, e.g. weight clipping): undo it where `go` is false. State
-        the step created (the first step's moments) is zeroed where it was skipped."""
-        if self.snapshot is None:
-            del self.optimizer.found_inf  # type: ignore[attr-defined]
-            return
-        self.snapshot.restore_where(self.go)
-        created = [value for value in self._state() if id(value) not in self.known_state]
-        if created:
+    def undo_where(self, go: Tensor) -> None:
+        """After the step: put everything back where `go` is false. State the step created (the first step's
+        moments) is zeroed there."""
+        self.snapshot.restore_where(go)
+        if self.state_key() != self.key:
+            known = {id(value) for value in self.state}
             with torch.no_grad():
-                for value in created:
-                    value.copy_(torch.where(self.go, value, torch.zeros_like(value)))
+                for value in self.state_tensors():
+                    if id(value) not in known:
+                        value.copy_(torch.where(go, value, torch.zeros_like(value)))
 
 
 class DivergenceGuard:
@@ -145,14 +153,15 @@ class DivergenceGuard:
         self._flags: list[Tensor] = []  # per update since the last boundary: finite (loss, gradients, weights)
         self._updates: list[tuple[int, str]] = []  # (iteration, side) of each of those updates
         self._sides: dict[str, list[Tensor]] = {}  # the parameters of each side, for the weight check at boundaries
-        self._pending: _MaskedStep | None = None  # automatic optimization: the step under way
+        self._pending: tuple[torch.optim.Optimizer, _StepMask | None, Tensor] | None = None  # automatic: under way
+        self._masks: dict[int, _StepMask] = {}  # per optimizer, reused while its state keeps its shape
         self._settling = False
         self._clean = True  # no update since the last boundary
 
     def new_stage(self) -> None:
         """Find the buffers again at the next update: modules may have been replaced since the last stage."""
         self.buffer_list = self.good_buffers = None
-        self._sides, self._flags, self._updates = {}, [], []
+        self._sides, self._flags, self._updates, self._masks = {}, [], [], {}
         self._running, self._clean, self.stopped = None, True, False
 
     def remember_buffers(self, module: torch.nn.Module) -> None:
@@ -164,7 +173,9 @@ class DivergenceGuard:
         """
         if self.buffer_list is None:
             self.buffer_list = list(module.buffers())
-        self.good_buffers = Snapshot(self.buffer_list) if self.buffer_list else None
+            self.good_buffers = Snapshot(self.buffer_list) if self.buffer_list else None
+        if self.good_buffers is not None:
+            self.good_buffers.save()
 
     def _restore_buffers(self, go: Tensor) -> None:
         if self.good_buffers is not None:
@@ -207,24 +218,42 @@ class DivergenceGuard:
         one is non-finite; the BatchNorm statistics the forward pass changed are put back then. Returns the device
         flag of whether the step was taken. Call it after backward; it never reads a value on the host."""
         go = self._decide(module, side, loss, optimized_parameters(optimizer), norms)
-        masked = _MaskedStep(optimizer, go, exact_by_copies=also is not None)
-        optimizer.step()
+        mask = self._prepare(optimizer, go, exact_by_copies=also is not None)
+        module.step_of_update(optimizer)
         if also is not None:
             also()
-        masked.finish()
-        self._restore_buffers(go)
+        self._finish(optimizer, mask, go)
         return go
+
+    def _prepare(self, optimizer: torch.optim.Optimizer, go: Tensor, exact_by_copies: bool) -> _StepMask | None:
+        """Make the coming step undoable: `found_inf` where the optimizer is fused (it then skips itself, weights,
+        moments and step count alike), else a snapshot of its parameters and state (`_StepMask`)."""
+        optimizer = _torch_optimizer(optimizer)
+        if not exact_by_copies and steps_on_device_flag(optimizer):
+            optimizer.found_inf = torch.logical_not(go).to(torch.float32)  # type: ignore[attr-defined]
+            return None
+        mask = self._masks.get(id(optimizer))
+        if mask is None or mask.optimizer is not optimizer or mask.device != go.device or mask.state_key() != mask.key:
+            mask = self._masks[id(optimizer)] = _StepMask(optimizer, go.device)
+        mask.snapshot.save()
+        return mask
+
+    def _finish(self, optimizer: torch.optim.Optimizer, mask: _StepMask | None, go: Tensor) -> None:
+        if mask is None:
+            del _torch_optimizer(optimizer).found_inf  # type: ignore[attr-defined]
+        else:
+            mask.undo_where(go)
+        self._restore_buffers(go)
 
     def before_automatic_step(self, module: GenlabModule, optimizer: torch.optim.Optimizer) -> None:
         """Automatic optimization, between backward and Lightning's `optimizer.step()`: decide and prepare."""
         go = self._decide(module, "model", self.loss, optimized_parameters(optimizer), None)
         scaler = getattr(module.trainer.precision_plugin, "scaler", None)  # GradScaler sets its own found_inf
-        self._pending = _MaskedStep(optimizer, go, exact_by_copies=scaler is not None)
+        self._pending = (optimizer, self._prepare(optimizer, go, exact_by_copies=scaler is not None), go)
 
     def after_automatic_step(self) -> None:
         if self._pending is not None:
-            self._pending.finish()
-            self._restore_buffers(self._pending.go)
+            self._finish(*self._pending)
             self._pending = None
 
     def settle(self, module: GenlabModule) -> None:
