@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import threading
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +34,7 @@ from genlab.callbacks.metrics import GenerativeMetrics
 from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.test_results import TestResults
 from genlab.errors import GenlabError, first_line
-from genlab.precision import apply_tf32, choose_fast_path, remember_choice, trains_on_cuda
+from genlab.precision import FastPath, apply_tf32, choose_fast_path, remember_choice, trains_on_cuda
 from genlab.run_folder import RunClaim, version_number
 from genlab.runtime import CLIHooks, first_process, summarize_parser_error
 from genlab.training.ddp import AlternatingUpdatesDDP
@@ -237,6 +237,9 @@ class GenlabCLI(CLIHooks):
             config.memory_format = layout = choice.memory_format
             remember_choice(choice)
             rank_zero_info(choice.describe())  # beside Lightning's own "Using bfloat16 AMP" line, not on stderr
+        else:
+            choice = FastPath(str(given_precision), layout, "precision and memory format given", tf32 if cuda else None)
+        self.model.fast_path = asdict(choice)  # into every score record of this run (`GenerativeMetrics`)
         if layout == "channels_last":
             self.model.to(memory_format=torch.channels_last)
 

@@ -13,12 +13,12 @@ fp32: opt-in, a new model is fp32 until shown. fp16 is never chosen automaticall
 - CUDA: bf16-mixed where the GPU has native bf16 (Ampere and newer), else fp32; not timed (tensor cores run bf16
   matmuls and convolutions faster than fp32); the layout is left contiguous.
 - CPU: the model's own networks (`timing_pass`), forward and backward at the training batch size, are timed in
-  fp32 and, where oneDNN reports native bf16, in bf16 autocast, each in contiguous and (for convolutional
+  fp32 and, where the CPU has native bf16 (oneDNN supports it and the CPU lists bf16 instructions), in bf16 autocast, each in contiguous and (for convolutional
   models) channels-last layout (`measure_paths`, a few seconds). bf16-mixed is chosen only where its best layout
   is at least `MIN_SPEEDUP` times faster than fp32's best (on a CPU without native bf16, AVX2 only, bf16 matmuls
   are ~70x slower, so it is never timed); channels-last only where it beats contiguous by `MIN_LAYOUT_GAIN`.
-  Measured once per machine kind, torch version, network and batch size and kept in `~/.cache/genlab`, so one
-  command makes the same choice on one machine every time. Models without a `timing_pass` are not timed:
+  Measured once per CPU model, torch version, network and batch size and kept in `~/.cache/genlab`, so one
+  command makes the same choice on one machine every time; a timing taken on a busy machine is not kept. Models without a `timing_pass` are not timed:
   fp32, contiguous.
 - Anything else (MPS, XLA …): fp32, contiguous.
 
@@ -53,7 +53,7 @@ from pathlib import Path
 import torch
 
 from genlab.rng import isolated_rng
-from genlab.runtime import cpu_has_native_bf16, launched_by_first_process
+from genlab.runtime import cpu_has_native_bf16, cpu_model, launched_by_first_process
 
 #: bf16 on a CPU must pay clearly: a probe speedup of 1.5 was ~1.3x per whole training iteration on an
 #: AVX-512-BF16 CPU (benchmarks/throughput.py); below it the gain is small and not worth a second numerics
@@ -139,10 +139,23 @@ def cache_file() -> Path:
     return Path(folder) / "fast_paths.json"
 
 
+def busy_load() -> float | None:
+    """The 1-minute load average when more tasks want the CPU than it has cores (a timing taken then says more
+    about the neighbours than about bf16), else None."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    return load if load > (os.cpu_count() or 1) else None
+
+
 def remembered_paths(model: torch.nn.Module, batch_size: int, bf16: bool) -> dict[str, float]:
-    """`measure_paths`, measured once per machine kind, torch version, network and batch size, then read back: a
-    model near a threshold would otherwise train one way one day and the other way the next, from one command."""
-    fingerprint = f"{torch.backends.cpu.get_cpu_capability()} {torch.__version__} {batch_size} {bf16} {model!r}"
+    """`measure_paths`, measured once per CPU model, its bf16 support, torch version, network and batch size, then
+    read back: a model near a threshold would otherwise train one way one day and the other way the next, from one
+    command. A measurement taken on a busy machine is used once and not remembered (its result then carries
+    "busy_load"), so one loaded moment does not decide every later run."""
+    fingerprint = (f"{cpu_model()} {cpu_has_native_bf16()} {torch.backends.cpu.get_cpu_capability()}"
+                   f" {torch.__version__} {batch_size} {bf16} {model!r}")
     key = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
     path = cache_file()
     try:
@@ -152,6 +165,8 @@ def remembered_paths(model: torch.nn.Module, batch_size: int, bf16: bool) -> dic
     if isinstance(known.get(key), dict):
         return known[key]
     measured = measure_paths(model, batch_size, bf16)
+    if (load := busy_load()) is not None:
+        return {**measured, "busy_load": load}
     try:  # a cache that cannot be written only means measuring again next time
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.partial")
@@ -246,18 +261,28 @@ def _cpu_path(model: torch.nn.Module | None, batch_size: int, precision: str | N
         return FastPath(precision or FP32, CONTIGUOUS, f"CPU {capability}: only generative models are timed")
     native = cpu_has_native_bf16()
     wanted = {FP32: FP32, "32": FP32, 32: FP32, BF16: BF16, "bf16": BF16}.get(precision or FP32)
+    if precision is not None and wanted is None:  # fp16, fp64 …: not timed, the layout stays
+        return FastPath(precision, CONTIGUOUS, "precision given")
     refusal = bf16_refusal(model)
     bf16_allowed = native and refusal is None  # may be chosen when no precision is given
     times = remembered_paths(model, batch_size, bf16=(bf16_allowed and precision is None) or wanted == BF16)
+    choice = _timed_choice(times, capability, native, refusal, precision, wanted)
+    if "busy_load" in times:
+        reason = (f"{choice.reason}; timed while the machine was busy (load {times['busy_load']:.1f} on"
+                  f" {os.cpu_count()} cores), so not remembered")
+        return FastPath(choice.precision, choice.memory_format, reason, choice.tf32)
+    return choice
+
+
+def _timed_choice(times: dict[str, float], capability: str, native: bool, refusal: str | None,
+                  precision: str | None, wanted: str | None) -> FastPath:
     if precision is not None:
-        if wanted is None:  # fp16, fp64 …: not timed, the layout stays
-            return FastPath(precision, CONTIGUOUS, "precision given")
-        layout, _ = _fastest_layout(times, wanted)
+        layout, _ = _fastest_layout(times, wanted or FP32)
         return FastPath(precision, layout, f"CPU {capability}, precision given")
     fp32_layout, fp32_time = _fastest_layout(times, FP32)
     if not native:
         return FastPath(FP32, fp32_layout, f"CPU {capability} without native bf16")
-    if not bf16_allowed:
+    if refusal is not None:
         return FastPath(FP32, fp32_layout, f"CPU {capability}: {refusal}")
     bf16_layout, bf16_time = _fastest_layout(times, BF16)
     speedup = fp32_time / bf16_time

@@ -45,6 +45,12 @@ def logging_this_step(trainer: L.Trainer) -> bool:
     return bool(getattr(connector, "should_update_logs", True)) or bool(trainer.fast_dev_run)
 
 
+def batch_under_way(trainer: L.Trainer) -> bool:
+    """Whether a training batch has begun and not yet finished (inside `training_step` or the hooks around it)."""
+    progress = trainer.fit_loop.epoch_loop.batch_progress.total
+    return progress.ready > progress.completed
+
+
 def rewind_batch_progress(checkpoint: dict[str, Any], optimizer_steps: int = 0) -> None:
     """Count the batch in progress as not begun, so a run resumed from a mid-batch checkpoint redoes it under
     its own iteration number (Lightning would count it twice), and take back `optimizer_steps` optimizer steps
@@ -163,13 +169,64 @@ def clamp_all(tensors: list[torch.Tensor], bound: float) -> None:
     torch._foreach_clamp_max_(tensors, bound)
 
 
+def fused_kernel_devices() -> tuple[str, ...]:
+    """The device types torch's fused optimizers run on in this torch (CUDA always; the CPU from torch 2.4)."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:
+        return ("cuda",)
+    return tuple(_get_fused_kernels_supported_devices())
+
+
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast runs in on `device_type` right here, or None outside autocast (torch 2.2-2.3 name these
+    functions per device)."""
+    try:
+        enabled = torch.is_autocast_enabled(device_type)
+    except TypeError:
+        enabled = torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+    if not enabled:
+        return None
+    try:
+        return torch.get_autocast_dtype(device_type)
+    except AttributeError:
+        return torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.get_autocast_gpu_dtype()
+
+
 #: the dispatch behind every read of a tensor's value on the host (`.item()`, `bool(t)`, …): `genlab.host_syncs`
 HOST_READ_OP = torch.ops.aten._local_scalar_dense.default
 
 
+def _cpuinfo_field(names: tuple[str, ...]) -> str | None:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() in names:
+            return value.strip()
+    return None
+
+
+def cpu_bf16_instructions() -> bool | None:
+    """Whether the CPU lists bf16 arithmetic among its instructions (x86: avx512_bf16 or amx_bf16; Arm: bf16), or
+    None where the system does not say (no /proc/cpuinfo)."""
+    flags = _cpuinfo_field(("flags", "Features"))
+    return None if flags is None else bool({"avx512_bf16", "amx_bf16", "bf16"} & set(flags.split()))
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as the system gives it (for telling machines apart in caches and records)."""
+    import platform
+
+    return _cpuinfo_field(("model name", "Model", "Hardware")) or platform.processor() or platform.machine()
+
+
 def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN has native bf16 kernels on this CPU (AVX-512-BF16 or AMX); emulated bf16 is very slow."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    """Whether this CPU runs bf16 natively: oneDNN supports it and the CPU has bf16 instructions. oneDNN's
+    "supported" alone is also true on AVX-512 CPUs without them, which emulate bf16 (slowly)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and cpu_bf16_instructions() is not False
 
 
 class CheckpointHooks(ModelCheckpoint):

@@ -338,3 +338,19 @@ def test_a_skipped_update_leaves_weights_and_optimizer_state_exactly_as_they_wer
     for old, new in zip(state_before.state, state_after.state):
         assert torch.equal(old, new)
     assert all_finite(model.state_dict())
+
+
+@pytest.mark.parametrize("make_optimizer", [
+    lambda parameters: torch.optim.SGD(parameters, lr=1e-2, momentum=0.9),  # fused: creates its buffer uninitialised
+    lambda parameters: torch.optim.AdamW(parameters, lr=1e-2),
+], ids=["sgd_momentum", "adamw"])
+def test_a_skipped_first_update_leaves_no_trace_in_a_fused_optimizer(make_optimizer, tmp_path):
+    model = tiny_gan("skip")
+    model.discriminator_optimizer = make_optimizer
+    after_skip = OptimizerStateAt(2)
+    with pytest.warns(UserWarning, match="iteration 1: non-finite discriminator update skipped"):
+        trainer = fit_rarely_reading(model, images(4, nan_at=(1,)), tmp_path, after_skip, checkpoint_every=100)
+    assert all(group["fused"] for group in trainer.optimizers[0].param_groups)
+    # as if the step never ran: moments, momentum buffers and step counts all zero (not uninitialised memory)
+    assert after_skip.state and all(torch.equal(value, torch.zeros_like(value)) for value in after_skip.state)
+    assert all_finite(model.state_dict())

@@ -324,6 +324,8 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
     assert sampling["seed"] == 0 and sampling["batch_size"] == 40 and sampling["device"] == "cpu"
     assert sampling["processes"] == 1 and sampling["precision"] == "32-true"
     assert fit_records[0]["trained_in_precision"] == ["32-true"]
+    fast_path = fit_records[0]["fast_path"]  # how this run trained, and why
+    assert fast_path["precision"] == "32-true" and fast_path["memory_format"] == "contiguous" and fast_path["reason"]
     assert sampling["samplers"] == {"configured": {"latent_dim": 10, "noise": "U(-1, 1)",
                                                    "batchnorm": "none (the generator has no BatchNorm)",
                                                    "weights": "the trained generator"}}
@@ -497,3 +499,13 @@ def test_a_conditional_gan_is_scored_per_class_with_real_images_of_each_class(ru
     # 10 samples and ~10 real images a class, 16 classifier features: too few for any class's Fréchet distance
     assert all(math.isnan(fd) for fd in per_class["fd"])
     assert list((run / "metrics").glob("label_histogram-fit-iteration_*.png"))
+
+
+def test_a_record_names_the_precision_samples_are_really_drawn_in():
+    from genlab.callbacks.metrics import sampling_precision
+
+    network = torch.nn.Linear(2, 2)
+    assert sampling_precision(network) == "32-true"  # a bf16-mixed fit's callbacks sample outside its autocast
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert sampling_precision(network) == "autocast torch.bfloat16"
+    assert sampling_precision(network.to(torch.bfloat16)) == "bf16-true"

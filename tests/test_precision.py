@@ -11,7 +11,7 @@ import torch
 import yaml
 from lightning.pytorch import Callback
 
-from genlab import precision
+from genlab import precision, runtime
 from genlab.cli import GenlabCLI
 from genlab.data.corruption import PatchNoise
 from genlab.models import GAN, VAE, DenoisingAutoencoder
@@ -27,8 +27,9 @@ TINY_GAN = [*TINY_CLI_GAN, "--trainer.max_epochs=1", "--trainer.limit_train_batc
 
 @pytest.fixture()
 def native_bf16(monkeypatch):
-    """A CPU whose oneDNN has native bf16, whatever this machine is."""
+    """A CPU with native bf16 (oneDNN supports it, the CPU has the instructions), whatever this machine is."""
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_bf16_instructions", lambda: True)
 
 
 @pytest.fixture()
@@ -137,6 +138,40 @@ def test_test_evaluates_in_fp32_even_where_training_would_use_bf16(native_bf16, 
     checkpoint = torch.load(tmp_path / "lightning_logs" / "gan_mnist" / "version_0" / "checkpoints" / "last.ckpt",
                             weights_only=True)
     assert checkpoint["genlab_training_precisions"] == ["bf16-mixed"]  # what score records quote
+
+
+def test_an_avx512_cpu_that_only_emulates_bf16_is_not_native_although_onednn_supports_it(monkeypatch):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(runtime, "_cpuinfo_field", lambda names: "fpu avx2 avx512f avx512bw avx512vl")
+    assert runtime.cpu_bf16_instructions() is False and not runtime.cpu_has_native_bf16()
+    monkeypatch.setattr(runtime, "_cpuinfo_field", lambda names: "fpu avx2 avx512f avx512_bf16")
+    assert runtime.cpu_has_native_bf16()
+    monkeypatch.setattr(runtime, "_cpuinfo_field", lambda names: None)  # no /proc/cpuinfo: oneDNN's word stands
+    assert runtime.cpu_has_native_bf16()
+
+
+def test_a_timing_taken_on_a_busy_machine_is_used_once_said_so_and_not_remembered(native_bf16, monkeypatch):
+    calls = _measured(monkeypatch, 2.0)
+    monkeypatch.setattr(precision, "busy_load", lambda: 5.0)
+    model = GAN(generator=MLPGenerator(latent_dim=4, hidden=[8], out_shape=[1, 4, 4]),
+                discriminator=MLPDiscriminator(in_shape=[1, 4, 4], hidden=[8]))
+    chosen = precision.choose_fast_path("cpu", "fit", model, 16)
+    assert chosen.precision == "bf16-mixed" and "busy (load 5.0 on" in chosen.reason
+    precision.choose_fast_path("cpu", "fit", model, 16)
+    monkeypatch.setattr(precision, "busy_load", lambda: None)
+    assert "busy" not in precision.choose_fast_path("cpu", "fit", model, 16).reason
+    precision.choose_fast_path("cpu", "fit", model, 16)
+    assert calls == [16, 16, 16]  # measured each busy time, then once quietly and remembered
+
+
+def test_the_cache_tells_cpu_models_apart(monkeypatch):
+    calls = _measured(monkeypatch, 2.0)
+    model = GAN(generator=MLPGenerator(latent_dim=4, hidden=[8], out_shape=[1, 4, 4]),
+                discriminator=MLPDiscriminator(in_shape=[1, 4, 4], hidden=[8]))
+    for name in ("Intel Xeon Platinum 8480", "AMD EPYC 9654", "Intel Xeon Platinum 8480"):
+        monkeypatch.setattr(precision, "cpu_model", lambda name=name: name)
+        precision.remembered_paths(model, 16, bf16=True)
+    assert calls == [16, 16]  # a home directory shared by two machines does not replay one's timing on the other
 
 
 def test_a_measurement_is_made_once_per_network_and_batch_size_and_then_read_back(monkeypatch):
@@ -261,6 +296,7 @@ def _fake_device(monkeypatch, device: str) -> list:
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0) if native else (7, 0))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: cuda and native)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native or cuda)
+    monkeypatch.setattr(runtime, "cpu_bf16_instructions", lambda: native or cuda)
     return _measured(monkeypatch, 2.0)
 
 

@@ -29,7 +29,7 @@ from genlab.errors import GenlabError
 from genlab.metrics.suite import EvaluationPlan, MetricSuite
 from genlab.models.base import GenerativeModule, evaluation_mode
 from genlab.rng import keeps_training_rng
-from genlab.runtime import iterations_done
+from genlab.runtime import autocast_dtype, iterations_done
 
 SplitName = Literal["train", "val", "test"]
 
@@ -289,13 +289,15 @@ class GenerativeMetrics(ScheduledEvaluation):
             "iteration": iterations_done(trainer) if stage == "fit" else int(getattr(model, "trained_iterations", 0)),
             "step": trainer.global_step, "epoch": trainer.current_epoch,
             "stage": stage, "real_split": split, "trained_in_precision": trained_in,
+            # this run's precision, layout and TF32 and why (genlab.precision), when the CLI chose them
+            "fast_path": getattr(model, "fast_path", None),
             "num_fake": self.num_samples, "num_real": self._real_count,
             "scores": scores, **extras,
             "real_values": real_values,
             "sampling": {
                 "samplers": samplers, "seed": self.seed, "batch_size": self.batch_size,
                 "noise_batches": f"batch b of {self.batch_size} drawn with torch.Generator seeded seed + b",
-                "device": str(model.device), "processes": world_size, "precision": str(trainer.precision),
+                "device": str(model.device), "processes": world_size, "precision": sampling_precision(model),
             },
             "settings": {suite.name: suite.settings() for suite in self.suites},
         }
@@ -330,3 +332,14 @@ class GenerativeMetrics(ScheduledEvaluation):
         for name, value in record["scores"].items():
             pl_module.log(f"test/{name}", value, sync_dist=False)  # equal on every process after compute
         self._write(trainer, record)
+
+
+def sampling_precision(model: torch.nn.Module) -> str:
+    """What samples are drawn in here, called where they are drawn: a callback runs outside the autocast Lightning
+    puts around training steps, so a bf16-mixed fit samples in its weights' dtype (fp32), not "bf16-mixed"."""
+    parameter = next(model.parameters())
+    if (autocast := autocast_dtype(parameter.device.type)) is not None:
+        return f"autocast {autocast}"
+    dtype = parameter.dtype
+    return {torch.float32: "32-true", torch.bfloat16: "bf16-true", torch.float16: "16-true",
+            torch.float64: "64-true"}.get(dtype, str(dtype))

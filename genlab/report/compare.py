@@ -56,7 +56,8 @@ def protocol_differences(records: list[dict[str, Any]]) -> list[str]:
     flats = [protocol(record) for record in records]
     keys = sorted(set().union(*flats))
     return [key for key in keys if len({_text(flat.get(key, MISSING)) for flat in flats}) > 1
-            and not key.startswith(("sampling.device", "sampling.processes", "sampling.precision", "trained_in"))]
+            and not key.startswith(("sampling.device", "sampling.processes", "sampling.precision", "trained_in",
+                                    "fast_path."))]
 
 
 def compare(runs: list[Run]) -> Comparison:

@@ -15,7 +15,8 @@ from genlab.report.reading import Run
 
 # record fields that are the numbers or the position, not the protocol
 NOT_PROTOCOL = {"scores", "real_values", "iteration", "step", "epoch", "label_histogram", "alarms"}
-# settings that change how a score is computed but not its value (checked on 1 vs N processes, see README)
+# settings that change how a score is computed but not its value (checked on 1 vs N processes, see README); also
+# `fast_path.*`, how the weights were trained (like trained_in_precision: a property of the model scored)
 NOT_IDENTITY = {"sampling.device", "sampling.processes", "sampling.precision", "trained_in_precision"}
 COLLAPSE_TV = 0.9
 
@@ -44,7 +45,7 @@ def protocol(record: dict[str, Any]) -> dict[str, Any]:
 def protocol_identity(record: dict[str, Any]) -> str:
     """The part of a record's protocol that decides its numbers: two records compare only when these agree."""
     kept = {key: value for key, value in protocol(record).items()
-            if key not in NOT_IDENTITY and key != "stage" and not key.startswith("sampling.noise")}
+            if key not in NOT_IDENTITY and key != "stage" and not key.startswith(("sampling.noise", "fast_path."))}
     return json.dumps(kept, sort_keys=True, default=str)
 
 

@@ -26,7 +26,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from genlab.errors import GenlabError
-from genlab.runtime import copy_all, foreach_norm
+from genlab.runtime import batch_under_way, copy_all, foreach_norm
 from genlab.training.fused import steps_on_device_flag
 
 if TYPE_CHECKING:
@@ -68,15 +68,22 @@ class Snapshot:
 
     def __init__(self, tensors: list[Tensor]) -> None:
         self.groups: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+        self.loose: list[Tensor] = []  # tensors without a flat view of their memory (e.g. a transposed weight)
         for tensor in tensors:
-            self.groups.setdefault((tensor.device, tensor.dtype), []).append(_flat_view(tensor.detach()))
+            view = _flat_view(tensor.detach())
+            if view is None:
+                self.loose.append(tensor.detach())
+            else:
+                self.groups.setdefault((tensor.device, tensor.dtype), []).append(view)
         self.sizes = {key: [view.numel() for view in views] for key, views in self.groups.items()}
         self.saved = {key: torch.empty(sum(self.sizes[key]), dtype=key[1], device=key[0]) for key in self.groups}
+        self.saved_loose: list[Tensor] = []
 
     def save(self) -> None:
         with torch.no_grad():
             for key, views in self.groups.items():
                 torch.cat(views, out=self.saved[key])
+            self.saved_loose = [tensor.clone() for tensor in self.loose]
 
     def restore_where(self, go: Tensor) -> None:
         with torch.no_grad():
@@ -84,16 +91,27 @@ class Snapshot:
                 kept = torch.cat(views)
                 torch.where(go.to(key[0]), kept, self.saved[key], out=kept)
                 copy_all(views, list(kept.split(self.sizes[key])))
+            for tensor, saved in zip(self.loose, self.saved_loose):
+                tensor.copy_(torch.where(go.to(tensor.device), tensor, saved))
 
 
-def _flat_view(tensor: Tensor) -> Tensor:
-    """A 1-D view of all of a dense tensor's memory, in memory order (channels-last weights included)."""
+def _flat_view(tensor: Tensor) -> Tensor | None:
+    """A 1-D view of all of a dense tensor's memory, in memory order (channels-last weights included), or None."""
     if tensor.is_contiguous():
         return tensor.view(-1)
     if tensor.is_contiguous(memory_format=torch.channels_last):
         return tensor.as_strided((tensor.numel(),), (1,), tensor.storage_offset())
-    raise GenlabError(f"the divergence guard cannot snapshot a tensor of shape {tuple(tensor.shape)} and strides"
-                      f" {tensor.stride()}: make the model's parameters and buffers contiguous")
+    return None
+
+
+def _creates_state_uninitialised(optimizer: torch.optim.Optimizer) -> bool:
+    """Fused SGD with momentum makes its momentum buffers with `empty_like` in its first step and fills them in the
+    kernel, which `found_inf` skips: a skipped first step would leave them uninitialised. That step goes through the
+    snapshot instead (which zeroes state a skipped step created)."""
+    if not isinstance(optimizer, torch.optim.SGD):
+        return False
+    return any(group["momentum"] and any("momentum_buffer" not in optimizer.state.get(p, {}) for p in group["params"])
+               for group in optimizer.param_groups)
 
 
 class _StepMask:
@@ -218,18 +236,21 @@ class DivergenceGuard:
         one is non-finite; the BatchNorm statistics the forward pass changed are put back then. Returns the device
         flag of whether the step was taken. Call it after backward; it never reads a value on the host."""
         go = self._decide(module, side, loss, optimized_parameters(optimizer), norms)
-        mask = self._prepare(optimizer, go, exact_by_copies=also is not None)
-        module.step_of_update(optimizer)
-        if also is not None:
-            also()
-        self._finish(optimizer, mask, go)
+        scaler = getattr(module.trainer.precision_plugin, "scaler", None)  # GradScaler sets its own found_inf
+        mask = self._prepare(optimizer, go, exact_by_copies=also is not None or scaler is not None)
+        try:
+            module.step_of_update(optimizer)
+            if also is not None:
+                also()
+        finally:
+            self._finish(optimizer, mask, go)
         return go
 
     def _prepare(self, optimizer: torch.optim.Optimizer, go: Tensor, exact_by_copies: bool) -> _StepMask | None:
         """Make the coming step undoable: `found_inf` where the optimizer is fused (it then skips itself, weights,
         moments and step count alike), else a snapshot of its parameters and state (`_StepMask`)."""
         optimizer = _torch_optimizer(optimizer)
-        if not exact_by_copies and steps_on_device_flag(optimizer):
+        if not exact_by_copies and steps_on_device_flag(optimizer) and not _creates_state_uninitialised(optimizer):
             optimizer.found_inf = torch.logical_not(go).to(torch.float32)  # type: ignore[attr-defined]
             return None
         mask = self._masks.get(id(optimizer))
@@ -240,7 +261,7 @@ class DivergenceGuard:
 
     def _finish(self, optimizer: torch.optim.Optimizer, mask: _StepMask | None, go: Tensor) -> None:
         if mask is None:
-            del _torch_optimizer(optimizer).found_inf  # type: ignore[attr-defined]
+            vars(_torch_optimizer(optimizer)).pop("found_inf", None)
         else:
             mask.undo_where(go)
         self._restore_buffers(go)
@@ -282,7 +303,8 @@ class DivergenceGuard:
                 continue
             broken = [name for name, good in zip(CHECKS, finite) if not good]
             if self.policy == "stop" or "weights" in broken:  # this update and every later one were no-ops
-                no_ops = sum(1 for later, _ in updates[index:] if later == module.iteration)
+                no_ops = sum(1 for later, _ in updates[index:] if later == module.iteration) if (
+                    batch_under_way(module.trainer)) else 0  # a finished batch stays counted, its steps too
                 self._stop(module, iteration, side, broken, skipped, no_ops)
             skipped.append((iteration, side))
         for side, finite in weights_finite.items():

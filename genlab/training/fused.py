@@ -16,10 +16,13 @@ user made (`fused: false`, `foreach: true`, `differentiable: true`) is kept as i
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
+from genlab.runtime import fused_kernel_devices
+
 FUSABLE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.Adagrad)
-FUSED_DEVICES = ("cpu", "cuda")
 
 
 def fused_when_unset(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
@@ -32,10 +35,13 @@ def fused_when_unset(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     if defaults.get("fused") is not None or defaults.get("foreach") is not None or defaults.get("differentiable"):
         return optimizer
     parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]]
-    if not all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in parameters):
+    devices = fused_kernel_devices()
+    if not all(p.is_floating_point() and p.device.type in devices for p in parameters):
         return optimizer
+    accepted = inspect.signature(type(optimizer)).parameters  # defaults may hold more (AdamW's decoupled_weight_decay)
+    settings = {key: value for key, value in defaults.items() if key in accepted}
     groups = [{**group, "fused": True} for group in optimizer.param_groups]
-    return type(optimizer)(groups, **{**defaults, "fused": True})
+    return type(optimizer)(groups, **{**settings, "fused": True})
 
 
 def steps_on_device_flag(optimizer: torch.optim.Optimizer) -> bool:
