@@ -1,8 +1,10 @@
-"""`LightningDataModule`s: MNIST, Fashion-MNIST, EmojiOne and synthetic quadratic points."""
+"""`LightningDataModule`s: MNIST, Fashion-MNIST, EmojiOne, a folder of one's own images and synthetic quadratic
+points."""
 
 from genlab.data.base import DATA_DIR_ENV, Split, Splits, TensorDataModule, resolve_data_dir
 from genlab.data.corruption import Corruption, PatchNoise
 from genlab.data.emoji import EmojiDataModule
+from genlab.data.folder import ImageFolderDataModule
 from genlab.data.loader import TensorLoader
 from genlab.data.mnist import FashionMNISTDataModule, MNISTDataModule
 from genlab.data.quadratic import QuadraticDataModule
@@ -12,6 +14,7 @@ __all__ = [
     "DATA_DIR_ENV",
     "EmojiDataModule",
     "FashionMNISTDataModule",
+    "ImageFolderDataModule",
     "MNISTDataModule",
     "PatchNoise",
     "QuadraticDataModule",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
@@ -122,6 +122,13 @@ class TensorDataModule(L.LightningDataModule):
             rows = (samples if as_bytes is None else as_bytes).to(device)
             self._train_on_device = (device, (rows, labels.to(device)))
         return self._train_on_device[1]
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """A batch of tensors already on `device` (the training loader slices them there) is passed on as it is:
+        Lightning's generic walk over the collection costs ~0.08 ms per iteration and moves nothing."""
+        if isinstance(batch, (tuple, list)) and all(isinstance(t, Tensor) and t.device == device for t in batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def train_dataloader(self) -> TensorLoader:
         """Batches sliced on the training device, in the order of (seed, epoch) drawn on the host."""

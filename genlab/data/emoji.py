@@ -37,6 +37,7 @@ def load_png(path: Path, background: tuple[int, int, int], image_size: int) -> n
 
 
 NPM_PACKAGE = "emojione-assets@4.5.0"
+DEFAULT_FOLDER = "EmojiOne/png/32"  # under the data root: the only folder genlab fetches EmojiOne into
 
 
 def fetch_emojione(target: Path, package: str = NPM_PACKAGE, size: int = 32) -> None:
@@ -100,8 +101,10 @@ class EmojiDataModule(TensorDataModule):
         image_size: side length; images of another size are resized (Lanczos).
         background: RGB colour that transparent pixels are composited onto.
         on_bad_file: "error" stops on a PNG that cannot be read (naming it); "skip" warns and leaves it out.
-        download: when the folder holds no PNGs, fetch them with `npm pack emojione-assets@4.5.0` (needs npm
-            and a network; rank 0 only, as Lightning calls `prepare_data` there).
+        download: when the default folder (EmojiOne/png/32 under the data root) holds no PNGs, fetch them with
+            `npm pack emojione-assets@4.5.0` (needs npm and a network; rank 0 only, as Lightning calls
+            `prepare_data` there). A folder you name is never written to: for your own images use
+            `genlab.data.ImageFolderDataModule`.
     """
 
     num_classes = 0
@@ -109,7 +112,7 @@ class EmojiDataModule(TensorDataModule):
     def __init__(
         self,
         data_dir: str | None = None,
-        folder: str = "EmojiOne/png/32",
+        folder: str = DEFAULT_FOLDER,
         image_size: int = 32,
         background: tuple[int, int, int] = (255, 255, 255),
         batch_size: int = 128,
@@ -122,6 +125,7 @@ class EmojiDataModule(TensorDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, drop_last=drop_last, seed=seed)
         self.data_dir = resolve_data_dir(data_dir)
+        self.folder = folder
         self.image_folder = self.data_dir / folder
         self.image_size, self.background = image_size, tuple(background)
         self.val_size, self.on_bad_file, self.download = val_size, on_bad_file, download
@@ -131,6 +135,10 @@ class EmojiDataModule(TensorDataModule):
         files = sorted(self.image_folder.glob("*.png")) if self.image_folder.is_dir() else []
         if not files:
             state = "has no .png files" if self.image_folder.is_dir() else "does not exist"
+            if self.folder != DEFAULT_FOLDER:
+                raise GenlabError(f"{self.image_folder.resolve()} {state} (EmojiDataModule reads top-level PNGs): for"
+                                  " a folder of your own images, of any format or with class sub-folders, use"
+                                  " data.class_path: genlab.data.ImageFolderDataModule")
             raise GenlabError(
                 f"{self.image_folder.resolve()} {state}: put the EmojiOne 32x32 PNGs there (npm pack"
                 " emojione-assets@4.5.0, folder png/32) or point --data.data_dir / $GENLAB_DATA_DIR at a root"
@@ -139,8 +147,8 @@ class EmojiDataModule(TensorDataModule):
         return files
 
     def prepare_data(self) -> None:
-        if self.download and not any(self.image_folder.glob("*.png")):
-            fetch_emojione(self.image_folder)
+        if self.download and self.folder == DEFAULT_FOLDER and not any(self.image_folder.glob("*.png")):
+            fetch_emojione(self.image_folder)  # into genlab's own data root only: a folder of yours is never written
         self._png_files()
 
     def load_splits(self) -> Splits:

@@ -1,0 +1,165 @@
+"""`ImageFolderDataModule`: a folder of one's own images, read once into memory and never written to.
+
+The shape users expect from torchvision's `ImageFolder`: either all images directly in the folder (unlabelled,
+label 0), or one sub-folder per class (labels 0..C-1 in the sorted order of the sub-folders' names, recorded in
+`class_names`). Files are found by extension in any case: PNG, JPEG, WebP, BMP, GIF (first frame), TIFF.
+
+Every image becomes `channels` x `image_size` x `image_size` in [-1, 1]:
+- transparency (RGBA, LA, palette images with a transparent colour) is composited onto `background`;
+- colour is converted to `channels` (3: RGB; 1: luminance, ITU-R 601);
+- size: the largest centred square is cropped, then resized to `image_size` with Lanczos (a square image is only
+  resized; an image already of that size is left as it is).
+
+Nothing is written into the folder: no cache, no index, no download.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from genlab.data.base import Split, Splits, TensorDataModule, bytes_to_symmetric_range, resolve_data_dir, split_off
+from genlab.errors import GenlabError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def find_images(folder: Path) -> tuple[list[Path], list[int], list[str]]:
+    """(files, labels, class names): the images directly in `folder` (one class, no name), or those of each of its
+    sub-folders (one class each). One line when the folder is missing, holds no image, or mixes both layouts."""
+    if not folder.is_dir():
+        raise GenlabError(f"image folder {folder} does not exist: set data.folder to a folder of images (absolute,"
+                          " or relative to the data root)")
+    top = sorted(path for path in folder.iterdir() if is_image(path))
+    classes = sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
+    per_class = {path.name: sorted(file for file in path.rglob("*") if is_image(file)) for path in classes}
+    per_class = {name: files for name, files in per_class.items() if files}
+    if top and per_class:
+        raise GenlabError(f"{folder} mixes images at its top ({top[0].name}, …) with class sub-folders"
+                          f" ({', '.join(list(per_class)[:3])}): put every image in a class sub-folder, or all at the top")
+    if top:
+        return top, [0] * len(top), []
+    if not per_class:
+        raise GenlabError(f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)} in any case): put images there,"
+                          " directly or in one sub-folder per class")
+    names = list(per_class)
+    if len(names) == 1:  # one sub-folder: an unlabelled set that happens to sit one level down
+        return per_class[names[0]], [0] * len(per_class[names[0]]), []
+    files = [file for name in names for file in per_class[name]]
+    labels = [index for index, name in enumerate(names) for _ in per_class[name]]
+    return files, labels, names
+
+
+def load_image(path: Path, image_size: int, channels: int, background: tuple[int, int, int]) -> np.ndarray:
+    """One image as uint8 H x W x channels, by the rules of the module docstring."""
+    with Image.open(path) as image:
+        image.seek(0)
+        image.load()
+        rgba = image.convert("RGBA")
+    side = min(rgba.size)
+    if rgba.size[0] != rgba.size[1]:
+        left, top = (rgba.size[0] - side) // 2, (rgba.size[1] - side) // 2
+        rgba = rgba.crop((left, top, left + side, top + side))
+    if side != image_size:
+        rgba = rgba.resize((image_size, image_size), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGBA", rgba.size, (*background, 255))
+    composited = Image.alpha_composite(canvas, rgba)
+    pixels = np.asarray(composited.convert("L" if channels == 1 else "RGB"))
+    return pixels[:, :, None] if channels == 1 else pixels
+
+
+class ImageFolderDataModule(TensorDataModule):
+    """A folder of images (see the module docstring for the layout and the conversion rules), held in memory.
+
+    Args:
+        folder: the image folder, absolute or relative to `data_dir`.
+        data_dir: data root; defaults to $GENLAB_DATA_DIR, else `data/`.
+        image_size: side length of the square images.
+        channels: 3 (RGB) or 1 (grey).
+        background: RGB colour transparent pixels are composited onto.
+        val_size, test_size: images held out (seeded by `seed`) for validation and for `genlab test`; with 0 the
+            training images serve there too (as FID against the training set does).
+        on_bad_file: "error" stops on an unreadable or truncated file, naming it; "skip" leaves it out, warns and
+            counts it (`skipped_files`).
+    """
+
+    def __init__(
+        self,
+        folder: str,
+        data_dir: str | None = None,
+        image_size: int = 32,
+        channels: Literal[1, 3] = 3,
+        background: tuple[int, int, int] = (255, 255, 255),
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        val_size: int = 0,
+        test_size: int = 0,
+        on_bad_file: Literal["error", "skip"] = "error",
+        drop_last: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, drop_last=drop_last, seed=seed)
+        if channels not in (1, 3):
+            raise GenlabError(f"data.channels must be 1 (grey) or 3 (RGB), got {channels}")
+        if image_size < 1:
+            raise GenlabError(f"data.image_size must be at least 1, got {image_size}")
+        if on_bad_file not in ("error", "skip"):
+            raise GenlabError(f"data.on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
+        self.folder = Path(folder).expanduser()
+        if not self.folder.is_absolute():
+            self.folder = resolve_data_dir(data_dir) / self.folder
+        self.image_size, self.channels, self.background = image_size, channels, tuple(background)
+        self.val_size, self.test_size, self.on_bad_file = val_size, test_size, on_bad_file
+        self.data_shape = (channels, image_size, image_size)
+        self.class_names: list[str] = []
+        self.skipped_files: list[str] = []
+        self.num_classes = self._count_classes()
+
+    def _count_classes(self) -> int:
+        """Known before loading (models check `num_classes` at setup): 0 without class sub-folders."""
+        try:
+            _, _, names = find_images(self.folder)
+        except GenlabError:
+            return 0  # the same error is raised, in one line, when the data are loaded
+        return len(names)
+
+    def _read(self, files: list[Path], labels: list[int]) -> Split:
+        images, kept = [], []
+        for path, label in zip(files, labels):
+            try:
+                images.append(load_image(path, self.image_size, self.channels, self.background))
+                kept.append(label)
+            except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+                if self.on_bad_file == "error":
+                    raise GenlabError(f"cannot read image {path} ({error}): remove or replace it, or set"
+                                      " data.on_bad_file: skip") from None
+                self.skipped_files.append(str(path))
+                warnings.warn(f"skipping unreadable image {path}: {error}", stacklevel=2)
+        if not images:
+            raise GenlabError(f"no readable image in {self.folder}: replace the files")
+        pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+        return Split(bytes_to_symmetric_range(pixels), torch.tensor(kept, dtype=torch.long))
+
+    def load_splits(self) -> Splits:
+        files, labels, self.class_names = find_images(self.folder)
+        everything = self._read(files, labels)
+        held_out = self.val_size + self.test_size
+        if held_out == 0:
+            train, val, test = everything, everything, everything
+        else:
+            train, rest = split_off(everything, held_out, self.seed)
+            val = Split(*(t[: self.val_size] for t in rest)) if self.val_size else train
+            test = Split(*(t[self.val_size:] for t in rest)) if self.test_size else val
+        if len(train.labels) < self.batch_size and self.drop_last:
+            raise GenlabError(f"{self.folder} gives {len(train.labels)} training images, fewer than one batch of"
+                              f" {self.batch_size}: lower data.batch_size or add images")
+        return Splits(train, val, test)

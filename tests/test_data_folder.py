@@ -1,0 +1,150 @@
+"""A folder of one's own images (`ImageFolderDataModule`): every common format and mode read the documented way,
+labels from class sub-folders, one line for each bad input, and the folder never written to."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genlab.data import EmojiDataModule, ImageFolderDataModule
+from genlab.errors import GenlabError
+
+
+def fingerprint(folder: Path) -> dict[str, str]:
+    """Every path under `folder` with a hash of its bytes (and its mtime): what "untouched" means."""
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest() + str(path.stat().st_mtime_ns)
+            if path.is_file() else "dir" for path in sorted(folder.rglob("*"))}
+
+
+def write(path: Path, image: Image.Image) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def classes_folder(root: Path) -> Path:
+    """Two classes in several formats and modes, sizes and aspect ratios."""
+    rng = np.random.default_rng(0)
+    folder = root / "mine"
+    for index, (name, mode, size) in enumerate([
+        ("cats/a.PNG", "RGBA", (32, 32)), ("cats/b.jpg", "RGB", (40, 30)), ("cats/c.WEBP", "RGB", (16, 16)),
+        ("dogs/d.bmp", "L", (32, 32)), ("dogs/e.gif", "P", (32, 48)), ("dogs/f.tiff", "RGB", (64, 64)),
+    ]):
+        channels = {"RGBA": 4, "RGB": 3, "L": 1, "P": 1}[mode]
+        pixels = rng.integers(0, 256, (size[1], size[0], channels), dtype=np.uint8).squeeze()
+        image = Image.fromarray(pixels, "L" if mode == "P" else mode)
+        write(folder / name, image.convert("P") if mode == "P" else image)
+    return folder
+
+
+def test_labels_come_from_class_sub_folders_and_every_format_is_read(tmp_path):
+    folder = classes_folder(tmp_path)
+    before = fingerprint(folder)
+    data = ImageFolderDataModule(str(folder), image_size=8, batch_size=2)
+    assert data.num_classes == 2
+    data.setup()
+    train = data.split("train")
+    assert data.class_names == ["cats", "dogs"]
+    assert train.samples.shape == (6, 3, 8, 8) and train.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert train.samples.min() >= -1 and train.samples.max() <= 1
+    assert fingerprint(folder) == before  # nothing written, not even a cache
+
+
+def test_transparency_is_composited_onto_the_background_and_grey_has_one_channel(tmp_path):
+    folder = tmp_path / "flat"
+    clear = Image.new("RGBA", (4, 4), (200, 10, 10, 0))  # fully transparent red
+    write(folder / "clear.png", clear)
+    write(folder / "clear_too.png", clear)
+    rgb = ImageFolderDataModule(str(folder), image_size=4, batch_size=1, background=(0, 255, 0))
+    rgb.setup()
+    pixel = rgb.split("train").samples[0, :, 0, 0]
+    assert pixel.tolist() == [-1.0, 1.0, -1.0]  # the background, not the hidden red
+    grey = ImageFolderDataModule(str(folder), image_size=4, batch_size=1, channels=1, background=(255, 255, 255))
+    grey.setup()
+    assert grey.split("train").samples.shape == (2, 1, 4, 4) and grey.num_classes == 0
+    assert torch.all(grey.split("train").samples == 1.0)
+
+
+def test_a_wide_image_is_centre_cropped_then_resized(tmp_path):
+    pixels = np.zeros((4, 12, 3), dtype=np.uint8)
+    pixels[:, 4:8] = 255  # the centred 4x4 square is white, the sides black
+    write(tmp_path / "wide" / "a.png", Image.fromarray(pixels))
+    write(tmp_path / "wide" / "b.png", Image.fromarray(pixels))
+    data = ImageFolderDataModule(str(tmp_path / "wide"), image_size=4, batch_size=1)
+    data.setup()
+    assert torch.all(data.split("train").samples == 1.0)
+
+
+def test_a_folder_relative_to_the_data_root_and_held_out_splits(tmp_path):
+    classes_folder(tmp_path)
+    data = ImageFolderDataModule("mine", data_dir=str(tmp_path), image_size=8, batch_size=2, val_size=1,
+                                 test_size=1)
+    data.setup()
+    assert [len(data.split(name).labels) for name in ("train", "val", "test")] == [4, 1, 1]
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("missing", "image folder .* does not exist: set data.folder"),
+    ("empty", "holds no images"),
+    ("text only", "holds no images"),
+    ("mixed", "mixes images at its top .* with class sub-folders"),
+    ("too few", "gives 2 training images, fewer than one batch of 4: lower data.batch_size"),
+])
+def test_bad_folders_get_one_line(layout, message, tmp_path):
+    folder = tmp_path / "bad"
+    image = Image.new("RGB", (4, 4))
+    if layout != "missing":
+        folder.mkdir()
+    if layout == "text only":
+        (folder / "notes.txt").write_text("no images here")
+    if layout == "mixed":
+        write(folder / "top.png", image)
+        write(folder / "class_a" / "x.png", image)
+        write(folder / "class_b" / "y.png", image)
+    if layout == "too few":
+        write(folder / "a.png", image)
+        write(folder / "b.png", image)
+    with pytest.raises(GenlabError, match=message) as error:
+        ImageFolderDataModule(str(folder), image_size=4, batch_size=4).setup()
+    assert "\n" not in str(error.value)
+
+
+def test_an_unreadable_file_is_named_or_skipped_and_counted(tmp_path):
+    folder = tmp_path / "some_bad"
+    for name in ("a.png", "b.png"):
+        write(folder / name, Image.new("RGB", (4, 4)))
+    good = (folder / "a.png").read_bytes()
+    (folder / "c.png").write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(GenlabError, match=r"cannot read image .*c\.png .*set data.on_bad_file: skip"):
+        ImageFolderDataModule(str(folder), image_size=4, batch_size=1).setup()
+    data = ImageFolderDataModule(str(folder), image_size=4, batch_size=1, on_bad_file="skip")
+    with pytest.warns(UserWarning, match="skipping unreadable image"):
+        data.setup()
+    assert len(data.split("train").labels) == 2 and [Path(p).name for p in data.skipped_files] == ["c.png"]
+
+
+def test_a_folder_of_your_own_given_to_the_emoji_module_is_never_fetched_into(tmp_path, monkeypatch):
+    folder = classes_folder(tmp_path)  # JPEGs and sub-folders: no top-level PNG for EmojiDataModule
+    before = fingerprint(folder)
+    monkeypatch.setattr("genlab.data.emoji.fetch_emojione", lambda target: pytest.fail(f"fetched into {target}"))
+    data = EmojiDataModule(data_dir=str(tmp_path), folder=str(folder))
+    with pytest.raises(GenlabError, match="use data.class_path: genlab.data.ImageFolderDataModule"):
+        data.prepare_data()
+    assert fingerprint(folder) == before
+
+
+def test_an_experiment_trains_on_a_folder_of_your_own_from_the_command_line(run_cli, tmp_path):
+    folder = tmp_path / "photos"
+    rng = np.random.default_rng(1)
+    for index in range(12):
+        write(folder / f"{index:02d}.jpg", Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)))
+    before = fingerprint(folder)
+    run_cli("fit", "--config", str(Path(__file__).resolve().parents[1] / "experiments" / "dcgan_emoji.yaml"),
+            "--data=genlab.data.ImageFolderDataModule", f"--data.folder={folder}", "--data.batch_size=4",
+            "--trainer.fast_dev_run=true", "--evaluate=false", "--trainer.enable_progress_bar=false")
+    assert fingerprint(folder) == before
