@@ -11,6 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
+from genlab.callbacks.graceful_stop import DECISION_LAG
+
 from tests.conftest import EXPERIMENTS, REPO, write_tiny_mnist
 from tests.test_cli import TINY_GAN, load_checkpoint
 
@@ -238,7 +240,8 @@ def test_the_generator_average_is_identical_on_every_ddp_process_and_is_what_the
 @pytest.mark.slow
 def test_sigterm_to_the_first_ddp_process_stops_all_at_one_iteration_and_resume_is_exact(tmp_path):
     """`kill PID` of a DDP run: only the first process gets the signal, yet both ranks stop after the same
-    iteration, one last.ckpt holds both ranks' random states, and resuming ends bit-identical to an unbroken run."""
+    iteration (DECISION_LAG after the one the signal came in, as the flags are read without waiting), one last.ckpt
+    holds both ranks' random states, and resuming ends bit-identical to an unbroken run."""
     data = write_tiny_mnist(tmp_path / "data", train=112)
     env = _subprocess_env(data)
     ddp = [*GENLAB, "fit", *TINY_GAN, "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
@@ -257,9 +260,10 @@ def test_sigterm_to_the_first_ddp_process_stops_all_at_one_iteration_and_resume_
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 143, stderr[-2000:]
-    assert sum(line.startswith("genlab: stopped by SIGTERM after iteration 5") for line in stderr.splitlines()) == 1
+    stop = 5 + DECISION_LAG
+    assert sum(line.startswith(f"genlab: stopped by SIGTERM after iteration {stop}") for line in stderr.splitlines()) == 1
     checkpoint = load_checkpoint(stopped / "last.ckpt")
-    assert checkpoint["global_step"] == 2 * 5 and len(checkpoint["genlab_rng_states"]["per_rank"]) == 2
+    assert checkpoint["global_step"] == 2 * stop and len(checkpoint["genlab_rng_states"]["per_rank"]) == 2
     _resumed_equals_unbroken(tmp_path, env, ddp, "stopped", steps=2 * 12)
 
 
