@@ -62,12 +62,14 @@ class HostSyncCounter:
     """Counts host reads of tensor values inside the block, with the line of code behind each."""
 
     def __init__(self) -> None:
-        self.count = 0
-        self.where: list[str] = []
+        self.where: list[str] = []  # one line of code per read
         self._modes = [_ScalarReads(self), _HostCopies(self)]
 
+    @property
+    def count(self) -> int:
+        return len(self.where)
+
     def record(self, frames: traceback.StackSummary) -> None:
-        self.count += 1
         self.where.append(_caller(frames))
 
     def __enter__(self) -> HostSyncCounter:
@@ -103,10 +105,14 @@ class SyncsPerIteration(L.Callback):
     """
 
     def __init__(self) -> None:
-        self.counts: dict[int, int] = {}
-        self.where: dict[int, list[str]] = {}
+        self.where: dict[int, list[str]] = {}  # iteration -> one line of code per read
         self._counter: HostSyncCounter | None = None
         self._iteration = 0
+
+    @property
+    def counts(self) -> dict[int, int]:
+        """Reads per iteration."""
+        return {iteration: len(where) for iteration, where in self.where.items()}
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -118,7 +124,6 @@ class SyncsPerIteration(L.Callback):
         if self._counter is None:
             return
         self._counter.__exit__(None, None, None)
-        self.counts[self._iteration] = self._counter.count
         self.where[self._iteration] = self._counter.where
         self._counter = None
 

@@ -13,13 +13,13 @@ fp32: opt-in, a new model is fp32 until shown. fp16 is never chosen automaticall
 - CUDA: bf16-mixed where the GPU has native bf16 (Ampere and newer), else fp32; not timed (tensor cores run bf16
   matmuls and convolutions faster than fp32); the layout is left contiguous.
 - CPU: the model's own networks (`timing_pass`), forward and backward at the training batch size, are timed in
-  fp32 and, where the CPU has native bf16 (oneDNN supports it and the CPU lists bf16 instructions), in bf16 autocast, each in contiguous and (for convolutional
-  models) channels-last layout (`measure_paths`, a few seconds). bf16-mixed is chosen only where its best layout
-  is at least `MIN_SPEEDUP` times faster than fp32's best (on a CPU without native bf16, AVX2 only, bf16 matmuls
-  are ~70x slower, so it is never timed); channels-last only where it beats contiguous by `MIN_LAYOUT_GAIN`.
-  Measured once per CPU model, torch version, network and batch size and kept in `~/.cache/genlab`, so one
-  command makes the same choice on one machine every time; a timing taken on a busy machine is not kept. Models without a `timing_pass` are not timed:
-  fp32, contiguous.
+  fp32 and, where the CPU has native bf16 (oneDNN supports it and the CPU lists bf16 instructions), in bf16
+  autocast, each in contiguous and (for convolutional models) channels-last layout (`measure_paths`, a few
+  seconds). bf16-mixed is chosen only where its best layout is at least `MIN_SPEEDUP` times faster than fp32's best
+  (on a CPU without native bf16, AVX2 only, bf16 matmuls are ~70x slower, so it is never timed); channels-last
+  only where it beats contiguous by `MIN_LAYOUT_GAIN`. Measured once per CPU model, torch version, network and
+  batch size and kept in `~/.cache/genlab`, so one command makes the same choice on one machine every time; a
+  timing taken on a busy machine is not kept. Models without a `timing_pass` are not timed: fp32, contiguous.
 - Anything else (MPS, XLA …): fp32, contiguous.
 
 | model                                 | CPU: native bf16, 1.5x faster | other CPU | CUDA: native bf16 | other CUDA |
@@ -47,7 +47,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -268,9 +268,8 @@ def _cpu_path(model: torch.nn.Module | None, batch_size: int, precision: str | N
     times = remembered_paths(model, batch_size, bf16=(bf16_allowed and precision is None) or wanted == BF16)
     choice = _timed_choice(times, capability, native, refusal, precision, wanted)
     if "busy_load" in times:
-        reason = (f"{choice.reason}; timed while the machine was busy (load {times['busy_load']:.1f} on"
-                  f" {os.cpu_count()} cores), so not remembered")
-        return FastPath(choice.precision, choice.memory_format, reason, choice.tf32)
+        return replace(choice, reason=f"{choice.reason}; timed while the machine was busy (load"
+                                      f" {times['busy_load']:.1f} on {os.cpu_count()} cores), so not remembered")
     return choice
 
 

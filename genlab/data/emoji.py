@@ -7,13 +7,12 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from genlab.data.base import (
     Split,
@@ -23,6 +22,7 @@ from genlab.data.base import (
     resolve_data_dir,
     split_off,
 )
+from genlab.data.folder import read_images
 from genlab.errors import GenlabError
 
 
@@ -152,17 +152,8 @@ class EmojiDataModule(TensorDataModule):
         self._png_files()
 
     def load_splits(self) -> Splits:
-        images = []
-        for path in self._png_files():
-            try:
-                images.append(load_png(path, self.background, self.image_size))
-            except (OSError, UnidentifiedImageError, ValueError) as error:
-                if self.on_bad_file == "error":
-                    raise GenlabError(
-                        f"cannot read image {path} ({error}): remove or replace it, or set"
-                        " data.on_bad_file: skip"
-                    ) from None
-                warnings.warn(f"skipping unreadable image {path}: {error}", stacklevel=2)
+        images, _ = read_images(self._png_files(), lambda path: load_png(path, self.background, self.image_size),
+                                self.on_bad_file)
         if not images:
             raise GenlabError(f"no readable PNG in {self.image_folder.resolve()}: replace the files")
         pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)

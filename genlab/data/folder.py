@@ -16,6 +16,7 @@ Nothing is written into the folder: no cache, no index, no download.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -77,6 +78,23 @@ def load_image(path: Path, image_size: int, channels: int, background: tuple[int
     return pixels[:, :, None] if channels == 1 else pixels
 
 
+def read_images(files: list[Path], load: Callable[[Path], np.ndarray],
+                on_bad_file: str) -> tuple[list[np.ndarray], list[int]]:
+    """`load` of every file, with the indices of the files read: an unreadable or truncated file stops the run with
+    one line naming it, or, with `on_bad_file` "skip", is left out with a warning."""
+    images, kept = [], []
+    for index, path in enumerate(files):
+        try:
+            images.append(load(path))
+            kept.append(index)
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+            if on_bad_file == "error":
+                raise GenlabError(f"cannot read image {path} ({error}): remove or replace it, or set"
+                                  " data.on_bad_file: skip") from None
+            warnings.warn(f"skipping unreadable image {path}: {error}", stacklevel=3)
+    return images, kept
+
+
 class ImageFolderDataModule(TensorDataModule):
     """A folder of images (see the module docstring for the layout and the conversion rules), held in memory.
 
@@ -133,21 +151,14 @@ class ImageFolderDataModule(TensorDataModule):
         return len(names)
 
     def _read(self, files: list[Path], labels: list[int]) -> Split:
-        images, kept = [], []
-        for path, label in zip(files, labels):
-            try:
-                images.append(load_image(path, self.image_size, self.channels, self.background))
-                kept.append(label)
-            except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
-                if self.on_bad_file == "error":
-                    raise GenlabError(f"cannot read image {path} ({error}): remove or replace it, or set"
-                                      " data.on_bad_file: skip") from None
-                self.skipped_files.append(str(path))
-                warnings.warn(f"skipping unreadable image {path}: {error}", stacklevel=2)
+        images, kept = read_images(
+            files, lambda path: load_image(path, self.image_size, self.channels, self.background), self.on_bad_file)
+        read = set(kept)
+        self.skipped_files += [str(path) for index, path in enumerate(files) if index not in read]
         if not images:
             raise GenlabError(f"no readable image in {self.folder}: replace the files")
         pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-        return Split(bytes_to_symmetric_range(pixels), torch.tensor(kept, dtype=torch.long))
+        return Split(bytes_to_symmetric_range(pixels), torch.tensor([labels[index] for index in kept], dtype=torch.long))
 
     def load_splits(self) -> Splits:
         files, labels, self.class_names = find_images(self.folder)

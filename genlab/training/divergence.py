@@ -104,6 +104,11 @@ def _flat_view(tensor: Tensor) -> Tensor | None:
     return None
 
 
+def _scaler(module: GenlabModule) -> object | None:
+    """The float16 GradScaler of the module's training, if any."""
+    return getattr(module.trainer.precision_plugin, "scaler", None)
+
+
 def _creates_state_uninitialised(optimizer: torch.optim.Optimizer) -> bool:
     """Fused SGD with momentum makes its momentum buffers with `empty_like` in its first step and fills them in the
     kernel, which `found_inf` skips: a skipped first step would leave them uninitialised. That step goes through the
@@ -204,10 +209,12 @@ class DivergenceGuard:
         """The device flag `go` of this update; its checks are kept for the next boundary."""
         grad_norm, weight_norm = norms if norms is not None else update_norms(parameters)
         device = weight_norm.device
-        unchecked = torch.zeros((), device=device)
-        if getattr(module.trainer.precision_plugin, "scaler", None) is not None:
-            grad_norm = unchecked  # under float16 the GradScaler skips overflowing steps itself
-        values = [loss.detach() if loss is not None else unchecked, grad_norm, weight_norm]
+        if _scaler(module) is not None:
+            grad_norm = None  # under float16 the GradScaler skips overflowing steps itself
+        values = [loss.detach() if loss is not None else None, grad_norm, weight_norm]
+        if None in values:  # what is not checked counts as finite
+            unchecked = torch.zeros((), device=device)
+            values = [unchecked if value is None else value for value in values]
         finite = torch.isfinite(torch.stack([value.to(device, torch.float32) for value in values]))
         if module.trainer.world_size > 1:  # every process takes the same decision, without waiting on the host
             finite = finite.to(torch.int32)
@@ -236,8 +243,7 @@ class DivergenceGuard:
         one is non-finite; the BatchNorm statistics the forward pass changed are put back then. Returns the device
         flag of whether the step was taken. Call it after backward; it never reads a value on the host."""
         go = self._decide(module, side, loss, optimized_parameters(optimizer), norms)
-        scaler = getattr(module.trainer.precision_plugin, "scaler", None)  # GradScaler sets its own found_inf
-        mask = self._prepare(optimizer, go, exact_by_copies=also is not None or scaler is not None)
+        mask = self._prepare(module, optimizer, go, exact_by_copies=also is not None)
         try:
             module.step_of_update(optimizer)
             if also is not None:
@@ -246,11 +252,14 @@ class DivergenceGuard:
             self._finish(optimizer, mask, go)
         return go
 
-    def _prepare(self, optimizer: torch.optim.Optimizer, go: Tensor, exact_by_copies: bool) -> _StepMask | None:
+    def _prepare(self, module: GenlabModule, optimizer: torch.optim.Optimizer, go: Tensor,
+                 exact_by_copies: bool) -> _StepMask | None:
         """Make the coming step undoable: `found_inf` where the optimizer is fused (it then skips itself, weights,
-        moments and step count alike), else a snapshot of its parameters and state (`_StepMask`)."""
+        moments and step count alike), else a snapshot of its parameters and state (`_StepMask`); also under
+        float16, whose GradScaler sets and removes `found_inf` itself."""
         optimizer = _torch_optimizer(optimizer)
-        if not exact_by_copies and steps_on_device_flag(optimizer) and not _creates_state_uninitialised(optimizer):
+        exact_by_copies = exact_by_copies or _scaler(module) is not None or _creates_state_uninitialised(optimizer)
+        if not exact_by_copies and steps_on_device_flag(optimizer):
             optimizer.found_inf = torch.logical_not(go).to(torch.float32)  # type: ignore[attr-defined]
             return None
         mask = self._masks.get(id(optimizer))
@@ -269,8 +278,7 @@ class DivergenceGuard:
     def before_automatic_step(self, module: GenlabModule, optimizer: torch.optim.Optimizer) -> None:
         """Automatic optimization, between backward and Lightning's `optimizer.step()`: decide and prepare."""
         go = self._decide(module, "model", self.loss, optimized_parameters(optimizer), None)
-        scaler = getattr(module.trainer.precision_plugin, "scaler", None)  # GradScaler sets its own found_inf
-        self._pending = (optimizer, self._prepare(optimizer, go, exact_by_copies=scaler is not None), go)
+        self._pending = (optimizer, self._prepare(module, optimizer, go, exact_by_copies=False), go)
 
     def after_automatic_step(self) -> None:
         if self._pending is not None:
