@@ -125,7 +125,7 @@ class TensorDataModule(L.LightningDataModule):
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """A batch of tensors already on `device` (the training loader slices them there) is passed on as it is:
-        Lightning's generic walk over the collection costs ~0.08 ms per iteration and moves nothing."""
+        Lightning's generic walk over the collection would visit every element, every iteration, to move nothing."""
         if isinstance(batch, (tuple, list)) and all(isinstance(t, Tensor) and t.device == device for t in batch):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)

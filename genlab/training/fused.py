@@ -4,8 +4,9 @@ torch's Adam, AdamW, SGD and Adagrad have a fused kernel (one kernel for every p
 the per-tensor loop and the `foreach` variant; torch picks the loop on a CPU and `foreach` on a GPU unless told.
 genlab asks for the fused kernel when the configuration sets neither `fused` nor `foreach`, for two reasons:
 
-- speed: one kernel per step instead of several per parameter (measured on a 2-core AVX-512 CPU, six parameter
-  tensors, Adam: 16x16 179 µs -> 57 µs, 256x784 1,050 µs -> 339 µs per step);
+- speed: one kernel per step instead of several per parameter (`python benchmarks/optimizer_step.py`, Adam, six
+  parameter tensors, one thread of an AVX-512 CPU, two runs: 16x16 161-163 -> 51-52 µs, 256x784 1,969-2,044 ->
+  621-734 µs, 1024x1024 13,021-16,444 -> 3,598-3,694 µs per step, 2.8x-4.5x);
 - a step that can be skipped on the device: a fused step takes a `found_inf` flag (as torch's GradScaler gives it)
   and leaves weights, moments and step count untouched when it is set, so the divergence guard never has to read
   a value on the host to skip a non-finite update (`genlab.training.divergence`).
