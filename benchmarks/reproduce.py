@@ -62,6 +62,7 @@ MNIST = ("classifier_mnist", "classifier_mnist_reference")
 FASHION = ("classifier_fashion",)
 REFERENCE_IS = ("reference/is", "classifier/is", "classifier/fd", "classifier/label_tv")
 CNN_SCORES = ("classifier/is", "classifier/fd", "classifier/label_tv")
+SMALL_DATA_SCORES = ("classifier/fd", "classifier/precision", "classifier/recall", "classifier/is", "classifier/label_tv")
 EMA = ("--model.init_args.ema_decay=0.999",)
 BF16 = ("--trainer.precision=bf16-mixed",)
 EMA_SCORES = tuple(f"classifier/{score}{weights}" for score in ("fd", "is", "precision", "recall", "label_tv")
@@ -166,6 +167,13 @@ ROWS = [
                  " the same way on all 3 seeds: FD 80 -> 57, recall 0.77 -> 0.83. The raw scores (bf16) equal the"
                  " fp32 dcgan_mnist seeds': reference/is 9.074 +- 0.128 against 9.075 +- 0.143, CNN IS 8.70 +- 0.11"
                  " against 8.72 +- 0.13, FD 80 +- 12 against 80 +- 21."),
+    *(Row(f"dcgan_fashion_{size // 1000}k{'_diffaugment' if augmented else ''}", experiment="dcgan_fashion_small",
+          seeds=(0, 1, 2), overlays=("diffaugment",) * augmented, arguments=(f"--data.init_args.train_subset={size}",),
+          fit_arguments=BF16, headline=SMALL_DATA_SCORES, needs=FASHION, reference="(DiffAugment, issue 24)",
+          protocol=f"dcgan_fashion's DCGAN on {size:,} Fashion-MNIST training images (data.train_subset, the same"
+                   f" images for every seed), 2,000 iterations in bf16-mixed (scored in fp32)"
+                   + (", DiffAugment color,translation,cutout" if augmented else ", no augmentation"))
+      for size in (1000, 5000) for augmented in (False, True)),
     Row("gan_mnist_beta2_0999_ema", experiment="gan_mnist", seeds=(0, 1, 2), overlays=("adam_beta2_0999",),
         arguments=EMA, headline=EMA_SCORES, needs=MNIST, reference="(genlab's generator EMA, issue 16)",
         protocol="gan_mnist with Adam betas (0.5, 0.999) (the reference's 0.4999 collapses, see gan_mnist) and an EMA"

@@ -15,8 +15,17 @@ def test_there_are_experiments():
 def test_experiment_runs_one_batch(config, run_cli, tiny_data):
     # the toy data set is synthetic: it has no data folder and no validation split to shrink
     data = [] if config.stem == "toy_quadratic" else [f"--data.data_dir={tiny_data}", "--data.val_size=16"]
+    if "train_subset" in config.read_text():  # a small-data experiment: a subset the tiny data set can hold
+        data.append("--data.train_subset=40")
     run_cli("fit", "--config", str(config), *data, "--data.batch_size=8", "--trainer.fast_dev_run=true",
             "--trainer.enable_progress_bar=false")
+
+
+@pytest.mark.parametrize("base", ["dcgan_fashion_small", "dcgan_emoji"])
+def test_the_diffaugment_overlay_runs_on_grey_and_colour_images(base, run_cli, tiny_data):
+    run_cli("fit", "--config", str(EXPERIMENTS / f"{base}.yaml"), "--config", str(EXPERIMENTS / "overlays" /
+            "diffaugment.yaml"), f"--data.data_dir={tiny_data}", "--data.val_size=16", "--data.train_subset=20",
+            "--data.batch_size=8", "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false")
 
 
 @pytest.mark.parametrize("base", ["gan_mnist", "lsgan_mnist"])

@@ -68,7 +68,11 @@ class TensorDataModule(L.LightningDataModule):
         batch_size: training batch size.
         eval_batch_size: batch size of the validation/test loaders (defaults to batch_size).
         drop_last: drop the last incomplete training batch (BatchNorm dislikes a batch of 1).
-        seed: seeds the validation split and the per-epoch shuffling; a resumed run reshuffles identically.
+        seed: seeds the validation split, the training subset and the per-epoch shuffling; a resumed run
+            reshuffles identically.
+        train_subset: train on this many training images only (None: all), drawn at random with `seed` and
+            the same in every run with that seed: the small-data regime DiffAugment (`GAN(augment=…)`) is for.
+            Validation and test splits stay whole; scores against the training split use the subset.
     """
 
     data_shape: tuple[int, ...]
@@ -80,11 +84,14 @@ class TensorDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         drop_last: bool = True,
         seed: int = 0,
+        train_subset: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise GenlabError(f"data.batch_size must be at least 1, got {batch_size}")
-        self.batch_size, self.drop_last, self.seed = batch_size, drop_last, seed
+        if train_subset is not None and train_subset < 1:
+            raise GenlabError(f"data.train_subset must be at least 1 (or null for every image), got {train_subset}")
+        self.batch_size, self.drop_last, self.seed, self.train_subset = batch_size, drop_last, seed, train_subset
         self.eval_batch_size = eval_batch_size or batch_size
         self.splits: Splits | None = None
         self._train_on_device: tuple[torch.device, tuple[Rows, ...]] | None = None
@@ -94,7 +101,19 @@ class TensorDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
-            self.splits = self.load_splits()
+            splits = self.load_splits()
+            self.splits = splits._replace(train=self._subset(splits.train))
+
+    def _subset(self, train: Split) -> Split:
+        """`train_subset` images of the training split, in their original order (a seeded choice)."""
+        if self.train_subset is None:
+            return train
+        if self.train_subset > len(train.labels):
+            raise GenlabError(f"data.train_subset is {self.train_subset} but the training split has only"
+                              f" {len(train.labels)} images: lower it, or set it to null for all of them")
+        chosen = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(self.seed))
+        kept = chosen[: self.train_subset].sort().values
+        return Split(*(t[kept] for t in train))
 
     def _loaded(self) -> Splits:
         if self.splits is None:

@@ -124,8 +124,10 @@ class ImageFolderDataModule(TensorDataModule):
         on_bad_file: Literal["error", "skip"] = "error",
         drop_last: bool = True,
         seed: int = 0,
+        train_subset: int | None = None,
     ) -> None:
-        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, drop_last=drop_last, seed=seed)
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, drop_last=drop_last, seed=seed,
+                         train_subset=train_subset)
         if channels not in (1, 3):
             raise GenlabError(f"data.channels must be 1 (grey) or 3 (RGB), got {channels}")
         if image_size < 1:

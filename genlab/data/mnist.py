@@ -52,8 +52,10 @@ class MNISTDataModule(TensorDataModule):
         download: bool = True,
         drop_last: bool = True,
         seed: int = 0,
+        train_subset: int | None = None,
     ) -> None:
-        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, drop_last=drop_last, seed=seed)
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, drop_last=drop_last, seed=seed,
+                         train_subset=train_subset)
         self.data_dir, self.val_size, self.download = resolve_data_dir(data_dir), val_size, download
 
     @property

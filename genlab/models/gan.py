@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
+from genlab.augment import diff_augment, parse_policy
 from genlab.errors import GenlabError
 from genlab.losses import AdversarialLoss, gradient_penalty, resolve_loss
 from genlab.models.base import GenerativeModule
@@ -67,6 +68,17 @@ def check_networks(generator: Generator, discriminator: Discriminator, gradient_
         )
 
 
+def check_augment(augment: str, discriminator: Discriminator) -> tuple[str, ...]:
+    """The DiffAugment families asked for; one line when the discriminator does not take images."""
+    policy = parse_policy(augment)
+    if policy and len(discriminator.in_shape) != 3:
+        raise GenlabError(
+            f"model.augment transforms images (channels x height x width), but {type(discriminator).__name__} takes"
+            f" samples of shape {tuple(discriminator.in_shape)}: leave model.augment empty for this data"
+        )
+    return policy
+
+
 @contextmanager
 def frozen(parameters: list[Tensor], keep: list[Tensor]) -> Iterator[None]:
     """`parameters` get no gradients inside, except those also in `keep`: the generator's update needs gradients
@@ -116,6 +128,9 @@ class GAN(GenerativeModule):
             `GenerativeMetrics` scores it beside the raw generator (`…@ema`). See `genlab.training.ema`.
         ema_warmup_iterations: iterations during which the average copies the generator before averaging.
         sampling_weights: "raw" samples from the trained generator, "ema" from its moving average.
+        augment: DiffAugment families applied to every image the discriminator sees, real and generated, in
+            both updates: a comma-separated subset of "color,translation,cutout" ("" for none). For small data
+            sets, where the discriminator otherwise memorises the training images (`genlab.augment`).
     """
 
     def __init__(
@@ -134,11 +149,13 @@ class GAN(GenerativeModule):
         ema_decay: float | None = None,
         ema_warmup_iterations: int = 1000,
         sampling_weights: Literal["raw", "ema"] = "raw",
+        augment: str = "",
     ) -> None:
         super().__init__()
         check_settings(n_critic, gradient_penalty, clip_weights, sampling_batchnorm)
         check_average(ema_decay, ema_warmup_iterations, sampling_weights)
         check_networks(generator, discriminator, gradient_penalty)
+        self.augment = check_augment(augment, discriminator)
         self.automatic_optimization = False
         # sampling settings, not training ones: kept out of the hyperparameters so that `genlab test` can
         # score a checkpoint either way from the command line
@@ -285,6 +302,7 @@ class GAN(GenerativeModule):
         self.divergence.remember_buffers(self)  # BatchNorm statistics, put back if this update is non-finite
         with torch.no_grad():
             fake = self.generator(self.sample_latent(real.shape[0]), labels)
+        real, fake = self.seen_by_critic(real), self.seen_by_critic(fake)
         real_scores = self.discriminator(real, labels)
         fake_scores = self.discriminator(fake, labels)
         loss = self.loss.discriminator(real_scores, fake_scores)
@@ -296,6 +314,11 @@ class GAN(GenerativeModule):
         clip = self._clip(optimizer) if self.clip_weights is not None else None
         logs["grad_norm/d"], _ = self._update("discriminator", optimizer, loss, also=clip)
         return logs, real_scores, fake_scores
+
+    def seen_by_critic(self, images: Tensor) -> Tensor:
+        """What the discriminator is shown of `images`: their DiffAugment (`augment`), or the images themselves.
+        The gradient penalty's mixes are drawn between augmented images, the inputs the critic actually sees."""
+        return diff_augment(images, self.augment) if self.augment else images
 
     def _clip(self, optimizer: torch.optim.Optimizer) -> Callable[[], None]:
         """Clipping every critic weight to [-c, c]: part of the critic's update (left out with it when skipped)."""
@@ -311,7 +334,8 @@ class GAN(GenerativeModule):
         """The generator's update on fresh noise (and uniformly drawn labels when conditional)."""
         self.divergence.remember_buffers(self)
         labels = self._fake_labels(n)
-        loss = self.loss.generator(self.discriminator(self.generator(self.sample_latent(n), labels), labels))
+        fake = self.seen_by_critic(self.generator(self.sample_latent(n), labels))
+        loss = self.loss.generator(self.discriminator(fake, labels))
         grad_norm, stepped = self._update("generator", optimizer, loss)
         if self.generator_average is not None:
             self.generator_average.update(self.generator, self.iteration, stepped)
