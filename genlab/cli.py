@@ -33,6 +33,7 @@ from genlab.callbacks.memorisation import Memorisation
 from genlab.callbacks.metrics import GenerativeMetrics
 from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.test_results import TestResults
+from genlab.data.base import TensorDataModule
 from genlab.errors import GenlabError, first_line
 from genlab.precision import FastPath, apply_tf32, choose_fast_path, remember_choice, trains_on_cuda
 from genlab.run_folder import RunClaim, version_number
@@ -141,6 +142,20 @@ class GenlabCLI(CLIHooks):
                  " CPU; see genlab.precision)",
         )
         parser.add_argument(
+            "--num_samples", type=int | None, default=None,
+            help="predict: how many samples to draw (default: one per test-split item, with its label)",
+        )
+        parser.add_argument(
+            "--classes", type=list[int] | None, default=None,
+            help="predict: the labels of a conditional model's samples, cycled (e.g. [3] or [0,1]; default: every"
+                 " class in turn)",
+        )
+        parser.add_argument(
+            "--sample_format", type=Literal["png", "npz"], default="png",
+            help="predict: one PNG per sample and a grid, or one samples.npz (uint8 N x H x W x C under arr_0, with"
+                 " labels)",
+        )
+        parser.add_argument(
             "--evaluate", type=bool, default=True,
             help="run the config's GenerativeMetrics and Memorisation callbacks (false: train or test without"
                  " scoring, e.g. offline without the Inception weights or before the classifier exists)",
@@ -173,14 +188,27 @@ class GenlabCLI(CLIHooks):
             os.environ[CUBLAS_WORKSPACE] = own_workspace
         if not self.setting("evaluate", True):
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (GenerativeMetrics, Memorisation))]
-        if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in trainer.callbacks):
-            trainer.callbacks.append(WriteSamples())  # PNGs and a grid in the run folder
+        if self.subcommand == "predict":
+            self._plan_samples(trainer)
         if self.subcommand == "test":
             trainer.callbacks.append(TestResults())  # the printed table as test_results.json
         if self.subcommand == "fit":
             trainer.callbacks.append(GracefulStop(resume_command(self._argv)))
         trainer.callbacks.append(MarkStarted())
         return trainer
+
+    def _plan_samples(self, trainer: Trainer) -> None:
+        """`genlab predict`: what to draw (`--num_samples`, `--classes`) and the writer (`--sample_format`)."""
+        count, classes = self.setting("num_samples"), self.setting("classes")
+        if count is not None or classes:
+            if not isinstance(self.datamodule, TensorDataModule):
+                raise GenlabError("--num_samples and --classes need a genlab data module (e.g."
+                                  " genlab.data.MNISTDataModule): configure one under data:")
+            if count is None:
+                count = len(self.datamodule.split("test").labels)
+            self.datamodule.draw(count, classes, self.model.num_classes)
+        if not any(isinstance(c, BasePredictionWriter) for c in trainer.callbacks):
+            trainer.callbacks.append(WriteSamples(sample_format=self.setting("sample_format", "png")))
 
     def trainer_callbacks(self, trainer_config: dict[str, Any], callbacks: list[Any]) -> list[Any]:
         if trainer_config.get("enable_checkpointing") is False:  # honoured: without genlab's checkpoint section

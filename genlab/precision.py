@@ -52,6 +52,7 @@ from pathlib import Path
 
 import torch
 
+from genlab.cache import cache_root
 from genlab.rng import isolated_rng
 from genlab.runtime import cpu_has_native_bf16, cpu_model, launched_by_first_process
 
@@ -133,10 +134,8 @@ def measure_paths(model: torch.nn.Module, batch_size: int, bf16: bool, passes: i
 
 
 def cache_file() -> Path:
-    """Where measurements are kept: $GENLAB_CACHE_DIR, else $XDG_CACHE_HOME/genlab, else ~/.cache/genlab."""
-    folder = os.environ.get("GENLAB_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"),
-                                                         "genlab")
-    return Path(folder) / "fast_paths.json"
+    """Where measurements are kept, in genlab's cache folder (`genlab.cache.cache_root`)."""
+    return cache_root() / "fast_paths.json"
 
 
 def busy_load() -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,25 @@ def write_tiny_mnist(root: Path, folder: str = "MNIST", train: int = 96, test: i
     return root
 
 
+def write_cifar(root: Path, per_batch: int = 6, test: int = 4) -> dict[str, np.ndarray]:
+    """A tiny cifar-10-batches-py/ as the original archive lays it out: dicts of N x 3072 rows (R, G, B planes)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    written = {}
+    for name, count in [*((f"data_batch_{i}", per_batch) for i in range(1, 6)), ("test_batch", test)]:
+        data = rng.integers(0, 256, (count, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, count).tolist()
+        with open(folder / name, "wb") as file:
+            pickle.dump({"batch_label": name, "labels": labels, "data": data,
+                         "filenames": [f"{name}_{i}.png" for i in range(count)]}, file, protocol=2)
+        written[name] = data
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    with open(folder / "batches.meta", "wb") as file:
+        pickle.dump({"label_names": names, "num_cases_per_batch": per_batch, "num_vis": 3072}, file, protocol=2)
+    return written
+
+
 def write_tiny_emoji(folder: Path, count: int = 40, size: int = 32, seed: int = 0) -> Path:
     """Random RGBA PNGs; returns the folder."""
     rng = np.random.default_rng(seed)
@@ -44,11 +64,12 @@ def write_tiny_emoji(folder: Path, count: int = 40, size: int = 32, seed: int = 
 
 @pytest.fixture()
 def tiny_data(tmp_path: Path) -> Path:
-    """A data root holding tiny MNIST, FashionMNIST and EmojiOne/png/32."""
+    """A data root holding tiny MNIST, FashionMNIST, EmojiOne/png/32 and cifar-10-batches-py."""
     root = tmp_path / "data"
     write_tiny_mnist(root, "MNIST")
     write_tiny_mnist(root, "FashionMNIST", seed=1)
     write_tiny_emoji(root / "EmojiOne" / "png" / "32")
+    write_cifar(root, per_batch=20)
     return root
 
 

@@ -129,13 +129,18 @@ def test_an_unreadable_file_is_named_or_skipped_and_counted(tmp_path):
 
 
 def test_a_folder_of_your_own_given_to_the_emoji_module_is_never_fetched_into(tmp_path, monkeypatch):
-    folder = classes_folder(tmp_path)  # JPEGs and sub-folders: no top-level PNG for EmojiDataModule
+    folder = classes_folder(tmp_path)  # JPEGs and sub-folders: no top-level PNG
+    empty = tmp_path / "empty"
+    empty.mkdir()
     before = fingerprint(folder)
     monkeypatch.setattr("genlab.data.emoji.fetch_emojione", lambda target: pytest.fail(f"fetched into {target}"))
-    data = EmojiDataModule(data_dir=str(tmp_path), folder=str(folder))
-    with pytest.raises(GenlabError, match="use data.class_path: genlab.data.ImageFolderDataModule"):
-        data.prepare_data()
-    assert fingerprint(folder) == before
+    data = EmojiDataModule(data_dir=str(tmp_path), folder=str(folder), image_size=8, batch_size=1)
+    data.prepare_data()  # a preset of ImageFolderDataModule: it reads the folder as it is
+    data.setup()
+    assert len(data.split("train").labels) > 0 and fingerprint(folder) == before
+    with pytest.raises(GenlabError, match="holds no images"):
+        EmojiDataModule(data_dir=str(tmp_path), folder=str(empty)).prepare_data()
+    assert not any(empty.iterdir())
 
 
 def test_an_experiment_trains_on_a_folder_of_your_own_from_the_command_line(run_cli, tmp_path):
@@ -148,3 +153,62 @@ def test_an_experiment_trains_on_a_folder_of_your_own_from_the_command_line(run_
             "--data=genlab.data.ImageFolderDataModule", f"--data.folder={folder}", "--data.batch_size=4",
             "--trainer.fast_dev_run=true", "--evaluate=false", "--trainer.enable_progress_bar=false")
     assert fingerprint(folder) == before
+
+
+def loaded(folder: Path, **settings) -> ImageFolderDataModule:
+    data = ImageFolderDataModule(str(folder), batch_size=1, **settings)
+    data.setup()
+    return data
+
+
+def test_the_second_start_reads_the_cache_outside_the_folder_and_a_changed_file_is_decoded_again(
+        tmp_path, monkeypatch, caplog):
+    folder = classes_folder(tmp_path)
+    before = fingerprint(folder)
+    caplog.set_level("INFO")
+    first = loaded(folder, image_size=8)
+    assert "6 images of" in caplog.text and "decoded" in caplog.text
+    assert len(list((tmp_path / "genlab-cache" / "image_folders").glob("*.npz"))) == 1
+    assert fingerprint(folder) == before  # the cache lives in genlab's cache folder, not in the user's
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded although the cache holds this folder")
+
+    monkeypatch.setattr("genlab.data.folder.load_image", no_decoding)
+    second = loaded(folder, image_size=8)
+    assert "read from genlab's image cache" in caplog.text
+    assert torch.equal(second.split("train").samples, first.split("train").samples)
+    assert torch.equal(second.split("train").labels, first.split("train").labels)
+    for change in (lambda: loaded(folder, image_size=4),  # another setting
+                   lambda: write(folder / "cats" / "g.png", Image.new("RGB", (8, 8))) and loaded(folder, image_size=8)):
+        with pytest.raises(AssertionError, match="decoded although"):
+            change()
+
+
+def test_an_unreadable_cache_entry_is_decoded_again_with_a_warning(tmp_path):
+    folder = classes_folder(tmp_path)
+    first = loaded(folder, image_size=8)
+    (entry,) = (tmp_path / "genlab-cache" / "image_folders").glob("*.npz")
+    entry.write_bytes(b"not an npz")
+    with pytest.warns(UserWarning, match="unreadable image cache"):
+        again = loaded(folder, image_size=8)
+    assert torch.equal(again.split("train").samples, first.split("train").samples)
+
+
+def test_a_folder_too_big_for_the_memory_limit_is_refused_in_one_line_before_decoding(tmp_path, monkeypatch):
+    folder = classes_folder(tmp_path)
+    monkeypatch.setattr("genlab.data.folder.load_image", lambda *args: pytest.fail("decoded before the check"))
+    with pytest.raises(GenlabError, match=r"6 images of .* at 3x64x64 take 0.0 GB as float32, above the limit of"
+                                          r" 0.0 GB: .*raise data.memory_limit_gb"):
+        loaded(folder, image_size=64, memory_limit_gb=1e-6)  # 6 x 3 x 64 x 64 x 4 bytes = 0.29 MB > 1 kB
+
+
+def test_a_training_subset_is_seeded_by_the_data_seed_and_held_in_the_original_order(tmp_path):
+    folder = classes_folder(tmp_path)
+    everything = loaded(folder, image_size=4).split("train").samples
+    subsets = [loaded(folder, image_size=4, train_subset=3, seed=seed).split("train").samples for seed in (0, 0, 1)]
+    assert subsets[0].shape[0] == 3 and torch.equal(subsets[0], subsets[1]) and not torch.equal(subsets[0], subsets[2])
+    rows = [next(i for i in range(6) if torch.equal(everything[i], image)) for image in subsets[0]]
+    assert rows == sorted(rows)
+    with pytest.raises(GenlabError, match="train_subset is 7 but the training split has only 6 images"):
+        loaded(folder, image_size=4, train_subset=7)

@@ -162,10 +162,27 @@ class TensorDataModule(L.LightningDataModule):
         return TensorLoader(tuple(self._loaded().test), self.eval_batch_size)
 
     def predict_dataloader(self) -> TensorLoader:
-        """The test split with each item's index: `genlab predict` draws one sample per item (with its label, for
-        conditional models), seeded by the index, so any number of processes draws the same sample for it."""
-        test = self._loaded().test
-        return TensorLoader((*test, torch.arange(len(test.labels))), self.eval_batch_size)
+        """What `genlab predict` draws, as (label, item index) rows: one sample per test-split item with its label,
+        or the `draw` plan. Each item's sample is seeded by its index, so any number of processes and any batch
+        size draw the same sample for it."""
+        labels = self._loaded().test.labels if self.labels_to_draw is None else self.labels_to_draw
+        return TensorLoader((labels, torch.arange(len(labels))), self.eval_batch_size)
+
+    #: the labels of the samples `genlab predict` draws, set by `draw` (None: one per test-split item)
+    labels_to_draw: Tensor | None = None
+
+    def draw(self, count: int, classes: list[int] | None, num_classes: int) -> None:
+        """Let `genlab predict` draw `count` samples, their labels cycling through `classes` (default: every one of
+        the model's `num_classes`; all 0 for an unconditional model). One line for a plan the model cannot draw."""
+        if count < 1:
+            raise GenlabError(f"--num_samples must be at least 1, got {count}")
+        if classes and not num_classes:
+            raise GenlabError("--classes chooses the labels of a conditional model's samples, and this model is"
+                              " unconditional: leave --classes out")
+        if classes and not all(0 <= label < num_classes for label in classes):
+            raise GenlabError(f"--classes {classes} must lie in 0..{num_classes - 1}, the model's classes")
+        cycle = torch.tensor(classes or list(range(max(num_classes, 1))), dtype=torch.long)
+        self.labels_to_draw = cycle[torch.arange(count) % len(cycle)]
 
 
 def data_split(datamodule: object, name: str, needed_by: str) -> Split:

@@ -1,4 +1,5 @@
-"""EmojiOne: a folder of RGBA PNGs composited onto a background colour, as RGB images in [-1, 1]."""
+"""EmojiOne: a folder of RGBA PNGs composited onto a background colour, as RGB images in [-1, 1] (a preset of
+`ImageFolderDataModule`), and the npm fetch that fills genlab's own data root with them."""
 
 from __future__ import annotations
 
@@ -10,30 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-import torch
-from PIL import Image
-
-from genlab.data.base import (
-    Split,
-    Splits,
-    TensorDataModule,
-    bytes_to_symmetric_range,
-    resolve_data_dir,
-    split_off,
-)
-from genlab.data.folder import read_images
+from genlab.data.base import Splits, resolve_data_dir
+from genlab.data.folder import ImageFolderDataModule, find_images
 from genlab.errors import GenlabError
-
-
-def load_png(path: Path, background: tuple[int, int, int], image_size: int) -> np.ndarray:
-    """One image as uint8 H x W x 3: alpha composited onto `background`, resized if its size differs."""
-    with Image.open(path) as image:
-        rgba = image.convert("RGBA")
-    if rgba.size != (image_size, image_size):
-        rgba = rgba.resize((image_size, image_size), Image.Resampling.LANCZOS)
-    canvas = Image.new("RGBA", rgba.size, (*background, 255))
-    return np.asarray(Image.alpha_composite(canvas, rgba).convert("RGB"))
 
 
 NPM_PACKAGE = "emojione-assets@4.5.0"
@@ -89,8 +69,8 @@ def extract_pngs(tarball: Path, folder: str, into: Path) -> None:
                 archive.extract(member, into, filter="data")
 
 
-class EmojiDataModule(TensorDataModule):
-    """EmojiOne emoji (or any folder of PNGs) as 3 x image_size x image_size images, label 0.
+class EmojiDataModule(ImageFolderDataModule):
+    """EmojiOne emoji: `ImageFolderDataModule` preset to 3 x 32 x 32 RGB on white, which can fetch the images.
 
     EmojiOne has no official split: by default every image trains and the validation/test loaders serve
     the training images too, as the reference's FID against the training set does. `val_size` holds some out.
@@ -105,9 +85,8 @@ class EmojiDataModule(TensorDataModule):
             `npm pack emojione-assets@4.5.0` (needs npm and a network; rank 0 only, as Lightning calls
             `prepare_data` there). A folder you name is never written to: for your own images use
             `genlab.data.ImageFolderDataModule`.
+        cache: keep the decoded images in genlab's cache (`genlab.data.image_cache`).
     """
-
-    num_classes = 0
 
     def __init__(
         self,
@@ -123,44 +102,39 @@ class EmojiDataModule(TensorDataModule):
         drop_last: bool = True,
         seed: int = 0,
         train_subset: int | None = None,
+        cache: bool = True,
     ) -> None:
-        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, drop_last=drop_last, seed=seed,
-                         train_subset=train_subset)
-        self.data_dir = resolve_data_dir(data_dir)
-        self.folder = folder
-        self.image_folder = self.data_dir / folder
-        self.image_size, self.background = image_size, tuple(background)
-        self.val_size, self.on_bad_file, self.download = val_size, on_bad_file, download
-        self.data_shape = (3, image_size, image_size)
+        super().__init__(folder, data_dir=data_dir, image_size=image_size, channels=3, background=background,
+                         batch_size=batch_size, eval_batch_size=eval_batch_size, val_size=val_size,
+                         on_bad_file=on_bad_file, drop_last=drop_last, seed=seed, train_subset=train_subset,
+                         cache=cache)
+        self.download = download
+        self.fetches_into = resolve_data_dir(data_dir) / DEFAULT_FOLDER
 
-    def _png_files(self) -> list[Path]:
-        files = sorted(self.image_folder.glob("*.png")) if self.image_folder.is_dir() else []
-        if not files:
-            state = "has no .png files" if self.image_folder.is_dir() else "does not exist"
-            if self.folder != DEFAULT_FOLDER:
-                raise GenlabError(f"{self.image_folder.resolve()} {state} (EmojiDataModule reads top-level PNGs): for"
-                                  " a folder of your own images, of any format or with class sub-folders, use"
-                                  " data.class_path: genlab.data.ImageFolderDataModule")
+    @property
+    def image_folder(self) -> Path:
+        return self.folder
+
+    def _is_default_and_empty(self) -> bool:
+        return self.folder == self.fetches_into and not any(self.folder.glob("*.png"))
+
+    def prepare_data(self) -> None:
+        if self.download and self._is_default_and_empty():
+            fetch_emojione(self.folder)  # into genlab's own data root only: a folder of yours is never written
+        self.check_folder()
+        find_images(self.folder)  # the one-line errors of a missing or empty folder, before training starts
+
+    def check_folder(self) -> None:
+        """The EmojiOne-specific line for genlab's own, empty, folder (others get the image-folder errors)."""
+        if self._is_default_and_empty():
+            state = "has no .png files" if self.folder.is_dir() else "does not exist"
             raise GenlabError(
-                f"{self.image_folder.resolve()} {state}: put the EmojiOne 32x32 PNGs there (npm pack"
+                f"{self.folder.resolve()} {state}: put the EmojiOne 32x32 PNGs there (npm pack"
                 " emojione-assets@4.5.0, folder png/32) or point --data.data_dir / $GENLAB_DATA_DIR at a root"
                 " holding EmojiOne/png/32"
             )
-        return files
-
-    def prepare_data(self) -> None:
-        if self.download and self.folder == DEFAULT_FOLDER and not any(self.image_folder.glob("*.png")):
-            fetch_emojione(self.image_folder)  # into genlab's own data root only: a folder of yours is never written
-        self._png_files()
 
     def load_splits(self) -> Splits:
-        images, _ = read_images(self._png_files(), lambda path: load_png(path, self.background, self.image_size),
-                                self.on_bad_file)
-        if not images:
-            raise GenlabError(f"no readable PNG in {self.image_folder.resolve()}: replace the files")
-        pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
-        everything = Split(bytes_to_symmetric_range(pixels), torch.zeros(len(pixels), dtype=torch.long))
-        if self.val_size == 0:
-            return Splits(everything, everything, everything)
-        train, val = split_off(everything, self.val_size, self.seed)
-        return Splits(train, val, val)
+        self.check_folder()
+        find_images(self.folder)  # the one-line errors of a missing or empty folder, before training starts
+        return super().load_splits()

@@ -10,11 +10,15 @@ Every image becomes `channels` x `image_size` x `image_size` in [-1, 1]:
 - size: the largest centred square is cropped, then resized to `image_size` with Lanczos (a square image is only
   resized; an image already of that size is left as it is).
 
-Nothing is written into the folder: no cache, no index, no download.
+Nothing is written into the folder: no index, no download. The decoded images are kept in genlab's own cache
+(`genlab.data.image_cache`, keyed by the files' names, sizes and times and the conversion settings), so the second
+start reads one file instead of decoding every image. Before decoding, the memory the images will take is
+printed, and a folder that would take more than `memory_limit_gb` is refused in one line.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +26,10 @@ from typing import Literal
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image, UnidentifiedImageError
 
+from genlab.data import image_cache
 from genlab.data.base import Split, Splits, TensorDataModule, bytes_to_symmetric_range, resolve_data_dir, split_off
 from genlab.errors import GenlabError
 
@@ -108,6 +114,9 @@ class ImageFolderDataModule(TensorDataModule):
             training images serve there too (as FID against the training set does).
         on_bad_file: "error" stops on an unreadable or truncated file, naming it; "skip" leaves it out, warns and
             counts it (`skipped_files`).
+        cache: keep the decoded images in genlab's cache (not in the folder) for the next start.
+        memory_limit_gb: refuse a folder whose images would take more memory than this, as float32 (None: half
+            of this machine's RAM).
     """
 
     def __init__(
@@ -125,6 +134,8 @@ class ImageFolderDataModule(TensorDataModule):
         drop_last: bool = True,
         seed: int = 0,
         train_subset: int | None = None,
+        cache: bool = True,
+        memory_limit_gb: float | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, drop_last=drop_last, seed=seed,
                          train_subset=train_subset)
@@ -139,6 +150,7 @@ class ImageFolderDataModule(TensorDataModule):
             self.folder = resolve_data_dir(data_dir) / self.folder
         self.image_size, self.channels, self.background = image_size, channels, tuple(background)
         self.val_size, self.test_size, self.on_bad_file = val_size, test_size, on_bad_file
+        self.cache, self.memory_limit_gb = cache, memory_limit_gb
         self.data_shape = (channels, image_size, image_size)
         self.class_names: list[str] = []
         self.skipped_files: list[str] = []
@@ -152,15 +164,49 @@ class ImageFolderDataModule(TensorDataModule):
             return 0  # the same error is raised, in one line, when the data are loaded
         return len(names)
 
-    def _read(self, files: list[Path], labels: list[int]) -> Split:
+    def _conversion(self) -> dict[str, object]:
+        return {"image_size": self.image_size, "channels": self.channels, "background": list(self.background),
+                "on_bad_file": self.on_bad_file}
+
+    def _check_memory(self, count: int) -> int:
+        """The bytes `count` images take as float32; one line when that is above the limit."""
+        needed = count * self.channels * self.image_size**2 * 4
+        limit = self.memory_limit_gb * 1e9 if self.memory_limit_gb is not None else None
+        if limit is None and (physical := image_cache.physical_memory()) is not None:
+            limit = physical / 2
+        if limit is not None and needed > limit:
+            raise GenlabError(
+                f"{count:,} images of {self.folder} at {self.channels}x{self.image_size}x{self.image_size} take"
+                f" {needed / 1e9:.1f} GB as float32, above the limit of {limit / 1e9:.1f} GB: lower data.image_size,"
+                " use data.train_subset, or raise data.memory_limit_gb"
+            )
+        return needed
+
+    def _decode(self, files: list[Path], labels: list[int]) -> image_cache.DecodedFolder:
         images, kept = read_images(
             files, lambda path: load_image(path, self.image_size, self.channels, self.background), self.on_bad_file)
-        read = set(kept)
-        self.skipped_files += [str(path) for index, path in enumerate(files) if index not in read]
         if not images:
             raise GenlabError(f"no readable image in {self.folder}: replace the files")
-        pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-        return Split(bytes_to_symmetric_range(pixels), torch.tensor([labels[index] for index in kept], dtype=torch.long))
+        read = set(kept)
+        skipped = [str(path) for index, path in enumerate(files) if index not in read]
+        return image_cache.DecodedFolder(np.stack(images), np.array([labels[index] for index in kept]), skipped)
+
+    def _read(self, files: list[Path], labels: list[int]) -> Split:
+        """Every image, from genlab's cache when this folder was decoded before with the same settings."""
+        needed, start = self._check_memory(len(files)), time.perf_counter()
+        key = image_cache.folder_key(self.folder, files, self._conversion()) if self.cache else None
+        decoded = image_cache.load(key) if key else None
+        source = "read from genlab's image cache"
+        if decoded is None:
+            decoded, source = self._decode(files, labels), "decoded"
+            if key:
+                image_cache.store(key, decoded)
+        self.skipped_files = decoded.skipped
+        rank_zero_info(f"genlab: {len(decoded.labels):,} images of {self.folder} {source} in"
+                       f" {time.perf_counter() - start:.1f} s ({self.channels}x{self.image_size}x{self.image_size},"
+                       f" {needed / 1e6:,.1f} MB in memory as float32)")
+        pixels = torch.from_numpy(decoded.pixels).permute(0, 3, 1, 2).contiguous()
+        return Split(bytes_to_symmetric_range(pixels), torch.from_numpy(decoded.labels).long())
 
     def load_splits(self) -> Splits:
         files, labels, self.class_names = find_images(self.folder)

@@ -95,13 +95,13 @@ class GenerativeModule(GenlabModule):
         """Nothing per batch: `genlab test` scores a generator through `GenerativeMetrics` at the epoch's end."""
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor | None]:
-        """One generated image per test-split item (batch: samples, labels, item indices), with that item's label
-        when the model is conditional."""
-        if len(batch) < 3:
-            raise GenlabError("genlab predict needs the item indices a genlab data module's predict_dataloader"
-                              " yields (samples, labels, indices): use a genlab.data module")
-        labels = batch[1].to(self.device) if self.num_classes else None
-        items = batch[2]
+        """One generated image per planned item (batch: labels, item indices; `TensorDataModule.predict_dataloader`),
+        with that item's label when the model is conditional, from the latent seeded by `predict_seed` + item."""
+        if len(batch) != 2:
+            raise GenlabError("genlab predict needs the (labels, item indices) batches a genlab data module's"
+                              " predict_dataloader yields: use a genlab.data module")
+        labels, items = batch
+        labels = labels.to(self.device) if self.num_classes else None
         with evaluation_mode(self):
             latents = torch.cat([
                 self.sample_latent(1, torch.Generator(device=self.device).manual_seed(self.predict_seed + int(item)))
