@@ -64,12 +64,14 @@ def write_tiny_emoji(folder: Path, count: int = 40, size: int = 32, seed: int = 
 
 @pytest.fixture()
 def tiny_data(tmp_path: Path) -> Path:
-    """A data root holding tiny MNIST, FashionMNIST, EmojiOne/png/32 and cifar-10-batches-py."""
+    """A data root holding tiny MNIST, FashionMNIST, EmojiOne/png/32, cifar-10-batches-py and mine/{cats,dogs}."""
     root = tmp_path / "data"
     write_tiny_mnist(root, "MNIST")
     write_tiny_mnist(root, "FashionMNIST", seed=1)
     write_tiny_emoji(root / "EmojiOne" / "png" / "32")
     write_cifar(root, per_batch=20)
+    for index, name in enumerate(("cats", "dogs")):  # a labelled folder of one's own images
+        write_tiny_emoji(root / "mine" / name, count=20, seed=index)
     return root
 
 

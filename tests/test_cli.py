@@ -39,9 +39,12 @@ def test_fit_writes_checkpoint_sample_grid_and_config(run_cli, tiny_data, tmp_pa
     assert list(run.glob("events.out.tfevents.*"))
 
 
-def test_resume_continues_exactly(run_cli, tiny_data, tmp_path):
-    """2 epochs straight == 1 epoch, then --ckpt_path last for 1 more: same weights, same fixed-noise grid."""
-    common = [*TINY_GAN, f"--data.data_dir={tiny_data}"]
+@pytest.mark.parametrize("setting", [[], ["--model.init_args.augment=color,translation,cutout"]],
+                         ids=["plain", "diffaugment"])
+def test_resume_continues_exactly(setting, run_cli, tiny_data, tmp_path):
+    """2 epochs straight == 1 epoch, then --ckpt_path last for 1 more: same weights, same fixed-noise grid (also
+    with DiffAugment, whose draws come from the training stream the checkpoint saves)."""
+    common = [*TINY_GAN, f"--data.data_dir={tiny_data}", *setting]
     run_cli("fit", *common, "--trainer.logger.init_args.name=straight", "--trainer.max_epochs=2")
     run_cli("fit", *common, "--trainer.logger.init_args.name=resumed", "--trainer.max_epochs=1")
     run_cli("fit", *common, "--trainer.logger.init_args.name=resumed", "--trainer.max_epochs=2", "--ckpt_path=last")

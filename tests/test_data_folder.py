@@ -4,6 +4,7 @@ labels from class sub-folders, one line for each bad input, and the folder never
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,41 @@ def test_a_training_subset_is_seeded_by_the_data_seed_and_held_in_the_original_o
     assert rows == sorted(rows)
     with pytest.raises(GenlabError, match="train_subset is 7 but the training split has only 6 images"):
         loaded(folder, image_size=4, train_subset=7)
+
+
+FOLDER_METRICS = """
+trainer:
+  callbacks:
+    - class_path: genlab.callbacks.GenerativeMetrics
+      init_args:
+        num_samples: 40
+        batch_size: 20
+        real_split: train
+        real_values: false   # the tiny test split (4 images) is too small for a Fréchet distance
+        every_n_epochs: 0
+        suites:
+          - class_path: genlab.metrics.ClassifierMetrics
+            init_args: {checkpoint: lightning_logs/classifier_folder, splits: 2}
+"""
+
+
+def test_a_labelled_folder_trains_its_classifier_and_a_conditional_gan_scored_per_class(run_cli, tiny_data, tmp_path,
+                                                                                        capsys):
+    from tests.conftest import EXPERIMENTS
+
+    folder = ["--data.folder=mine", f"--data.data_dir={tiny_data}", "--data.val_size=4", "--data.batch_size=8",
+              "--trainer.enable_progress_bar=false"]
+    with pytest.raises(SystemExit):  # the classifier's class count must be the folder's
+        run_cli("fit", "--config", str(EXPERIMENTS / "classifier_folder.yaml"), *folder, "--data.test_size=4",
+                "--model.init_args.network.init_args.num_classes=3")
+    assert "has 2 classes: set model.network.init_args.num_classes to 2" in capsys.readouterr().err
+    run_cli("fit", "--config", str(EXPERIMENTS / "classifier_folder.yaml"), *folder, "--data.test_size=4",
+            "--trainer.max_epochs=1", "--model.init_args.network.init_args.hidden=16")  # FD: fewer features than images
+    callbacks = tmp_path / "metrics.yaml"
+    callbacks.write_text(FOLDER_METRICS)
+    run_cli("fit", "--config", str(EXPERIMENTS / "cgan_folder.yaml"), *folder, "--config", str(callbacks),
+            "--model.init_args.generator.init_args.base_channels=8",
+            "--model.init_args.discriminator.init_args.base_channels=8", "--trainer.max_steps=4")
+    record = json.loads((tmp_path / "lightning_logs" / "cgan_folder" / "version_0" / "metrics.jsonl")
+                        .read_text().splitlines()[-1])
+    assert {"classifier/label_accuracy", "classifier/label_accuracy_worst_class", "classifier/fd"} <= set(record["scores"])

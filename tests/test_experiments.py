@@ -17,6 +17,8 @@ def test_experiment_runs_one_batch(config, run_cli, tiny_data):
     data = [] if config.stem == "toy_quadratic" else [f"--data.data_dir={tiny_data}", "--data.val_size=16"]
     if "train_subset" in config.read_text():  # a small-data experiment: a subset the tiny data set can hold
         data.append("--data.train_subset=40")
+    if "ImageFolderDataModule" in config.read_text():  # your own images: the folder is given on the command line
+        data += ["--data.folder=mine", "--data.val_size=4", "--data.test_size=4"]
     run_cli("fit", "--config", str(config), *data, "--data.batch_size=8", "--trainer.fast_dev_run=true",
             "--trainer.enable_progress_bar=false")
 

@@ -57,6 +57,7 @@ GAN_SETTINGS = {
     "gradient_penalty": ["--model.init_args.loss=wasserstein", "--model.init_args.gradient_penalty=10"],
     "ema_after_warmup": ["--model.init_args.ema_decay=0.9", "--model.init_args.ema_warmup_iterations=2"],
     "skip_policy": ["--model.init_args.on_divergence=skip"],
+    "diffaugment": ["--model.init_args.augment=color,translation,cutout"],
 }
 
 

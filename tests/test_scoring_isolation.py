@@ -33,6 +33,9 @@ SMALL = {
     # the generator's moving average adds `@ema` scores and grids: still nothing drawn from the training stream
     "dcgan_mnist+ema": ["--model.init_args.generator.init_args.latent_dim=4", "--model.init_args.ema_decay=0.9",
                         "--model.init_args.ema_warmup_iterations=2"],
+    # DiffAugment draws from the training stream in every iteration: scoring must not shift those draws
+    "dcgan_mnist+augment": ["--model.init_args.generator.init_args.latent_dim=4",
+                            "--model.init_args.augment=color,translation,cutout"],
     "gan_mnist": ["--model.init_args.generator.init_args.hidden=[32, 32]",
                   "--model.init_args.discriminator.init_args.hidden=[16]"],
     "vae_mnist": ["--model.init_args.encoder.init_args.hidden=[32]", "--model.init_args.decoder.init_args.hidden=[32]",
