@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
@@ -69,7 +70,38 @@ class SaveRunConfig(SaveConfigCallback):
                     resumes += 1
                     name = f"config.resume-{resumes}.yaml"
             self.config_filename = trainer.strategy.broadcast(name)
+            if trainer.is_global_zero and resumes:
+                previous = log_dir / ("config.yaml" if resumes == 1 else f"config.resume-{resumes - 1}.yaml")
+                current = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+                for line in config_changes(yaml.safe_load(previous.read_text()), current):
+                    rank_zero_info(line)
         super().setup(trainer, pl_module, stage)
+
+
+def flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested configuration as {"model.init_args.n_critic": 1, …}."""
+    if not isinstance(config, dict) or not config:
+        return {prefix: config}
+    return {key: value for name, item in config.items()
+            for key, value in flat(item, f"{prefix}.{name}" if prefix else str(name)).items()}
+
+
+def config_changes(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """One line per setting a resumed run changes, and which side wins: the configuration, except the seed (the
+    checkpoint's random streams continue). Optimizer settings are reported with the checkpoint's values when they
+    are put back (`genlab.training.optimizer_settings`)."""
+    before, after = flat(previous), flat(current)
+    lines = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new or key in ("ckpt_path", "config") or "optimizer.init_args." in key:
+            continue
+        if key.startswith("trainer.logger.") and key.endswith(".version"):
+            continue
+        wins = ("the checkpoint's random streams continue, so it has no effect" if key == "seed_everything"
+                else "the new value applies")
+        lines.append(f"genlab: resumed with {key} = {new!r} (the run had {old!r}): {wins}")
+    return lines
 
 
 def find_last_checkpoint(experiment_dir: Path) -> Path:

@@ -222,3 +222,35 @@ def test_last_ckpt_holds_the_final_weights_after_periodic_saves(run_cli, tiny_da
     run = tmp_path / "lightning_logs" / "gan_mnist" / "version_0" / "checkpoints"
     assert load_checkpoint(run / "last.ckpt")["genlab_iterations"] == 5  # not 3: the end of training is saved
     assert load_checkpoint(run / "previous.ckpt")["genlab_iterations"] == 3
+
+
+def test_a_resume_with_a_changed_learning_rate_trains_with_it_and_says_so(run_cli, tiny_data, tmp_path, caplog):
+    """The checkpoint's optimizer state keeps its moments and step counts but not its hyperparameters: the
+    configured ones apply, one line each; unchanged settings say nothing."""
+    common = [*TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.logger.init_args.name=changed"]
+    run_cli("fit", *common, "--trainer.max_epochs=1")
+    caplog.set_level("INFO")
+    run_cli("fit", *common, "--trainer.max_epochs=2", "--ckpt_path=last",
+            "--model.init_args.generator_optimizer.init_args.lr=0.5")
+    changed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("genlab: resumed with model")]
+    assert changed == ["genlab: resumed with model.generator_optimizer lr = 0.5 as configured; the checkpoint had 0.001"]
+    state = load_checkpoint(tmp_path / "lightning_logs" / "changed" / "version_0" / "checkpoints" / "last.ckpt")
+    discriminator, generator = state["optimizer_states"]
+    assert generator["param_groups"][0]["lr"] == 0.5 and discriminator["param_groups"][0]["lr"] == 0.001
+    steps = {float(s["step"]) for optimizer in state["optimizer_states"] for s in optimizer["state"].values()}
+    assert steps == {10.0}  # 5 updates an epoch, 2 epochs: the moments and counts came from the checkpoint
+
+
+def test_a_resume_says_each_changed_setting_and_which_side_wins(run_cli, tiny_data, tmp_path, caplog):
+    common = [*TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.logger.init_args.name=said"]
+    run_cli("fit", *common, "--trainer.max_epochs=1")
+    caplog.set_level("INFO")
+    run_cli("fit", *common, "--trainer.max_epochs=2", "--ckpt_path=last", "--seed_everything=7",
+            "--model.init_args.n_critic=2")
+    said = sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith("genlab: resumed with"))
+    assert said == [
+        "genlab: resumed with model.init_args.n_critic = 2 (the run had 1): the new value applies",
+        "genlab: resumed with seed_everything = 7 (the run had 0): the checkpoint's random streams continue, so it"
+        " has no effect",
+        "genlab: resumed with trainer.max_epochs = 2 (the run had 1): the new value applies",
+    ]

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from genlab.errors import GenlabError
@@ -19,6 +20,7 @@ from genlab.runtime import (answer_gpu_checks_once_without_gpus, attached_traine
 from genlab.training import resume
 from genlab.training.divergence import DivergenceGuard
 from genlab.training.fused import fused_when_unset
+from genlab.training.optimizer_settings import Settings, configured_settings, reapply
 
 
 class GenlabModule(L.LightningModule):
@@ -40,6 +42,8 @@ class GenlabModule(L.LightningModule):
         self.diverged_at: int | None = None  # the first non-finite iteration, once the guard has stopped the run
         self.no_op_steps = 0
         self.lean_updates = False  # manual optimization without Lightning's per-call hooks (`updates_need_no_hooks`)
+        self.optimizer_keys: dict[int, str] = {}  # id(optimizer) → its configuration key, for messages
+        self.configured_optimizers: list[tuple[torch.optim.Optimizer, Settings]] = []
 
     @property
     def iteration(self) -> int:
@@ -69,8 +73,16 @@ class GenlabModule(L.LightningModule):
         super().optimizer_step(*args, **kwargs)
         self.divergence.after_automatic_step()
 
+    def on_fit_start(self) -> None:
+        """The optimizers' settings as configured, before a checkpoint's optimizer state replaces them."""
+        self.configured_optimizers = [(optimizer, configured_settings(optimizer)) for optimizer in self.trainer.optimizers]
+
     def on_train_start(self) -> None:
         self.lean_updates = not self.automatic_optimization and updates_need_no_hooks(self.trainer, self, GenlabModule)
+        if self.trainer.ckpt_path:  # resumed: the configured settings win over the checkpoint's, and say so
+            for optimizer, settings in self.configured_optimizers:
+                for line in reapply(optimizer, settings, self.optimizer_keys.get(id(optimizer), "an optimizer")):
+                    rank_zero_info(line)
 
     def backward_of_update(self, loss: Tensor) -> None:
         """`manual_backward`, or plain `loss.backward()` where that is all Lightning would do (`lean_updates`)."""
@@ -156,9 +168,11 @@ class GenlabModule(L.LightningModule):
         """Instantiate a YAML-chosen optimizer, turning bad settings (a negative lr, …) into one line; fused where
         the configuration leaves the implementation open (`genlab.training.fused`)."""
         try:
-            return fused_when_unset(factory(parameters))
+            optimizer = fused_when_unset(factory(parameters))
         except (ValueError, TypeError) as error:
             raise GenlabError(f"{key}: {error}: fix the optimizer's init_args in the config") from None
+        self.optimizer_keys[id(optimizer)] = key
+        return optimizer
 
     def logging_this_step(self) -> bool:
         """Whether Lightning writes step logs this step (every `log_every_n_steps`): values logged at other
