@@ -78,6 +78,17 @@ class SaveRunConfig(SaveConfigCallback):
         super().setup(trainer, pl_module, stage)
 
 
+def check_batch_fits(datamodule: Any) -> None:
+    """One line when a training batch would be larger than the training split (a mistyped batch size would
+    otherwise be timed, allocated and tried before anything says so)."""
+    if not isinstance(datamodule, TensorDataModule):
+        return
+    count = len(datamodule.split("train").labels)
+    if datamodule.batch_size > count:
+        raise GenlabError(f"data.batch_size {datamodule.batch_size:,} is larger than the {count:,} training samples:"
+                          f" lower data.batch_size (to {count:,} for full-batch training)")
+
+
 def flat(config: Any, prefix: str = "") -> dict[str, Any]:
     """A nested configuration as {"model.init_args.n_critic": 1, …}."""
     if not isinstance(config, dict) or not config:
@@ -208,6 +219,8 @@ class GenlabCLI(CLIHooks):
         for name, count in self._whole_batch_limits.items():
             trainer_config[name] = count
         own_workspace = deterministic_cublas(trainer_config.get("deterministic"))
+        if self.subcommand == "fit":
+            check_batch_fits(self.datamodule)  # before the precision timing, which runs at the batch size
         self._choose_fast_path(trainer_config)
         if self.setting("trainer.plugins") is None:
             kwargs.setdefault("plugins", [SafeCheckpointIO()])

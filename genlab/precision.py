@@ -51,6 +51,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from genlab.cache import cache_root
 from genlab.rng import isolated_rng
@@ -154,7 +155,7 @@ def remembered_paths(model: torch.nn.Module, batch_size: int, bf16: bool) -> dic
     command. A measurement taken on a busy machine is used once and not remembered (its result then carries
     "busy_load"), so one loaded moment does not decide every later run."""
     fingerprint = (f"{cpu_model()} {cpu_has_native_bf16()} {torch.backends.cpu.get_cpu_capability()}"
-                   f" {torch.__version__} {batch_size} {bf16} {model!r}")
+                   f" {torch.get_num_threads()} threads {torch.__version__} {batch_size} {bf16} {model!r}")
     key = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
     path = cache_file()
     try:
@@ -163,6 +164,9 @@ def remembered_paths(model: torch.nn.Module, batch_size: int, bf16: bool) -> dic
         known = {}
     if isinstance(known.get(key), dict):
         return known[key]
+    rank_zero_info(f"genlab: timing {type(model).__name__} at batch {batch_size} in fp32{' and bf16' if bf16 else ''}"
+                   " for the automatic precision (once per machine and setting; --trainer.precision and"
+                   " --memory_format skip it)")
     measured = measure_paths(model, batch_size, bf16)
     if (load := busy_load()) is not None:
         return {**measured, "busy_load": load}

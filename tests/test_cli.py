@@ -254,3 +254,11 @@ def test_a_resume_says_each_changed_setting_and_which_side_wins(run_cli, tiny_da
         " has no effect",
         "genlab: resumed with trainer.max_epochs = 2 (the run had 1): the new value applies",
     ]
+
+
+def test_a_batch_larger_than_the_data_is_refused_before_anything_slow(run_cli, tiny_data, capsys, monkeypatch):
+    monkeypatch.setattr("genlab.precision.measure_paths", lambda *args: pytest.fail("timed before the check"))
+    with pytest.raises(SystemExit):
+        run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--data.init_args.batch_size=100000")
+    assert capsys.readouterr().err.strip() == ("genlab: error: data.batch_size 100,000 is larger than the 80 training"
+                                               " samples: lower data.batch_size (to 80 for full-batch training)")
