@@ -48,9 +48,27 @@ def test_batchnorm_statistics_are_copied_not_averaged():
     network = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4))
     average = WeightAverage(network, decay=0.9, warmup_iterations=0)
     network[1].running_mean.fill_(3.0)
+    network[1].running_var.fill_(5.0)
+    network[1].num_batches_tracked.fill_(7)
     average.update(network, iteration=5)
-    assert torch.equal(average.average[1].running_mean, torch.full((4,), 3.0))
+    for copied, followed in zip(average.average.buffers(), network.buffers(), strict=True):
+        assert torch.equal(copied, followed)  # every statistic, the variance and the count too
     assert not average.average[1].weight.requires_grad and not average.average.training
+
+
+def test_the_average_follows_the_generator_after_its_step_not_before():
+    """During the warm-up the average is a copy of the generator: of its weights after each update, so an update
+    wired one step late (before the optimizer step) leaves it a step behind."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    gan = GAN(MLPGenerator(latent_dim=4, hidden=[8], out_shape=[1, 4, 4]),
+              MLPDiscriminator(in_shape=[1, 4, 4], hidden=[8]), ema_decay=0.9, ema_warmup_iterations=1000)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=3, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer.fit(gan, DataLoader(TensorDataset(torch.rand(24, 1, 4, 4) * 2 - 1, torch.zeros(24)), batch_size=8))
+    for averaged, trained in zip(gan.generator_average.average.parameters(), gan.generator.parameters(), strict=True):
+        assert torch.equal(averaged, trained)
 
 
 def test_the_average_does_not_change_training_and_resumes_exactly(run_cli, tiny_data, tmp_path):

@@ -62,6 +62,25 @@ def test_the_ratio_is_about_one_for_held_out_images_and_far_below_one_for_traini
         assert copies[f"memorisation/{space}_held_out_median"] > 0.1
 
 
+def test_feature_distances_are_measured_between_the_classifiers_features_not_the_pixels():
+    """Against distances computed here from the stand-in's features by brute force: a callback that measured pixels
+    (or the logits) under the "feature" name would fail."""
+    train, held_out, samples = clustered_images(50, seed=0), clustered_images(20, 1), clustered_images(30, 2)
+    scores, nearest = callback_with_features().score(samples, train, held_out)
+    net = ProjectionNet()
+
+    def nearest_distances(queries: torch.Tensor) -> torch.Tensor:
+        a, b = net.logits_and_features(queries)[1].double(), net.logits_and_features(train)[1].double()
+        return torch.cdist(a, b).min(dim=1).values
+
+    expected_median = nearest_distances(samples).quantile(0.5).item()
+    assert scores["memorisation/feature_median"] == pytest.approx(expected_median, rel=1e-6)
+    assert scores["memorisation/feature_held_out_median"] == pytest.approx(
+        nearest_distances(held_out).quantile(0.5).item(), rel=1e-6)
+    torch.testing.assert_close(nearest["feature"].distances, nearest_distances(samples), rtol=1e-6, atol=1e-9)
+    assert scores["memorisation/pixel_median"] != pytest.approx(expected_median, rel=1e-2)
+
+
 def test_the_median_of_an_even_count_is_the_mean_of_the_middle_two():
     assert median(torch.tensor([4.0, 1.0, 3.0, 2.0])) == 2.5 and median(torch.tensor([3.0, 1.0, 2.0])) == 2.0
 

@@ -60,6 +60,24 @@ def test_em_recovers_a_known_mixture():
     assert mixture.log_prob(points).mean() >= truth - 1e-3
 
 
+def test_samples_follow_each_component_of_the_mixture_its_weight_mean_and_covariance():
+    """A mixture set by hand (well-separated components, correlated covariances): the samples nearest each mean
+    come in its weight's share, with its mean and covariance L Lᵀ (a transposed L or ignored weights fail)."""
+    mixture = GaussianMixture(3, 2)
+    weights = torch.tensor([0.2, 0.3, 0.5])
+    means = torch.tensor([[-20.0, 0.0], [0.0, 20.0], [20.0, -5.0]])
+    trils = torch.tensor([[[1.0, 0.0], [0.8, 0.5]], [[2.0, 0.0], [-1.0, 1.0]], [[0.5, 0.0], [0.3, 1.5]]])
+    mixture.load_state_dict({"weights": weights, "means": means, "scale_trils": trils, "fitted": torch.tensor(True)})
+    points = mixture.sample(60_000, torch.Generator().manual_seed(0)).double()
+    nearest = torch.cdist(points, means.double()).argmin(1)
+    for k in range(3):
+        chosen = points[nearest == k]
+        assert len(chosen) / len(points) == pytest.approx(float(weights[k]), abs=0.01)
+        torch.testing.assert_close(chosen.mean(0), means[k].double(), atol=0.05, rtol=0)
+        covariance = (trils[k] @ trils[k].T).double()
+        torch.testing.assert_close(torch.cov(chosen.T), covariance, atol=0.1, rtol=0.03)
+
+
 def test_fit_and_samples_are_reproducible():
     points = three_clusters()[0].float()
     first, second = GaussianMixture(3, 2, seed=5), GaussianMixture(3, 2, seed=5)

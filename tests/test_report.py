@@ -262,6 +262,21 @@ def test_scores_under_different_protocols_are_not_ranked(tmp_path):
     assert 'data-compare="classifier/is">8<' in page and 'data-compare="classifier/is">9<' in page
 
 
+def test_scores_of_two_classifiers_are_not_ranked_even_with_every_other_setting_equal(tmp_path):
+    """Two evaluation classifiers (different weights, the same architecture) give different numbers for the same
+    samples: the classifier's hash is part of a score's protocol identity."""
+    from genlab.report import render
+    from genlab.report.reading import read_run
+
+    other = score_record(10, 9.0, 30.0)
+    other["settings"]["classifier"]["checkpoint_sha256"] = "ef56ab78"
+    a = fabricated_run(tmp_path / "a" / "version_0", 0, (score_record(10, 8.0, 40.0),))
+    b = fabricated_run(tmp_path / "b" / "version_0", 0, (other,))
+    page = render([read_run(a), read_run(b)])
+    assert "Not ranked: these scores were measured under different protocols (settings.classifier.checkpoint_sha256" \
+        in page
+
+
 def test_a_report_failure_in_training_is_one_warning_not_a_crash(tmp_path, monkeypatch):
     from lightning.pytorch import Trainer
 
