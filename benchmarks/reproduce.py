@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from genlab.atomic_files import file_sha256
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -226,7 +228,6 @@ def source_version() -> str:
 
 
 def official_inception_weights() -> bool:
-    from genlab.atomic_files import file_sha256
     from genlab.metrics.inception import WEIGHTS_SHA256_PREFIX, default_weights_path
 
     path = default_weights_path()
@@ -305,6 +306,7 @@ class Reproduction:
             "genlab_commit": "/".join(dict.fromkeys(fit.get("commits", []))) or source_version(),
             "scores": scores, "record": record, "evaluated": evaluate, "trained_in_precision": trained_in,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+            **({"checkpoint_sha256": file_sha256(checkpoint)[:12]} if not row.needs else {}),
         }, indent=1)
         (docs / f"{row.name}-seed{seed}.json").write_text(result)
         result_file.write_text(result)
@@ -328,6 +330,80 @@ def _format(values: list[float]) -> str:
     return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
 
 
+def scored_by(entry: dict) -> tuple[str, ...]:
+    """The evaluation classifiers (12-digit checkpoint hashes) a row's record was scored with."""
+    settings = (entry.get("record") or {}).get("settings") or {}
+    return tuple(sorted(suite["checkpoint_sha256"] for suite in settings.values()
+                        if isinstance(suite, dict) and suite.get("checkpoint_sha256")))
+
+
+def known_classifiers(docs: Path) -> dict[str, str]:
+    """hash → "classifier_x (test acc 0.99)" for the classifier rows of this table."""
+    known = {}
+    for path in sorted(docs.glob("classifier_*-seed*.json")):
+        entry = json.loads(path.read_text())
+        if entry.get("checkpoint_sha256"):
+            known[entry["checkpoint_sha256"]] = f"{entry['experiment']} (test acc {entry['scores'].get('test/acc', 0):.4f})"
+    return known
+
+
+def classifier_cell(found: list[dict], known: dict[str, str]) -> tuple[str, bool]:
+    """The row's "scored by" cell, and whether its seeds may be summarised together (one set of classifiers)."""
+    sets = {scored_by(entry) for entry in found}
+    if sets == {()}:
+        return "", True
+    if len(sets) > 1:
+        return "seeds scored by different classifiers: not summarised", False
+    return "; ".join(f"{known.get(sha, 'a classifier not in this table')} {sha}" for sha in next(iter(sets))), True
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A sentence the table writes from the records: `row` against `baseline` on `scores`."""
+
+    row: str
+    baseline: str
+    scores: tuple[str, ...]
+
+
+COMPARISONS = (
+    *(Comparison(f"dcgan_fashion_{size}_diffaugment", f"dcgan_fashion_{size}", SMALL_DATA_SCORES[:3])
+      for size in ("1k", "5k")),
+    Comparison("vae_mnist_bf16", "vae_mnist", (*REFERENCE_IS, "test/loss/recon")),
+    Comparison("gan_mnist_beta2_0999_bf16", "gan_mnist_beta2_0999_ema", REFERENCE_IS),
+)
+
+
+def _spread(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def compare(comparison: Comparison, docs: Path) -> str:
+    """One sentence: n, mean ± std on each side, and "not distinguishable" where the mean ± std intervals overlap;
+    refused when the two sides were scored by different classifiers."""
+    sides = [[json.loads(path.read_text()) for path in sorted(docs.glob(f"{name}-seed*.json"))]
+             for name in (comparison.row, comparison.baseline)]
+    sides = [[entry for entry in side if entry["experiment"] == name]
+             for side, name in zip(sides, (comparison.row, comparison.baseline))]
+    head = f"**{comparison.row} against {comparison.baseline}**"
+    if not all(sides):
+        return f"{head}: not compared, a side has not run yet."
+    classifiers = {scored_by(entry) for side in sides for entry in side}
+    if len(classifiers) > 1:
+        return f"{head}: not compared, the records were scored by different classifiers ({len(classifiers)} sets)."
+    parts = []
+    for name in comparison.scores:
+        values = [[entry["scores"][name] for entry in side if entry["scores"].get(name) is not None] for side in sides]
+        if not all(values):
+            continue
+        (a, a_std), (b, b_std) = (_spread(side) for side in values)
+        overlap = abs(a - b) <= a_std + b_std
+        verdict = "not distinguishable" if overlap else ("higher" if a > b else "lower")
+        parts.append(f"{name} {a:.4g} ± {a_std:.2g} against {b:.4g} ± {b_std:.2g} ({verdict})")
+    counts = f"n = {len(sides[0])} and {len(sides[1])} training seeds, one set of classifiers"
+    return f"{head} ({counts}; mean ± sample std; overlapping spreads are not distinguishable): {'; '.join(parts)}."
+
+
 def write_table(output: Path, docs: Path, inception: bool) -> None:
     """The table from the records in `docs` (committed with it), so a row run on another day or machine stays."""
     lines = [
@@ -342,18 +418,20 @@ def write_table(output: Path, docs: Path, inception: bool) -> None:
         "(batches) over the fit's wall time, evaluations included. Where genlab's number differs from the",
         "reference's, `docs/reproduction.md` says why, with the measurements.",
         "",
-        "| experiment | reference | reference protocol | genlab | seeds | iterations | trained in | wall time | it/s"
-        " | grid |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| experiment | reference | reference protocol | genlab | scored by | seeds | iterations | trained in"
+        " | wall time | it/s | grid |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    known = known_classifiers(docs)
     for row in ROWS:
         found = [json.loads(path.read_text()) for path in sorted(docs.glob(f"{row.name}-seed*.json"))]
         found = [entry for entry in found if entry["experiment"] == row.name]
         if not found:
-            lines.append(f"| {row.name} | {row.reference} | {row.protocol} | not run yet | | | | | | |")
+            lines.append(f"| {row.name} | {row.reference} | {row.protocol} | not run yet | | | | | | | |")
             continue
+        scored, summarised = classifier_cell(found, known)
         shown = []
-        for name in row.headline:
+        for name in row.headline if summarised else ():
             values = [entry["scores"][name] for entry in found if entry["scores"].get(name) is not None]
             if values:
                 shown.append(f"{name} {_format(values)}")
@@ -366,7 +444,7 @@ def write_table(output: Path, docs: Path, inception: bool) -> None:
         rate = statistics.mean(entry["iterations"] / entry["fit_seconds"] for entry in found if entry["fit_seconds"])
         pictures = [docs / f"{row.name}-seed{found[0]['seed']}{suffix}.png" for suffix in ("", "-ema")]  # raw, average
         grid = " ".join(f"![]({os.path.relpath(picture, output.parent)})" for picture in pictures if picture.is_file())
-        lines.append(f"| {row.name} | {row.reference} | {row.protocol} | {'; '.join(shown)} |"
+        lines.append(f"| {row.name} | {row.reference} | {row.protocol} | {'; '.join(shown)} | {scored} |"
                      f" {', '.join(str(entry['seed']) for entry in found)} | {iterations} | {', '.join(precisions)} |"
                      f" {minutes:.1f} min |"
                      f" {rate:.1f} | {grid} |")
@@ -375,6 +453,8 @@ def write_table(output: Path, docs: Path, inception: bool) -> None:
         if row.observed and any(docs.glob(f"{row.name}-seed*.json")):  # rows run, with what a person saw
             lines += ["", f"**{row.name}, the grids looked at.** {row.observed}"]
             lines += [f"![]({os.path.relpath(strip, output.parent)})" for strip in strips]
+    lines += ["", "## Comparisons, written from the records", ""]
+    lines += [compare(comparison, docs) + "\n" for comparison in COMPARISONS]
     entries = [json.loads(path.read_text()) for path in docs.glob("*.json")]
     capability = sorted({entry.get("cpu_capability") or "?" for entry in entries})
     commits = sorted({entry.get("genlab_commit") or "?" for entry in entries})

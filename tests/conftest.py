@@ -62,6 +62,19 @@ def write_tiny_emoji(folder: Path, count: int = 40, size: int = 32, seed: int = 
     return folder
 
 
+def tiny_data_arguments(config: Path, data_root: Path, val_size: int = 16) -> list[str]:
+    """The command-line settings that point an experiment YAML at the `tiny_data` root."""
+    if config.stem == "toy_quadratic":  # synthetic: no data folder, no validation split to shrink
+        return []
+    text = config.read_text()
+    arguments = [f"--data.data_dir={data_root}", f"--data.val_size={val_size}"]
+    if "train_subset" in text:  # a small-data experiment: a subset the tiny data set can hold
+        arguments.append("--data.train_subset=40")
+    if "ImageFolderDataModule" in text:  # your own images: the folder is given on the command line
+        arguments = [f"--data.data_dir={data_root}", "--data.folder=mine", "--data.val_size=4", "--data.test_size=4"]
+    return arguments
+
+
 @pytest.fixture()
 def tiny_data(tmp_path: Path) -> Path:
     """A data root holding tiny MNIST, FashionMNIST, EmojiOne/png/32, cifar-10-batches-py and mine/{cats,dogs}."""

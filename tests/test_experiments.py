@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import EXPERIMENTS
+from tests.conftest import EXPERIMENTS, tiny_data_arguments
 
 CONFIGS = sorted(EXPERIMENTS.glob("*.yaml"))
 
@@ -13,13 +13,7 @@ def test_there_are_experiments():
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_experiment_runs_one_batch(config, run_cli, tiny_data):
-    # the toy data set is synthetic: it has no data folder and no validation split to shrink
-    data = [] if config.stem == "toy_quadratic" else [f"--data.data_dir={tiny_data}", "--data.val_size=16"]
-    if "train_subset" in config.read_text():  # a small-data experiment: a subset the tiny data set can hold
-        data.append("--data.train_subset=40")
-    if "ImageFolderDataModule" in config.read_text():  # your own images: the folder is given on the command line
-        data += ["--data.folder=mine", "--data.val_size=4", "--data.test_size=4"]
-    run_cli("fit", "--config", str(config), *data, "--data.batch_size=8", "--trainer.fast_dev_run=true",
+    run_cli("fit", "--config", str(config), *tiny_data_arguments(config, tiny_data), "--data.batch_size=8", "--trainer.fast_dev_run=true",
             "--trainer.enable_progress_bar=false")
 
 

@@ -14,7 +14,7 @@ import torch
 
 from genlab.cli import GenlabCLI
 from genlab.host_syncs import HostSyncCounter, SyncsPerIteration
-from tests.conftest import EXPERIMENTS
+from tests.conftest import EXPERIMENTS, tiny_data_arguments
 
 CONFIGS = sorted(EXPERIMENTS.glob("*.yaml"))
 ITERATIONS = 4  # the tiny EmojiOne set has 40 images: 32 after validation, 4 batches of 8
@@ -28,8 +28,7 @@ def syncs_per_iteration(config: str, data_root, *overrides: str) -> dict[int, li
             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
             "--trainer.limit_val_batches=0", "--evaluate=false", "--checkpoint.every_n_iterations=1000",
             "--trainer.logger=false", *overrides]
-    if config != "toy_quadratic":
-        args += [f"--data.data_dir={data_root}", "--data.val_size=8"]
+    args += tiny_data_arguments(EXPERIMENTS / f"{config}.yaml", data_root, val_size=8)
     counter = SyncsPerIteration()
     cli = GenlabCLI(args=args, run=False)
     cli.trainer.callbacks.insert(0, counter)

@@ -34,3 +34,54 @@ def test_the_smallest_row_trains_tests_and_lands_in_the_table_and_a_rerun_skips_
 
     again = _reproduce(tmp_path)  # finished runs are neither trained nor tested again
     assert again.returncode == 0 and "+ fit" not in again.stdout and "+ test" not in again.stdout
+
+
+def _table_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reproduce", REPO / "benchmarks" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _record(docs: Path, name: str, seed: int, fd: float, classifier: str = "aaaaaaaaaaaa", **extra) -> None:
+    docs.mkdir(parents=True, exist_ok=True)
+    entry = {"experiment": name, "seed": seed, "iterations": 10, "fit_seconds": 1.0, "scores": {"classifier/fd": fd,
+             "classifier/precision": 0.5, "classifier/recall": 0.5, **extra.pop("scores", {})},
+             "record": {"settings": {"classifier": {"checkpoint_sha256": classifier}}}, **extra}
+    (docs / f"{name}-seed{seed}.json").write_text(json.dumps(entry))
+
+
+def test_the_table_refuses_to_summarise_seeds_scored_by_different_classifiers(tmp_path):
+    reproduce = _table_module()
+    docs = tmp_path / "docs"
+    _record(docs, "classifier_fashion", 0, 0.0, classifier="", checkpoint_sha256="aaaaaaaaaaaa",
+            scores={"test/acc": 0.9186})
+    for seed, fd in enumerate((100.0, 110.0, 120.0)):
+        _record(docs, "dcgan_fashion_1k", seed, fd, classifier="aaaaaaaaaaaa" if seed < 2 else "bbbbbbbbbbbb")
+    reproduce.write_table(tmp_path / "RESULTS.md", docs, inception=False)
+    row = next(line for line in (tmp_path / "RESULTS.md").read_text().splitlines() if "| dcgan_fashion_1k |" in line)
+    assert "seeds scored by different classifiers: not summarised" in row and "classifier/fd" not in row
+    _record(docs, "dcgan_fashion_1k", 2, 120.0)  # now all three by the table's own classifier
+    reproduce.write_table(tmp_path / "RESULTS.md", docs, inception=False)
+    row = next(line for line in (tmp_path / "RESULTS.md").read_text().splitlines() if "| dcgan_fashion_1k |" in line)
+    assert "classifier/fd 110 ± 10;" in row  # the sample std (n - 1): the population std would be 8.2
+    assert "classifier_fashion (test acc 0.9186) aaaaaaaaaaaa" in row
+
+
+def test_comparisons_are_written_from_the_records_and_refused_across_classifiers(tmp_path):
+    reproduce = _table_module()
+    docs = tmp_path / "docs"
+    comparison = reproduce.Comparison("dcgan_fashion_1k_diffaugment", "dcgan_fashion_1k", ("classifier/fd",
+                                                                                          "classifier/recall"))
+    for seed, (fd, augmented_fd) in enumerate(((100.0, 60.0), (110.0, 62.0), (120.0, 64.0))):
+        _record(docs, "dcgan_fashion_1k", seed, fd, scores={"classifier/recall": 0.1 + seed / 100})
+        _record(docs, "dcgan_fashion_1k_diffaugment", seed, augmented_fd, scores={"classifier/recall": 0.11})
+    sentence = reproduce.compare(comparison, docs)
+    assert "n = 3 and 3 training seeds" in sentence
+    assert "classifier/fd 62 ± 2 against 110 ± 10 (lower)" in sentence
+    assert "classifier/recall 0.11 ± 0 against 0.11 ± 0.01 (not distinguishable)" in sentence
+    _record(docs, "dcgan_fashion_1k", 1, 110.0, classifier="bbbbbbbbbbbb")
+    assert "not compared, the records were scored by different classifiers" in reproduce.compare(comparison, docs)
