@@ -67,6 +67,7 @@ CNN_SCORES = ("classifier/is", "classifier/fd", "classifier/label_tv")
 SMALL_DATA_SCORES = ("classifier/fd", "classifier/precision", "classifier/recall", "classifier/is", "classifier/label_tv")
 EMA = ("--model.init_args.ema_decay=0.999",)
 BF16 = ("--trainer.precision=bf16-mixed",)
+FP32 = "32-true"  # the precision of a row that names none (genlab's automatic choice depends on the machine)
 EMA_SCORES = tuple(f"classifier/{score}{weights}" for score in ("fd", "is", "precision", "recall", "label_tv")
                    for weights in ("", "@ema"))
 REF_PROTOCOL = ("reference MLP classifier (784-512-512-10, dropout active at evaluation), one split,"
@@ -112,7 +113,7 @@ ROWS = [
     Row("gan_fashion", reference="IS 17.09 (not comparable)",
         protocol="000: ImageNet Inception-v3 on 10 samples, KL to the uniform distribution (a known mistake)",
         headline=CNN_SCORES, needs=FASHION),
-    Row("dcgan_fashion", headline=CNN_SCORES, needs=FASHION,
+    Row("dcgan_fashion", headline=CNN_SCORES, needs=FASHION, fit_arguments=BF16,
         observed="Trained in bf16 (automatic, 5 epochs): 64 varied garments of every class - sneakers, boots, sandals,"
                  " shirts, pullovers, trousers, dresses, bags - with plausible shading and some texture; a handful of"
                  " tiles are dark or fragmentary (the fourth tile of the third row). No collapse: label TV 0.14,"
@@ -151,13 +152,14 @@ ROWS = [
                  " accuracy shows (pullover 0.08, coat 0.38, T-shirt 0.42 against 0.91-0.99 for trouser, dress,"
                  " sneaker, boot); sandals are noisy fragments; every tile carries the MLP generator's speckle, and"
                  " within a row the tiles vary little (recall 0.001)."),
-    Row("cgan_conv_mnist", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=MNIST,
+    Row("cgan_conv_mnist", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=MNIST, fit_arguments=BF16,
         observed="One row per requested class (fixed noise, labels 0-9 down the rows, 10 tiles each): every tile is a"
                  " clean digit of its row's class, in varied slants and stroke widths, without the MLP generator's"
                  " speckle; a few carry small blots (a 1 in the second row, a 4 and a 5 in the fifth and sixth),"
                  " which the label accuracy of 0.994 and worst-class accuracy 0.977 (CNN classifier, 10,000"
                  " samples) leave room for."),
     Row("dcgan_mnist_ema", experiment="dcgan_mnist", seeds=(0, 1, 2), arguments=EMA, headline=EMA_SCORES, needs=MNIST,
+        fit_arguments=BF16,
         reference="(genlab's generator EMA, issue 16)",
         protocol="dcgan_mnist with an EMA of the generator (decay 0.999, 1,000 warm-up iterations), in genlab's automatic"
                  " precision (bf16-mixed and channels-last on an AVX-512-BF16 CPU): the raw generator trains as"
@@ -263,6 +265,8 @@ class Reproduction:
         training = list(row.fit_arguments)
         if self.precision and row.needs:  # generators only: the classifiers that score them stay fp32
             training.append(f"--trainer.precision={self.precision}")
+        elif not any(argument.startswith("--trainer.precision") for argument in training):
+            training.append(f"--trainer.precision={FP32}")  # each row says its precision: it regenerates anywhere
         run_dir = self.runs / "lightning_logs" / label / "version_0"
         timing = run_dir / "reproduce_fit_seconds.json"
         if not (run_dir / "fit.done").is_file():
@@ -472,8 +476,8 @@ def main() -> None:
     parser.add_argument("--output", default=str(REPO / "RESULTS.md"))
     parser.add_argument("--docs", default=str(REPO / "docs" / "results"), help="where final grids and records go")
     parser.add_argument("--table-only", action="store_true", help="only rewrite the table from finished results")
-    parser.add_argument("--precision", help="training precision of the generative models, e.g. 32-true or bf16-mixed"
-                        " (default: genlab's automatic choice; classifiers always as their YAML says)")
+    parser.add_argument("--precision", help="training precision of every generative model, e.g. 32-true or bf16-mixed"
+                        " (default: each row's own, 32-true where a row names none; classifiers always 32-true)")
     parser.add_argument("--set", action="append", default=[], metavar="ARG",
                         help="an extra genlab argument for every run (e.g. --set=--trainer.max_epochs=1 for a smoke run)")
     args = parser.parse_args()

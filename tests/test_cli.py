@@ -262,3 +262,39 @@ def test_a_batch_larger_than_the_data_is_refused_before_anything_slow(run_cli, t
         run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--data.init_args.batch_size=100000")
     assert capsys.readouterr().err.strip() == ("genlab: error: data.batch_size 100,000 is larger than the 80 training"
                                                " samples: lower data.batch_size (to 80 for full-batch training)")
+
+
+def assert_same_tensors(a: object, b: object, where: str = "checkpoint") -> None:
+    """Every tensor (and number) of two nested checkpoint structures equal, bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_tensors(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for index, (x, y) in enumerate(zip(a, b)):
+            assert_same_tensors(x, y, f"{where}[{index}]")
+
+
+RESUMED_SETTINGS = {  # beyond the MLP GAN in fp32: BatchNorm, bf16 autocast, a VAE under automatic optimization
+    "dcgan_mnist_bf16": ["--config", str(EXPERIMENTS / "dcgan_mnist.yaml"), "--trainer.precision=bf16-mixed",
+                         "--model.init_args.generator.init_args.latent_dim=4"],
+    "vae_mnist": ["--config", str(EXPERIMENTS / "vae_mnist.yaml"), "--model.init_args.encoder.init_args.hidden=[32]",
+                  "--model.init_args.decoder.init_args.hidden=[32]"],
+}
+
+
+@pytest.mark.parametrize("setting", RESUMED_SETTINGS)
+def test_resume_is_bit_exact_for_batchnorm_in_bf16_and_for_the_vae(setting, run_cli, tiny_data, tmp_path):
+    common = [*RESUMED_SETTINGS[setting], f"--data.data_dir={tiny_data}", "--data.init_args.val_size=16",
+              "--data.init_args.batch_size=16", "--evaluate=false", "--trainer.enable_progress_bar=false"]
+    run_cli("fit", *common, "--trainer.logger.init_args.name=straight", "--trainer.max_epochs=2")
+    run_cli("fit", *common, "--trainer.logger.init_args.name=resumed", "--trainer.max_epochs=1")
+    run_cli("fit", *common, "--trainer.logger.init_args.name=resumed", "--trainer.max_epochs=2", "--ckpt_path=last")
+    straight, resumed = (load_checkpoint(tmp_path / "lightning_logs" / name / "version_0" / "checkpoints" / "last.ckpt")
+                         for name in ("straight", "resumed"))
+    assert straight["global_step"] == resumed["global_step"] > 0
+    assert_same_tensors(straight["state_dict"], resumed["state_dict"], "state_dict")
+    assert_same_tensors(straight["optimizer_states"], resumed["optimizer_states"], "optimizer_states")
