@@ -362,3 +362,24 @@ def test_the_equilibrium_values_of_the_named_losses_match_the_losses_themselves(
         assert (lines["loss/d"], lines["loss/g"]) == pytest.approx(equilibrium_losses(resolve_loss(name)), abs=1e-6)
     assert equilibrium_lines({"model": {"init_args": {"loss": "wasserstein"}}}) == {}
     assert equilibrium_lines({"model": {"init_args": {"loss": {"class_path": "genlab.losses.LeastSquares"}}}}) == {}
+
+
+def test_a_scored_run_shows_one_row_per_score_with_a_column_per_sampler_and_score_curves(tmp_path):
+    from genlab.report import render
+    from genlab.report.html import score_series
+    from genlab.report.reading import read_run
+
+    records = []
+    for iteration, fd in ((10, 50.0), (20, 40.0)):
+        record = score_record(iteration, 8.0, fd)
+        record["scores"] |= {"classifier/fd@ema": fd - 10, "classifier/fd@running": fd + 1, "classifier/is@ema": 8.5}
+        records.append(record)
+    run = read_run(fabricated_run(tmp_path / "scored" / "version_0", 0, tuple(records)))
+    page = render([run])
+    last_table = page[page.index("Scores: fit evaluation at iteration 20"):]
+    last_table = last_table[:last_table.index("Protocol of these scores")]
+    assert last_table.count('data-score="classifier/fd') == 3 and last_table.count("<tr>") - 1 == 4  # fd, is_std, is, tv
+    assert "<th>configured sampler</th><th>@ema</th><th>@running</th>" in last_table
+    curves = score_series(run.records)
+    assert curves["classifier/fd"].steps == [10, 20] and curves["classifier/fd"].values == [50.0, 40.0]
+    assert "classifier/fd@ema" not in curves and "classifier/is_std" not in curves

@@ -69,13 +69,15 @@ def _panel(axes, tag: str, series: Series, equilibrium: float | None = None) -> 
     axes.grid(alpha=0.3)
 
 
-def curves_png(scalars: dict[str, Series], equilibria: dict[str, float] | None = None
+def curves_png(scalars: dict[str, Series], equilibria: dict[str, float] | None = None, first: list[str] | None = None
                ) -> tuple[bytes, int, int, int] | None:
     """All curves as small multiples over iterations, in one PNG: (bytes, width, height, curves left out), or
-    None when there is no curve; `equilibria` adds a dashed line to the curves that have one."""
+    None when there is no curve; `equilibria` adds a dashed line to the curves that have one; the tags in `first`
+    come first (the rest in alphabetical order), so they are drawn when there are more than `MAX_PANELS`."""
     from matplotlib.figure import Figure
 
-    tags = [tag for tag in sorted(scalars) if scalars[tag].steps]
+    ordered = [*(tag for tag in first or [] if tag in scalars), *sorted(set(scalars) - set(first or []))]
+    tags = [tag for tag in ordered if scalars[tag].steps]
     if not tags:
         return None
     shown, columns = tags[:MAX_PANELS], 4

@@ -14,6 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from genlab.report.events import Series
 from genlab.report.compare import Comparison
 from genlab.report.figures import (
     FILMSTRIP_FRAMES,
@@ -80,21 +81,37 @@ def score_cell(value: Any, name: str, record: dict[str, Any]) -> str:
             f' data-stage="{escape(str(record.get("stage")))}">{number(value)}</td>')
 
 
+def by_sampler(scores: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """{"classifier/fd": {"configured": …, "ema": …}} from names like `classifier/fd@ema`, and the samplers found
+    (the configured one first): one row per score, one column per sampler."""
+    table_: dict[str, dict[str, Any]] = {}
+    for name, value in scores.items():
+        score, _, sampler = name.partition("@")
+        table_.setdefault(score, {})[sampler or "configured"] = value
+    samplers = list(dict.fromkeys(["configured", *(s for row in table_.values() for s in row if s != "configured")]))
+    return table_, samplers
+
+
 def last_scores(record: dict[str, Any], source: str = "metrics.jsonl") -> str:
-    """The newest record's scores beside their real-data values, then its whole protocol."""
+    """The newest record's scores, one row per score with a column per sampler (configured, running statistics,
+    EMA, mixture) and the real-data value, then the record's whole protocol."""
     real = record.get("real_values") or {}
     real_scores = real.get("scores") or {}
     real_label = f"real data ({real.get('split')} split, {number(real.get('count'))} images)" if real_scores else \
         "real data"
-    rows = [[escape(name), score_cell(value, name, record), number(real_scores.get(name))]
-            for name, value in record.get("scores", {}).items()]
+    rows_by_score, samplers = by_sampler(record.get("scores", {}))
+    rows = [[escape(name), *(score_cell(values.get(sampler), name + ("" if sampler == "configured" else f"@{sampler}"),
+                                        record) for sampler in samplers), number(real_scores.get(name))]
+            for name, values in rows_by_score.items()]
     if real and not real_scores:
-        rows.append(["", "", escape(str(real.get("note", "no real-data values")))])
+        rows.append(["", *([""] * len(samplers)), escape(str(real.get("note", "no real-data values")))])
     caption = (f"<h3>Scores: {escape(str(record.get('stage')))} evaluation at iteration"
                f" {number(record.get('iteration'))} ({source})</h3>")
     protocol_rows = [[f"<code>{escape(key)}</code>", escape(", ".join(map(str, value)) if isinstance(value, list)
                                                         else str(value))] for key, value in protocol(record).items()]
-    return (f'{caption}<div class="pair"><div>{table(["score", "value", real_label], rows)}</div>'
+    headings = ["score", *(("value" if len(samplers) == 1 else "configured sampler") if sampler == "configured"
+                           else f"@{sampler}" for sampler in samplers), real_label]
+    return (f'{caption}<div class="pair"><div>{table(headings, rows)}</div>'
             f'<div><strong>Protocol of these scores</strong>{table(["setting", "value"], protocol_rows, "protocol")}'
             "</div></div>")
 
@@ -135,8 +152,25 @@ def scores_section(run: Run) -> str:
     return "".join(parts) + (all_scores(run.records) if len(run.records) > 1 else "")
 
 
+def score_series(records: list[dict[str, Any]]) -> dict[str, Series]:
+    """Each score of the configured sampler over the iterations of the fit's evaluations (metrics.jsonl)."""
+    series: dict[str, Series] = {}
+    for record in records:
+        if record.get("stage") != "fit" or not isinstance(record.get("iteration"), int):
+            continue
+        for name, value in (record.get("scores") or {}).items():
+            if "@" not in name and isinstance(value, (int, float)) and not name.endswith("_std"):
+                curve = series.setdefault(name, Series())
+                curve.steps.append(record["iteration"])
+                curve.values.append(float(value))
+    return series
+
+
 def curves_section(run: Run) -> str:
-    drawn = curves_png(run.events.scalars, equilibrium_lines(run.config))
+    """The losses and signals of the event files, and the scores of every evaluation, over iterations."""
+    scores = score_series(run.records)
+    scalars = {**{tag: series for tag, series in run.events.scalars.items() if tag not in scores}, **scores}
+    drawn = curves_png(scalars, equilibrium_lines(run.config), first=[tag for tag in scalars if tag.startswith("loss/")])
     if drawn is None:
         return '<p class="muted">No curves: the event files hold no scalars.</p>'
     png, width, height, left_out = drawn
