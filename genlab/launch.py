@@ -1,4 +1,5 @@
-"""The `genlab` console script: `genlab report` starts without importing Lightning or torch; the rest is `genlab.cli`.
+"""The `genlab` console script: `genlab report` and `genlab sweep` start without importing Lightning or torch (a
+sweep's trials are child processes); the rest is `genlab.cli`.
 
 Importing `genlab.cli` imports torch, Lightning, jsonargparse and torchvision (seconds on a busy 2-core CPU),
 which a report does not use; `genlab.cli.main` still knows every subcommand, for tests and `python -m genlab.cli`.
@@ -15,6 +16,10 @@ def main(args: list[str] | None = None) -> None:
         from genlab.report.command import run
 
         raise SystemExit(run(argv[1:]))
+    if argv[:1] == ["sweep"]:
+        from genlab.sweep.command import run as sweep
+
+        raise SystemExit(sweep(argv[1:]))
     from genlab.cli import main as cli_main
 
     cli_main(args)

@@ -1,0 +1,1 @@
+"""`genlab sweep`: hyperparameter searches over an experiment with Optuna (`genlab.sweep.command`)."""
