@@ -35,6 +35,7 @@ from genlab.callbacks.metrics import GenerativeMetrics
 from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.test_results import TestResults
 from genlab.data.base import TensorDataModule
+from genlab import slurm
 from genlab.errors import GenlabError, first_line
 from genlab.precision import FastPath, apply_tf32, choose_fast_path, remember_choice, trains_on_cuda
 from genlab.run_folder import RunClaim, version_number
@@ -277,7 +278,10 @@ class GenlabCLI(CLIHooks):
         experiment_dir = Path(logger.init_args.save_dir) / (logger.init_args.name or "")
         claims = logger.init_args.get("version") is None and not config.trainer.get("fast_dev_run")
         if ckpt_path is None:
-            if claims:  # fast_dev_run writes no run folder at all
+            job = slurm.job_id() if self.subcommand == "fit" and claims else None
+            if job is not None:  # a SLURM job's run is tied to its id: a requeued job continues it
+                self._continue_slurm_job(config, logger, experiment_dir, job)
+            elif claims:  # fast_dev_run writes no run folder at all
                 logger.init_args.version = RunClaim.claim(experiment_dir)
             return
         if ckpt_path == "last":
@@ -289,6 +293,16 @@ class GenlabCLI(CLIHooks):
             logger.init_args.version = version_number(run) if version_number(run) >= 0 else run.name
         elif claims:  # a test, a predict, or a fit starting from other weights
             logger.init_args.version = RunClaim.claim(experiment_dir)
+
+    @staticmethod
+    def _continue_slurm_job(config: Any, logger: Any, experiment_dir: Path, job: str) -> None:
+        """The run folder `slurm-<job>`; its last.ckpt, when a requeued job finds one, is where the fit resumes."""
+        logger.init_args.version = f"{slurm.FOLDER_PREFIX}{job}"
+        last = experiment_dir / logger.init_args.version / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            check_checkpoint_file(last)
+            config.ckpt_path = os.fspath(last)
+            rank_zero_info(f"genlab: SLURM job {job} started again: resuming {last.parent.parent} from last.ckpt")
 
     def _choose_fast_path(self, trainer_config: dict[str, Any]) -> None:
         """Precision (when none is given) and memory layout (when `auto`): genlab's measured choice, announced,

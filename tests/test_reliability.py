@@ -423,3 +423,42 @@ def test_a_writer_thread_meeting_a_full_disk_leaves_the_one_line_to_the_main_thr
 
     assert run(OSError(errno.ENOSPC, "No space left on device")) == ""
     assert "ValueError: a real bug" in run(ValueError("a real bug"))  # other errors are shown as before
+
+
+@pytest.mark.slow
+def test_a_slurm_job_signalled_before_its_time_limit_requeues_and_continues_its_own_run_exactly(tmp_path):
+    """SIGUSR1 (`--signal=B:USR1@…`) mid-run: the iteration ends, last.ckpt is saved in slurm-<job id>, the job asks
+    `scontrol requeue`; started again with the same job id, the fit resumes that folder to the end, bit-identical to
+    an unbroken run."""
+    data = write_tiny_mnist(tmp_path / "data")
+    env = _subprocess_env(data)
+    subprocess.run(_fit_command("--trainer.logger.init_args.name=straight"), cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"  # SLURM's command, recorded instead of run
+    scontrol.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'scontrol.calls'}\n")
+    scontrol.chmod(0o755)
+    slurm_env = {**env, "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "gan", "SLURM_NTASKS": "1", "SLURM_PROCID": "0",
+                 "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "PATH": f"{bin_dir}:{env['PATH']}"}
+    command = _fit_command("--trainer.logger.init_args.name=job", "--checkpoint.every_n_iterations=7",
+                           "--trainer.callbacks+=tests.pause.PauseAfterIteration", "--trainer.callbacks.iteration=8")
+    process = subprocess.Popen(command, cwd=tmp_path, env=slurm_env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    run = tmp_path / "lightning_logs" / "job" / "slurm-4242"
+    _wait_for(run / "checkpoints" / "epoch=1-step=14.ckpt", process)
+    time.sleep(1.0)  # paused after iteration 8
+    process.send_signal(signal.SIGUSR1)
+    _, stderr = process.communicate(timeout=120)
+    assert "genlab: stopped by SIGUSR1 after iteration 8" in stderr and "job 4242 requeued" in stderr, stderr[-2000:]
+    assert (tmp_path / "scontrol.calls").read_text() == "requeue 4242\n"
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 16
+    requeued = subprocess.run(_fit_command("--trainer.logger.init_args.name=job"), cwd=tmp_path,
+                              env={**slurm_env, "SLURM_RESTART_COUNT": "1"}, capture_output=True, text=True)
+    assert requeued.returncode == 0, requeued.stderr[-2000:]
+    assert sorted(path.name for path in run.parent.iterdir()) == ["slurm-4242"]  # the same run, not a new one
+    straight = load_checkpoint(tmp_path / "lightning_logs" / "straight" / "version_0" / "checkpoints" / "last.ckpt")
+    resumed = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert straight["global_step"] == resumed["global_step"] == 30
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key

@@ -25,11 +25,13 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from genlab import slurm
 from genlab.runtime import iterations_done
 from genlab.training.checkpoints import RunCheckpoint
 
 DECISION_LAG = 2  # DDP: iterations between a process's signal flag and the stop every process takes on it
-EXIT_STATUS = {"SIGTERM": 128 + signal.SIGTERM, "SIGINT": 128 + signal.SIGINT}  # 143, 130: the shells' convention
+EXIT_STATUS = {"SIGTERM": 128 + signal.SIGTERM, "SIGINT": 128 + signal.SIGINT,  # 143, 130: the shells' convention
+               "SIGUSR1": 128 + signal.SIGUSR1}  # SLURM's warning before the time limit (genlab.slurm)
 
 
 class GracefulStop(L.Callback):
@@ -69,7 +71,9 @@ class GracefulStop(L.Callback):
                 print(f"genlab: {name} received: stopping after {when} and saving last.ckpt"
                       " (send it again to stop at once)", file=sys.stderr, flush=True)
 
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        # under SLURM also SIGUSR1 (`--signal=B:USR1@120`): stop, save and requeue (it replaces Lightning's own
+        # requeue, which saves an hpc_ckpt outside the run folder)
+        for signum in (signal.SIGTERM, signal.SIGINT, *((signal.SIGUSR1,) if slurm.job_id() else ())):
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, handler)
 
@@ -88,8 +92,10 @@ class GracefulStop(L.Callback):
         else:
             saved, resume = "nothing saved (checkpointing is off)", "start it again"
         if trainer.is_global_zero:
+            # SIGUSR1: SLURM's time limit is near, and the job continues this run after a requeue
+            then = slurm.requeue() if GracefulStop.stopped_by == "SIGUSR1" else f"resume with: {resume}"
             print(f"genlab: stopped by {GracefulStop.stopped_by} after iteration {iterations_done(trainer)}; {saved};"
-                  f" resume with: {resume}", file=sys.stderr, flush=True)
+                  f" {then}", file=sys.stderr, flush=True)
         raise SIGTERMException  # every process here, after the same iteration; `genlab.cli.main` sets the status
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
