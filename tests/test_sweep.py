@@ -90,23 +90,30 @@ class FakeRun:
         (run / "checkpoints").mkdir(parents=True)
         if outcome.get("diverged"):
             (run / "checkpoints" / "diverged-iteration_0000007.ckpt").write_bytes(b"")
-        record = {"stage": "fit", "iteration": 10, "scores": outcome.get("scores", {}), "alarms": outcome.get("alarms")}
-        (run / "metrics.jsonl").write_text(json.dumps(record) + "\n")
-        self.code = outcome.get("code", 0)
+        records = [{"stage": "fit", "iteration": iteration, "scores": outcome.get("scores", {}),
+                    "alarms": outcome.get("alarms")} for iteration in (5, 10)]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+        self.code, self.polls, self.signalled = outcome.get("code", 0), 0, None
 
     def wait(self) -> int:
         return self.code
 
-    def poll(self) -> int:
-        return self.code
+    def poll(self) -> int | None:
+        self.polls += 1
+        return None if self.polls == 1 else self.code  # running at the first look, then done
+
+    def send_signal(self, signum: int) -> None:
+        self.signalled = signum
 
 
-def fake_sweep(tmp_path: Path, monkeypatch, outcomes: dict[float, dict], objective: str = "classifier/fd"):
+def fake_sweep(tmp_path: Path, monkeypatch, outcomes: dict[float, dict], objective: str = "classifier/fd",
+               *options: str):
     """A sweep whose trials draw the given lrs in order, against the FakeRun."""
     FakeRun.outcomes = outcomes
     monkeypatch.setattr("genlab.sweep.command.subprocess.Popen", FakeRun)
     arguments, settings = parse(["--config", TOY, "--space", "unused.yaml", "--trials", str(len(outcomes)),
-                                 "--objective", objective, "--direction", "minimize", "--root", str(tmp_path)])
+                                 "--objective", objective, "--direction", "minimize", "--root", str(tmp_path),
+                                 *options])
     dimension = parse_dimension("model.init_args.generator_optimizer.init_args.lr",
                                 {"choices": list(outcomes)}, "space.yaml")
     study = open_study(arguments)
@@ -117,6 +124,7 @@ def fake_sweep(tmp_path: Path, monkeypatch, outcomes: dict[float, dict], objecti
 
 
 def test_a_collapsed_diverged_or_failed_trial_is_recorded_as_such_and_never_best(tmp_path, monkeypatch):
+    monkeypatch.setattr("genlab.sweep.command.POLL_SECONDS", 0.0)
     outcomes = {
         0.1: {"scores": {"classifier/fd": 5.0, "classifier/label_tv": 0.95}},  # best FD, but collapsed
         0.2: {"scores": {"classifier/fd": 6.0}, "alarms": ["classifier/recall = 0.01 below 0.2"]},
@@ -128,7 +136,7 @@ def test_a_collapsed_diverged_or_failed_trial_is_recorded_as_such_and_never_best
     states = {trial.params[dimensions[0].key]: (trial.state.name, trial.user_attrs.get("excluded", ""))
               for trial in study.trials}
     assert states[0.1][0] == "FAIL" and "collapsed (classifier/label_tv = 0.950 >= 0.9)" in states[0.1][1]
-    assert states[0.2][0] == "FAIL" and "collapse alarm at iteration 10" in states[0.2][1]
+    assert states[0.2][0] == "FAIL" and "collapse alarm at iteration 5" in states[0.2][1]
     assert states[0.3][0] == "FAIL" and "diverged (diverged-iteration_0000007)" in states[0.3][1]
     assert states[0.4][0] == "FAIL" and "exit status 1" in states[0.4][1]
     assert study.best_trial.params[dimensions[0].key] == 0.5 and study.best_value == 50.0
@@ -137,7 +145,19 @@ def test_a_collapsed_diverged_or_failed_trial_is_recorded_as_such_and_never_best
     assert "| 4 | COMPLETE | 50 | 0.5 | **best** |" in table and table.count("| FAIL |") == 4
 
 
+def test_with_pruning_a_trial_behind_the_median_of_earlier_trials_is_stopped_and_pruned(tmp_path, monkeypatch):
+    monkeypatch.setattr("genlab.sweep.command.POLL_SECONDS", 0.0)
+    outcomes = {lr: {"scores": {"classifier/fd": 10.0 + lr}} for lr in (0.1, 0.2, 0.3, 0.4)}
+    outcomes[0.5] = {"scores": {"classifier/fd": 100.0}}
+    study, _, dimensions = fake_sweep(tmp_path, monkeypatch, outcomes, "classifier/fd", "--prune")
+    states = {trial.params[dimensions[0].key]: trial.state.name for trial in study.trials}
+    assert states == {0.1: "COMPLETE", 0.2: "COMPLETE", 0.3: "COMPLETE", 0.4: "COMPLETE", 0.5: "PRUNED"}
+    assert study.trials[-1].user_attrs["excluded"] == "pruned at iteration 10"  # both evaluations read at once
+    assert study.trials[0].intermediate_values == {5: 10.1, 10: 10.1}  # each evaluation reported as it came
+
+
 def test_an_objective_no_trial_records_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr("genlab.sweep.command.POLL_SECONDS", 0.0)
     study, arguments, dimensions = fake_sweep(tmp_path, monkeypatch, {0.1: {"scores": {"classifier/is": 5.0}}})
     with pytest.raises(GenlabError, match=r"no trial recorded classifier/fd: choose a score the runs record"):
         finish(study, arguments, dimensions)

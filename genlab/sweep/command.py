@@ -26,16 +26,18 @@ import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from genlab.errors import GenlabError
-from genlab.sweep.outcome import exclusion, final_scores
+from genlab.sweep.outcome import evaluations, exclusion, final_scores
 from genlab.sweep.space import Dimension, command_line_value, read_space
 
 INTERRUPTED = 143
+POLL_SECONDS = 2.0  # how often a running trial's records are read for pruning
 
 
 class Excluded(Exception):
@@ -54,6 +56,9 @@ def parser() -> argparse.ArgumentParser:
     made.add_argument("--storage", help="a journal file (default <root>/<study>.journal) or an Optuna storage URL")
     made.add_argument("--seeds", default="0", help="training seeds of each trial, comma-separated (default 0)")
     made.add_argument("--root", type=Path, default=Path("lightning_logs") / "sweeps", help="where trial runs go")
+    made.add_argument("--prune", action="store_true",
+                      help="stop a trial whose first seed's evaluations during fit fall behind the median of earlier"
+                           " trials at the same iteration (Optuna's MedianPruner, after 4 finished trials)")
     return made
 
 
@@ -105,8 +110,9 @@ def open_study(arguments: argparse.Namespace) -> Any:
             path = Path(storage) if storage else arguments.root / f"{arguments.study}.journal"
             path.parent.mkdir(parents=True, exist_ok=True)
             storage = JournalStorage(JournalFileBackend(str(path)))
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=4) if arguments.prune else optuna.pruners.NopPruner()
         study = optuna.create_study(study_name=arguments.study, storage=storage, direction=arguments.direction,
-                                    load_if_exists=True)
+                                    load_if_exists=True, pruner=pruner)
     except Exception as error:  # noqa: BLE001 - Optuna and the database drivers raise many types
         raise GenlabError(f"cannot open the study's storage {arguments.storage or path} ({type(error).__name__}:"
                           f" {str(error).splitlines()[0] if str(error) else ''}): give a writable journal file path or"
@@ -150,7 +156,7 @@ class TrialRunner:
         with open(folder / f"seed{seed}.log", "w") as log:
             try:
                 self.child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-                code = self.child.wait()
+                code = self.wait_reporting(trial, run) if seed == self.arguments.seeds[0] else self.child.wait()
                 if self.stopping or code in (INTERRUPTED, 130):  # stopped by a signal (and saved last.ckpt)
                     raise KeyboardInterrupt
             except KeyboardInterrupt:
@@ -167,6 +173,26 @@ class TrialRunner:
             trial.set_user_attr("excluded", f"seed {seed}: {reason}")
             raise Excluded(reason)
         return float(final_scores(run)[self.arguments.objective])
+
+    def wait_reporting(self, trial: Any, run: Path) -> int:
+        """Wait for the run, handing each evaluation's objective to Optuna as it is written; when the pruner says
+        the trial falls behind, stop the run (it saves last.ckpt) and prune the trial."""
+        import optuna
+
+        assert self.child is not None
+        reported: set[int] = set()
+        while (code := self.child.poll()) is None:
+            time.sleep(POLL_SECONDS)
+            for iteration, value in evaluations(run, self.arguments.objective):
+                if iteration not in reported:
+                    reported.add(iteration)
+                    trial.report(value, iteration)
+            if reported and trial.should_prune():
+                self.child.send_signal(signal.SIGTERM)
+                self.child.wait()
+                trial.set_user_attr("excluded", f"pruned at iteration {max(reported)}")
+                raise optuna.TrialPruned(f"behind the median at iteration {max(reported)}")
+        return code
 
     def stop(self, signum: int, frame: Any) -> None:
         """A signal handler: pass a stop signal on to the running trial's run (genlab saves last.ckpt and exits,

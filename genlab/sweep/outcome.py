@@ -40,6 +40,16 @@ def final_scores(run: Path) -> dict[str, float]:
     return scores
 
 
+def evaluations(run: Path, objective: str) -> list[tuple[int, float]]:
+    """(iteration, value) of `objective` in every evaluation during fit written so far."""
+    found = []
+    for record in records(run / "metrics.jsonl"):
+        value = record.get("scores", {}).get(objective)
+        if record.get("stage") == "fit" and isinstance(record.get("iteration"), int) and isinstance(value, (int, float)):
+            found.append((record["iteration"], float(value)))
+    return found
+
+
 def exclusion(run: Path, exit_code: int) -> str | None:
     """Why this run must not count (a divergence, a collapse alarm, a collapsed label distribution, a failed
     run), or None."""
