@@ -202,3 +202,37 @@ def test_the_exit_code_alone_never_hides_a_finished_good_run(tmp_path):
                                        + "\n" + '{"stage": "fit", "scor')  # a cut last line is skipped
     assert exclusion(run, 0) is None
     assert "exit status 2" in exclusion(run, 2)
+
+
+def test_list_choices_such_as_adams_betas_are_drawn_and_passed_as_lists():
+    import optuna
+
+    dimension = parse_dimension("model.init_args.generator_optimizer.init_args.betas",
+                                {"choices": [[0.5, 0.999], [0.5, 0.4999]]}, "space.yaml")
+    study = optuna.create_study()
+    study.enqueue_trial({dimension.key: "[0.5, 0.4999]"})
+    drawn = dimension.suggest(study.ask())
+    assert drawn == [0.5, 0.4999]
+    from genlab.sweep.space import command_line_value
+
+    assert command_line_value(drawn) == "[0.5, 0.4999]"
+
+
+def test_baselines_are_enqueued_first_once_and_must_be_in_the_space(tmp_path):
+    import optuna
+
+    from genlab.sweep.command import enqueue_baselines
+
+    lr = parse_dimension("model.init_args.generator_optimizer.init_args.lr", {"low": 1e-4, "high": 1e-2, "log": True}, "s")
+    betas = parse_dimension("model.init_args.generator_optimizer.init_args.betas",
+                            {"choices": [[0.5, 0.999], [0.5, 0.4999]]}, "s")
+    (tmp_path / "baselines.yaml").write_text(f"- {{{lr.key}: 0.001, {betas.key}: [0.5, 0.4999]}}\n")
+    study = optuna.create_study()
+    enqueue_baselines(study, tmp_path / "baselines.yaml", [lr, betas])
+    trial = study.ask()
+    assert lr.suggest(trial) == 0.001 and betas.suggest(trial) == [0.5, 0.4999]
+    enqueue_baselines(study, tmp_path / "baselines.yaml", [lr, betas])  # a study with trials gets none again
+    assert len(study.trials) == 1
+    (tmp_path / "bad.yaml").write_text("- {model.init_args.n_critic: 2}\n")
+    with pytest.raises(GenlabError, match="keys are in the search space"):
+        enqueue_baselines(optuna.create_study(), tmp_path / "bad.yaml", [lr, betas])

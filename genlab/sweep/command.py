@@ -56,6 +56,9 @@ def parser() -> argparse.ArgumentParser:
     made.add_argument("--storage", help="a journal file (default <root>/<study>.journal) or an Optuna storage URL")
     made.add_argument("--seeds", default="0", help="training seeds of each trial, comma-separated (default 0)")
     made.add_argument("--root", type=Path, default=Path("lightning_logs") / "sweeps", help="where trial runs go")
+    made.add_argument("--enqueue", type=Path,
+                      help="YAML list of settings ({key: value}) to try first, e.g. the experiment's own setting as a"
+                           " baseline; enqueued when the study has no trial yet")
     made.add_argument("--prune", action="store_true",
                       help="stop a trial whose first seed's evaluations during fit fall behind the median of earlier"
                            " trials at the same iteration (Optuna's MedianPruner, after 4 finished trials)")
@@ -205,6 +208,23 @@ class TrialRunner:
         raise KeyboardInterrupt
 
 
+def enqueue_baselines(study: Any, path: Path | None, dimensions: list[Dimension]) -> None:
+    """The settings of `path` as the study's first trials (only into a study without trials)."""
+    if path is None or study.trials:
+        return
+    try:
+        baselines = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise GenlabError(f"cannot read --enqueue {path} ({type(error).__name__}): give a YAML list of settings") from None
+    keys = {dimension.key: dimension for dimension in dimensions}
+    if not isinstance(baselines, list) or not all(isinstance(b, dict) and set(b) <= set(keys) for b in baselines):
+        raise GenlabError(f"--enqueue {path} must be a YAML list of {{key: value}} settings whose keys are in the"
+                          " search space")
+    for baseline in baselines:
+        study.enqueue_trial({key: value if keys[key].choices is None or not isinstance(value, list)
+                             else json.dumps(value) for key, value in baseline.items()})
+
+
 def trials_table(study: Any, dimensions: list[Dimension], objective: str) -> str:
     """Every trial of the study: number, state, objective (mean over seeds), drawn values, why it was excluded."""
     keys = [dimension.key for dimension in dimensions]
@@ -259,6 +279,11 @@ def run(argv: list[str]) -> int:
         arguments, settings = parse(argv)
         dimensions = read_space(arguments.space, configuration_keys(arguments.config, settings))
         study = open_study(arguments)
+    except GenlabError as error:
+        print(f"genlab: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        enqueue_baselines(study, arguments.enqueue, dimensions)
     except GenlabError as error:
         print(f"genlab: error: {error}", file=sys.stderr)
         return 2

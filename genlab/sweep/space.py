@@ -33,7 +33,12 @@ class Dimension:
     def suggest(self, trial: Any) -> Any:
         """The value an Optuna trial draws for this key."""
         if self.choices is not None:
-            return trial.suggest_categorical(self.key, list(self.choices))
+            if all(choice is None or isinstance(choice, (bool, int, float, str)) for choice in self.choices):
+                return trial.suggest_categorical(self.key, list(self.choices))
+            # Optuna's categories are scalars: a list such as Adam's betas is drawn as its JSON text
+            drawn = trial.suggest_categorical(self.key, [json.dumps(list(c) if isinstance(c, tuple) else c)
+                                                         for c in self.choices])
+            return json.loads(drawn)
         if isinstance(self.low, int) and isinstance(self.high, int):
             return trial.suggest_int(self.key, self.low, self.high, log=self.log)
         return trial.suggest_float(self.key, float(self.low), float(self.high), log=self.log)  # type: ignore[arg-type]
