@@ -2,77 +2,12 @@
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-
-SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-REPO = Path(__file__).resolve().parents[1]
-EXPERIMENTS = REPO / "experiments"
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """A uint8 array as an idx file, written by hand from the format (magic 0 0 0x08 ndim, big-endian sizes)."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    path.write_bytes(bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes() + array.tobytes())
-
-
-def write_tiny_mnist(root: Path, folder: str = "MNIST", train: int = 96, test: int = 32, seed: int = 0) -> Path:
-    """Random 28x28 digits with labels 0..9 in torchvision's raw layout; returns the data root."""
-    rng = np.random.default_rng(seed)
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for prefix, count in (("train", train), ("t10k", test)):
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (count, 28, 28), dtype=np.uint8))
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", (np.arange(count) % 10).astype(np.uint8))
-    return root
-
-
-def write_cifar(root: Path, per_batch: int = 6, test: int = 4) -> dict[str, np.ndarray]:
-    """A tiny cifar-10-batches-py/ as the original archive lays it out: dicts of N x 3072 rows (R, G, B planes)."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    written = {}
-    for name, count in [*((f"data_batch_{i}", per_batch) for i in range(1, 6)), ("test_batch", test)]:
-        data = rng.integers(0, 256, (count, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, count).tolist()
-        with open(folder / name, "wb") as file:
-            pickle.dump({"batch_label": name, "labels": labels, "data": data,
-                         "filenames": [f"{name}_{i}.png" for i in range(count)]}, file, protocol=2)
-        written[name] = data
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    with open(folder / "batches.meta", "wb") as file:
-        pickle.dump({"label_names": names, "num_cases_per_batch": per_batch, "num_vis": 3072}, file, protocol=2)
-    return written
-
-
-def write_tiny_emoji(folder: Path, count: int = 40, size: int = 32, seed: int = 0) -> Path:
-    """Random RGBA PNGs; returns the folder."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for index in range(count):
-        pixels = rng.integers(0, 256, (size, size, 4), dtype=np.uint8)
-        Image.fromarray(pixels, "RGBA").save(folder / f"emoji_{index:03d}.png")
-    return folder
-
-
-def tiny_data_arguments(config: Path, data_root: Path, val_size: int = 16) -> list[str]:
-    """The command-line settings that point an experiment YAML at the `tiny_data` root."""
-    if config.stem == "toy_quadratic":  # synthetic: no data folder, no validation split to shrink
-        return []
-    text = config.read_text()
-    arguments = [f"--data.data_dir={data_root}", f"--data.val_size={val_size}"]
-    if "train_subset" in text:  # a small-data experiment: a subset the tiny data set can hold
-        arguments.append("--data.train_subset=40")
-    if "ImageFolderDataModule" in text:  # your own images: the folder is given on the command line
-        arguments = [f"--data.data_dir={data_root}", "--data.folder=mine", "--data.val_size=4", "--data.test_size=4"]
-    return arguments
+from tests.helpers import SHARED_DATASETS, write_cifar, write_tiny_emoji, write_tiny_mnist  # noqa: F401
 
 
 @pytest.fixture()

@@ -11,8 +11,7 @@ import torch
 
 from genlab.callbacks.alarms import ScoreAlarm, StalledLossAlarm, sound_alarms
 from genlab.errors import GenlabError
-from tests.test_cli import TINY_GAN as TINY_GAN_CLI
-from tests.test_metrics import METRICS_YAML, TINY_CLASSIFIER, TINY_GAN
+from tests.helpers import METRICS_YAML, SCORED_TINY_GAN, TINY_CLASSIFIER, TINY_GAN
 
 
 class RecordingLogger:
@@ -83,7 +82,7 @@ ALARM_YAML = METRICS_YAML.replace("splits: 10}", "splits: 10, manifold_k: 3}") +
 def test_a_generator_forced_to_one_image_trips_recall_and_coverage_and_stops_after_the_first_epoch(
         run_cli, tmp_path, capsys, monkeypatch):
     from genlab.models.base import GenerativeModule
-    from tests.conftest import write_tiny_mnist
+    from tests.helpers import write_tiny_mnist
 
     data = write_tiny_mnist(tmp_path / "data", train=400, test=120)
     run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={data}")
@@ -93,7 +92,7 @@ def test_a_generator_forced_to_one_image_trips_recall_and_coverage_and_stops_aft
     config = tmp_path / "alarms.yaml"
     config.write_text(ALARM_YAML)
     capsys.readouterr()
-    run_cli("fit", *TINY_GAN, "--config", str(config), f"--data.data_dir={data}", "--trainer.max_epochs=3")
+    run_cli("fit", *SCORED_TINY_GAN, "--config", str(config), f"--data.data_dir={data}", "--trainer.max_epochs=3")
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("genlab: warning:")]
     # 300 training images in batches of 32: the first evaluation after 10 iterations, then the stop
     assert [line.split(" = ")[0] for line in warnings] == ["genlab: warning: iteration 10: classifier/recall",
@@ -170,7 +169,7 @@ def test_a_saturated_discriminator_in_a_real_fit_trips_the_stalled_loss_alarm_an
     config = tmp_path / "stall.yaml"
     config.write_text("trainer:\n  callbacks:\n    - class_path: genlab.callbacks.StalledLossAlarm\n"
                       "      init_args: {loss: loss/d, window: 10, tolerance: 1.0e-6, stop: true}\n")
-    run_cli("fit", *TINY_GAN_CLI, "--config", str(config), f"--data.data_dir={tiny_data}", "--trainer.max_epochs=5",
+    run_cli("fit", *TINY_GAN, "--config", str(config), f"--data.data_dir={tiny_data}", "--trainer.max_epochs=5",
             "--trainer.log_every_n_steps=2")
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("genlab: warning:")]
     assert len(warnings) == 1 and "loss/d stayed at" in warnings[0] and warnings[0].endswith("; stopping")

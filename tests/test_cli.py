@@ -6,22 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import EXPERIMENTS
-
-TINY_GAN = [
-    "--config", str(EXPERIMENTS / "gan_mnist.yaml"),
-    "--model.init_args.generator.init_args.hidden=[32, 32]",
-    "--model.init_args.discriminator.init_args.hidden=[16]",
-    "--data.init_args.batch_size=16",
-    "--data.init_args.val_size=16",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--evaluate=false",  # the YAML's classifier metrics need a trained classifier (tests/test_metrics.py has one)
-]
-
-
-def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+from tests.helpers import EXPERIMENTS, TINY_GAN, load_checkpoint
 
 
 def test_fit_writes_checkpoint_sample_grid_and_config(run_cli, tiny_data, tmp_path):

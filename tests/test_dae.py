@@ -13,10 +13,10 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 from genlab.callbacks import DenoisingTriplets
 from genlab.data import MNISTDataModule, PatchNoise
 from genlab.errors import GenlabError
-from genlab.models import DenoisingAutoencoder
 from genlab.metrics.functional import psnr
+from genlab.models import DenoisingAutoencoder
 from genlab.nets import MLPAutoencoder
-from tests.conftest import EXPERIMENTS, write_tiny_mnist
+from tests.helpers import EXPERIMENTS, write_tiny_mnist
 
 
 def bounding_box(changed: torch.Tensor) -> tuple[int, int, int, int]:

@@ -7,10 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-from genlab.data import EmojiDataModule, FashionMNISTDataModule, MNISTDataModule, QuadraticDataModule, TensorLoader
+from genlab.data import (
+    EmojiDataModule,
+    FashionMNISTDataModule,
+    MNISTDataModule,
+    QuadraticDataModule,
+    TensorLoader,
+)
 from genlab.data.idx import read_idx
 from genlab.errors import GenlabError
-from tests.conftest import write_idx, write_tiny_mnist
+from tests.helpers import write_idx, write_tiny_mnist
 
 
 def test_idx_round_trip(tmp_path):

@@ -11,7 +11,7 @@ import torch
 
 from genlab.data import CIFAR10DataModule
 from genlab.errors import GenlabError
-from tests.conftest import write_cifar
+from tests.helpers import write_cifar
 
 
 def test_images_are_the_files_bytes_as_rgb_planes_in_the_symmetric_range(tmp_path):

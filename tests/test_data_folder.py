@@ -233,7 +233,7 @@ trainer:
 
 def test_a_labelled_folder_trains_its_classifier_and_a_conditional_gan_scored_per_class(run_cli, tiny_data, tmp_path,
                                                                                         capsys):
-    from tests.conftest import EXPERIMENTS
+    from tests.helpers import EXPERIMENTS
 
     folder = ["--data.folder=mine", f"--data.data_dir={tiny_data}", "--data.val_size=4", "--data.batch_size=8",
               "--trainer.enable_progress_bar=false"]

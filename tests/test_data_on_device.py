@@ -15,7 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from genlab.data import EmojiDataModule, MNISTDataModule, QuadraticDataModule, TensorLoader
 from genlab.data.loader import EpochOrder
 from genlab.data.pixels import ByteImages
-from tests.conftest import write_tiny_emoji, write_tiny_mnist
+from tests.helpers import write_tiny_emoji, write_tiny_mnist
 
 META = torch.device("meta")
 aten = torch.ops.aten

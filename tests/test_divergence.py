@@ -17,34 +17,15 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from genlab.training.checkpoints import RunCheckpoint
 from genlab.data.corruption import PatchNoise
 from genlab.errors import GenlabError
 from genlab.models import GAN, VAE, DenoisingAutoencoder
-from genlab.nets import MLPAutoencoder, MLPDecoder, MLPDiscriminator, MLPEncoder, MLPGenerator
-from tests.test_cli import TINY_GAN, load_checkpoint
-from tests.test_reliability import error_line
-
-SHAPE = [1, 4, 4]
-BATCH = 8
-
-
-def images(iterations: int, nan_at: tuple[int, ...] = ()) -> TensorDataset:
-    """`iterations` batches of images in [-1, 1]; the batches of the 1-based iterations in `nan_at` hold one NaN."""
-    generator = torch.Generator().manual_seed(0)
-    samples = torch.rand(iterations * BATCH, *SHAPE, generator=generator) * 2 - 1
-    for iteration in nan_at:
-        samples[(iteration - 1) * BATCH, 0, 0, 0] = float("nan")
-    return TensorDataset(samples, torch.zeros(len(samples), dtype=torch.long))
-
-
-def tiny_gan(on_divergence: str = "stop") -> GAN:
-    torch.manual_seed(0)
-    return GAN(  # BatchNorm in the generator: its running statistics must be put back too
-        MLPGenerator(latent_dim=4, hidden=[8, 8], out_shape=SHAPE, batch_norm=True),
-        MLPDiscriminator(in_shape=SHAPE, hidden=[8]),
-        on_divergence=on_divergence,  # type: ignore[arg-type]
-    )
+from genlab.nets import MLPAutoencoder, MLPDecoder, MLPEncoder
+from genlab.training.checkpoints import RunCheckpoint
+from tests.helpers import GUARD_BATCH as BATCH
+from tests.helpers import SHAPE, TINY_GAN, error_line, load_checkpoint
+from tests.helpers import guard_batches as images
+from tests.helpers import guarded_tiny_gan as tiny_gan
 
 
 def tiny_vae(on_divergence: str = "stop") -> VAE:

@@ -2,8 +2,7 @@
 
 import pytest
 
-from tests.conftest import EXPERIMENTS
-from tests.test_cli import TINY_GAN
+from tests.helpers import EXPERIMENTS, TINY_GAN
 
 
 def _doctor(run_cli, capsys, *args: str) -> tuple[int, list[str]]:

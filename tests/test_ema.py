@@ -13,7 +13,7 @@ from genlab.metrics import ClassifierMetrics
 from genlab.models import GAN
 from genlab.nets import MLPDiscriminator, MLPGenerator
 from genlab.training.ema import WeightAverage
-from tests.test_cli import TINY_GAN, load_checkpoint
+from tests.helpers import TINY_GAN, load_checkpoint
 
 EMA = ["--model.init_args.ema_decay=0.9", "--model.init_args.ema_warmup_iterations=3"]
 

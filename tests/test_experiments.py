@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import EXPERIMENTS, tiny_data_arguments
+from tests.helpers import EXPERIMENTS, tiny_data_arguments
 
 CONFIGS = sorted(EXPERIMENTS.glob("*.yaml"))
 

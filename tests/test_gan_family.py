@@ -30,7 +30,7 @@ from genlab.losses import LeastSquares, Wasserstein, gradient_penalty
 from genlab.models import GAN
 from genlab.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from genlab.nets.base import Discriminator, Generator
-from tests.conftest import EXPERIMENTS
+from tests.helpers import EXPERIMENTS
 
 SHAPE = (1, 2, 3)  # six pixels keep the closed forms readable
 

@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 MODELS = ["toy_quadratic", "gan_mnist", "dcgan_mnist", "vae_mnist", "wgan_gp_mnist"]
 

@@ -14,7 +14,7 @@ import torch
 
 from genlab.cli import GenlabCLI
 from genlab.host_syncs import HostSyncCounter, SyncsPerIteration
-from tests.conftest import EXPERIMENTS, tiny_data_arguments
+from tests.helpers import EXPERIMENTS, tiny_data_arguments
 
 CONFIGS = sorted(EXPERIMENTS.glob("*.yaml"))
 ITERATIONS = 4  # the tiny EmojiOne set has 40 images: 32 after validation, 4 batches of 8

@@ -52,3 +52,18 @@ def test_models_base_is_the_sampling_interface_only():
     source = (PACKAGE / "models" / "base.py").read_text()
     assert len(source.splitlines()) <= 125
     assert "checkpoint" not in source.lower() and "divergence" not in source.lower()  # training lives elsewhere
+
+
+def test_no_test_module_imports_another_shared_helpers_live_in_tests_helpers():
+    """A test importing another test module runs (or breaks with) that module's tests' setup; shared constants
+    and functions have one home, tests/helpers.py (fixtures: conftest.py)."""
+    offenders = []
+    for path in sorted((Path(__file__).parent).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tests."):
+                if node.module.split(".")[1].startswith(("test_", "conftest")):
+                    offenders.append(f"{path.name}:{node.lineno} imports {node.module}")
+            elif isinstance(node, ast.Import):
+                offenders += [f"{path.name}:{node.lineno} imports {alias.name}" for alias in node.names
+                              if alias.name.startswith(("tests.test_", "tests.conftest"))]
+    assert not offenders, offenders

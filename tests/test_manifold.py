@@ -161,7 +161,7 @@ def test_too_few_samples_for_k_are_refused_with_the_minimum():
 
 
 def test_the_classifier_suite_refuses_too_few_samples_before_training_and_records_k_and_counts(monkeypatch):
-    from tests.test_score_parity import classifier_suite, images_predicted_as
+    from tests.helpers import classifier_suite, images_predicted_as
 
     with pytest.raises(GenlabError, match="manifold_k = 3 need more than 3 images per side.* 3 real"):
         classifier_suite(monkeypatch, 0, num_fake=12, num_real=3, manifold_k=3)

@@ -15,7 +15,7 @@ from genlab.callbacks.run_files import to_unit_range
 from genlab.errors import GenlabError
 from genlab.metrics.classifier_checkpoint import LoadedClassifier
 from genlab.metrics.memorisation import median
-from tests.test_metrics import TINY_CLASSIFIER, TINY_GAN
+from tests.helpers import SCORED_TINY_GAN, TINY_CLASSIFIER
 
 
 def clustered_images(n: int, seed: int) -> torch.Tensor:
@@ -114,13 +114,13 @@ trainer:
 def test_memorisation_through_the_cli_writes_records_figures_and_tensorboard_images(run_cli, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from tests.conftest import write_tiny_mnist
+    from tests.helpers import write_tiny_mnist
 
     data = write_tiny_mnist(tmp_path / "data", train=300, test=80)
     run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={data}")
     config = tmp_path / "memorisation.yaml"
     config.write_text(MEMORISATION_YAML)
-    run_cli("fit", *TINY_GAN, "--config", str(config), f"--data.data_dir={data}", "--trainer.max_epochs=1")
+    run_cli("fit", *SCORED_TINY_GAN, "--config", str(config), f"--data.data_dir={data}", "--trainer.max_epochs=1")
     run = tmp_path / "lightning_logs" / "gan_mnist" / "version_0"
     records = [json.loads(line) for line in (run / "memorisation.jsonl").read_text().splitlines()]
     assert len(records) == 1 and records[0]["stage"] == "fit" and records[0]["iteration"] == 7  # 200 images / 32
@@ -136,7 +136,7 @@ def test_memorisation_through_the_cli_writes_records_figures_and_tensorboard_ima
     assert "memorisation/closest_pairs_pixel/fit" in events.Tags()["images"]
     assert "memorisation/pixel_ratio" in events.Tags()["scalars"]
 
-    run_cli("test", *TINY_GAN, "--config", str(config), f"--data.data_dir={data}", "--ckpt_path=last")
+    run_cli("test", *SCORED_TINY_GAN, "--config", str(config), f"--data.data_dir={data}", "--ckpt_path=last")
     test_run = max((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"))
     test_record = json.loads((test_run / "memorisation.jsonl").read_text().splitlines()[-1])
     assert test_record["stage"] == "test" and test_record["iteration"] == 7  # the checkpoint's weights

@@ -25,8 +25,7 @@ from genlab.metrics import (
     random_inception_weights,
 )
 from genlab.metrics.functional import frechet_distance, inception_score, modified_inception_score
-from tests.conftest import EXPERIMENTS
-from tests.test_cli import TINY_GAN as CLI_TINY_GAN
+from tests.helpers import EXPERIMENTS, METRICS_YAML, SCORED_TINY_GAN, TINY_CLASSIFIER
 
 
 def random_probabilities(n: int, classes: int = 10, seed: int = 0) -> torch.Tensor:
@@ -267,34 +266,11 @@ def test_a_corrupt_inception_weights_file_is_named(tmp_path):
 
 # --- GenerativeMetrics, genlab test and genlab predict through the CLI -----------------------------------------
 
-TINY_CLASSIFIER = [
-    "--config", str(EXPERIMENTS / "classifier_mnist.yaml"),
-    "--model.init_args.network.init_args.channels=[4, 8]",
-    "--model.init_args.network.init_args.hidden=16",
-    "--data.init_args.batch_size=32", "--data.init_args.val_size=100",
-    "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-]
-
-TINY_GAN = [*CLI_TINY_GAN, "--data.init_args.batch_size=32", "--data.init_args.val_size=100",
-            "--evaluate=true"]  # scored here
-
-METRICS_YAML = """
-trainer:
-  callbacks:
-    - class_path: genlab.callbacks.GenerativeMetrics
-      init_args:
-        num_samples: 100
-        batch_size: 40
-        every_n_epochs: 1
-        suites:
-          - class_path: genlab.metrics.ClassifierMetrics
-            init_args: {checkpoint: lightning_logs/classifier_mnist, splits: 10}
-"""
 
 
 @pytest.fixture()
 def mnist_400(tmp_path: Path) -> Path:
-    from tests.conftest import write_tiny_mnist
+    from tests.helpers import write_tiny_mnist
 
     return write_tiny_mnist(tmp_path / "data400", train=400, test=120)
 
@@ -307,7 +283,7 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
     run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={mnist_400}")
     metrics_config = tmp_path / "metrics.yaml"
     metrics_config.write_text(METRICS_YAML)
-    run_cli("fit", *TINY_GAN, "--config", str(metrics_config), f"--data.data_dir={mnist_400}", "--trainer.max_epochs=2")
+    run_cli("fit", *SCORED_TINY_GAN, "--config", str(metrics_config), f"--data.data_dir={mnist_400}", "--trainer.max_epochs=2")
     run = tmp_path / "lightning_logs" / "gan_mnist" / "version_0"
     fit_records = _records(run)
     assert [(r["stage"], r["epoch"], r["iteration"]) for r in fit_records] == [("fit", 0, 10), ("fit", 1, 20)]  # 300 images, batches of 32, the last kept
@@ -340,7 +316,7 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
     assert settings["splits"] == 10 and settings["split_seed"] == 2020 and settings["epsilon"] == 0.0
 
     capsys.readouterr()
-    run_cli("test", *TINY_GAN, "--config", str(metrics_config), f"--data.data_dir={mnist_400}", "--ckpt_path=last")
+    run_cli("test", *SCORED_TINY_GAN, "--config", str(metrics_config), f"--data.data_dir={mnist_400}", "--ckpt_path=last")
     printed = capsys.readouterr().out
     test_runs = sorted((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"))
     test_record = _records(test_runs[-1])[-1]
@@ -354,7 +330,7 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
     # the same generator and the same seeded samples: the test-time IS equals the end-of-training IS
     assert test_record["scores"]["classifier/is"] == pytest.approx(fit_records[-1]["scores"]["classifier/is"], rel=1e-9)
 
-    run_cli("predict", *TINY_GAN, f"--data.data_dir={mnist_400}", "--ckpt_path=last",
+    run_cli("predict", *SCORED_TINY_GAN, f"--data.data_dir={mnist_400}", "--ckpt_path=last",
             "--trainer.limit_predict_batches=2")
     predict_run = sorted((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"))[-1]
     written = sorted((predict_run / "predictions").glob("0*.png"))
@@ -365,11 +341,11 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
 
 
 def test_predict_draws_the_same_image_per_test_item_for_any_batch_size(run_cli, mnist_400, tmp_path):
-    run_cli("fit", *TINY_GAN, f"--data.data_dir={mnist_400}", "--trainer.max_epochs=1", "--evaluate=false",
+    run_cli("fit", *SCORED_TINY_GAN, f"--data.data_dir={mnist_400}", "--trainer.max_epochs=1", "--evaluate=false",
             "--trainer.limit_train_batches=2")
     folders = []
     for eval_batch_size in (32, 12):
-        run_cli("predict", *TINY_GAN, f"--data.data_dir={mnist_400}", "--ckpt_path=last",
+        run_cli("predict", *SCORED_TINY_GAN, f"--data.data_dir={mnist_400}", "--ckpt_path=last",
                 f"--data.init_args.eval_batch_size={eval_batch_size}", "--trainer.limit_predict_batches=2")
         folders.append(sorted((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"))[-1] / "predictions")
     same = [f"{item:06d}.png" for item in range(24)]  # 2 batches of 12 ⊂ 2 batches of 32
@@ -382,7 +358,7 @@ def test_generative_metrics_refuse_before_training_without_a_classifier(run_cli,
     metrics_config = tmp_path / "metrics.yaml"
     metrics_config.write_text(METRICS_YAML)
     with pytest.raises(SystemExit):
-        run_cli("fit", *TINY_GAN, "--config", str(metrics_config), f"--data.data_dir={mnist_400}",
+        run_cli("fit", *SCORED_TINY_GAN, "--config", str(metrics_config), f"--data.data_dir={mnist_400}",
                 "--trainer.max_epochs=1")
     line = capsys.readouterr().err.strip().splitlines()
     assert len(line) == 1 and "classifier checkpoint" in line[0]
@@ -397,10 +373,10 @@ def test_metrics_from_two_ddp_processes_equal_one_process(batch_size, run_cli, m
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={mnist_400}")
-    run_cli("fit", *TINY_GAN, f"--data.data_dir={mnist_400}", "--trainer.max_epochs=1", "--evaluate=false")
+    run_cli("fit", *SCORED_TINY_GAN, f"--data.data_dir={mnist_400}", "--trainer.max_epochs=1", "--evaluate=false")
     metrics_config = tmp_path / "metrics.yaml"
     # 110 samples in batches of 40: 3 batches, shared 1 / 2; in batches of 120: one batch, so process 1 generates
     # nothing and must still take part in every gather
@@ -413,7 +389,7 @@ def test_metrics_from_two_ddp_processes_equal_one_process(batch_size, run_cli, m
     for devices in (1, 2):
         strategy = ["--trainer.strategy=ddp", "--trainer.accelerator=cpu"] if devices > 1 else []
         done = subprocess.run(
-            [sys.executable, "-m", "genlab.cli", "test", *TINY_GAN, "--config", str(metrics_config),
+            [sys.executable, "-m", "genlab.cli", "test", *SCORED_TINY_GAN, "--config", str(metrics_config),
              f"--data.data_dir={mnist_400}", "--ckpt_path=last", f"--trainer.devices={devices}", *strategy],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
         )
@@ -434,7 +410,7 @@ def test_under_ddp_every_process_evaluates_with_the_batchnorm_statistics_the_che
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={mnist_400}")
     metrics_config = tmp_path / "metrics.yaml"

@@ -19,10 +19,9 @@ from genlab.models.classifier import Classifier
 from genlab.nets import MLPAutoencoder, MLPDiscriminator, MLPGenerator
 from genlab.nets.classifier import MLPClassifier
 from genlab.nets.vae import MLPDecoder, MLPEncoder
-from tests.conftest import EXPERIMENTS
-from tests.test_cli import TINY_GAN as TINY_CLI_GAN
+from tests.helpers import EXPERIMENTS, TINY_GAN
 
-TINY_GAN = [*TINY_CLI_GAN, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"]
+SHORT_GAN = [*TINY_GAN, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"]
 
 
 @pytest.fixture()
@@ -66,7 +65,7 @@ _saved_precision = _saved
 def test_fit_picks_bf16_where_it_is_native_and_measured_faster_prints_it_and_saves_it(
         native_bf16, monkeypatch, run_cli, tiny_data, tmp_path, announced):
     calls = _measured(monkeypatch, 2.0)
-    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}")
+    run_cli("fit", *SHORT_GAN, f"--data.data_dir={tiny_data}")
     assert calls == [16]  # timed once, at the training batch size
     assert announced[0].startswith("genlab: precision bf16-mixed, memory format contiguous (automatic: CPU")
     assert _saved_precision(tmp_path) == "bf16-mixed"
@@ -76,7 +75,7 @@ def test_fit_picks_bf16_where_it_is_native_and_measured_faster_prints_it_and_sav
 def test_fit_stays_fp32_where_bf16_is_measured_too_slow(native_bf16, monkeypatch, run_cli, tiny_data, tmp_path,
                                                          announced):
     _measured(monkeypatch, precision.MIN_SPEEDUP - 0.01)
-    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}")
+    run_cli("fit", *SHORT_GAN, f"--data.data_dir={tiny_data}")
     assert announced[0].startswith("genlab: precision 32-true, memory format contiguous (automatic: CPU")
     assert _saved_precision(tmp_path) == "32-true"
 
@@ -86,14 +85,14 @@ def test_a_cpu_without_native_bf16_never_trains_in_bf16(monkeypatch, run_cli, ti
     asked = []
     monkeypatch.setattr(precision, "measure_paths", lambda model, batch_size, bf16: asked.append(bf16) or {
         "32-true contiguous": 1.0, "bf16-mixed contiguous": 0.01})  # bf16 timed anyway would look 100x faster
-    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}")
+    run_cli("fit", *SHORT_GAN, f"--data.data_dir={tiny_data}")
     assert asked == [False] and _saved_precision(tmp_path) == "32-true"
 
 
 def test_explicit_precision_and_memory_format_win_and_nothing_is_timed(native_bf16, monkeypatch, run_cli,
                                                                         tiny_data, tmp_path, announced):
     calls = _measured(monkeypatch, 100.0, channels_last_gain=3.0)
-    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.precision=32-true",
+    run_cli("fit", *SHORT_GAN, f"--data.data_dir={tiny_data}", "--trainer.precision=32-true",
             "--memory_format=contiguous")
     assert calls == [] and announced == []
     assert _saved_precision(tmp_path) == "32-true" and _saved(tmp_path, "memory_format") == "contiguous"
@@ -132,8 +131,8 @@ def test_channels_last_barely_faster_is_not_worth_it(native_bf16, monkeypatch):
 def test_test_evaluates_in_fp32_even_where_training_would_use_bf16(native_bf16, monkeypatch, run_cli, tiny_data,
                                                                     tmp_path, announced):
     _measured(monkeypatch, 100.0)
-    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}")
-    run_cli("test", *TINY_GAN, f"--data.data_dir={tiny_data}", "--ckpt_path=last")
+    run_cli("fit", *SHORT_GAN, f"--data.data_dir={tiny_data}")
+    run_cli("test", *SHORT_GAN, f"--data.data_dir={tiny_data}", "--ckpt_path=last")
     assert announced[-1].startswith("genlab: precision 32-true, memory format contiguous (automatic: genlab test")
     checkpoint = torch.load(tmp_path / "lightning_logs" / "gan_mnist" / "version_0" / "checkpoints" / "last.ckpt",
                             weights_only=True)
@@ -365,7 +364,7 @@ def test_the_cli_on_a_gpu_announces_applies_and_records_tf32(monkeypatch, tiny_d
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # left on by an earlier run
     try:  # built as `genlab doctor` builds it: a fit's configuration without the fit
-        cli = GenlabCLI(args=[*TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.logger=false"], run=False)
+        cli = GenlabCLI(args=[*SHORT_GAN, f"--data.data_dir={tiny_data}", "--trainer.logger=false"], run=False)
         assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False, False)
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
@@ -376,7 +375,7 @@ def test_the_cli_on_a_gpu_announces_applies_and_records_tf32(monkeypatch, tiny_d
 
 def test_tf32_asked_for_off_cuda_is_refused_in_one_line(run_cli, tiny_data, capsys):
     with pytest.raises(SystemExit) as stopped:
-        run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--tf32=true")
+        run_cli("fit", *SHORT_GAN, f"--data.data_dir={tiny_data}", "--tf32=true")
     error = capsys.readouterr().err.strip().splitlines()
     assert stopped.value.code == 2 and len(error) == 1
     assert error[0].startswith("genlab: error: --tf32 true: TF32 is a CUDA GPU setting")
@@ -411,7 +410,7 @@ def test_deterministic_is_honoured_and_cublas_gets_its_workspace(own, determinis
                                                                  tiny_data, announced):
     if own is not None:
         monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", own)
-    run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.deterministic=true",
+    run_cli("fit", *SHORT_GAN, f"--data.data_dir={tiny_data}", "--trainer.deterministic=true",
             "--trainer.callbacks+=tests.test_precision.SeesDeterminism")
     workspace = own or ":4096:8"
     assert SeesDeterminism.seen and set(SeesDeterminism.seen) == {(True, False, workspace)}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import EXPERIMENTS
+from tests.helpers import EXPERIMENTS
 
 
 def predicted(tmp_path, experiment: str):

@@ -13,6 +13,7 @@ from genlab.errors import GenlabError
 from genlab.models import VAE
 from genlab.nets import MLPDecoder, MLPEncoder
 from genlab.priors import GaussianMixture, gaussian_log_densities
+from tests.helpers import vae_args
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -134,12 +135,6 @@ def test_vae_samples_from_the_mixture_once_fitted():
     with torch.no_grad():
         images = (model.decode(model.mixture.sample(4, torch.Generator().manual_seed(0))) + 1) / 2
     torch.testing.assert_close(expected[0, 2:30, 2:30], images[0, 0])  # first tile: grey expanded to RGB
-
-
-def vae_args(tiny_data: Path) -> list[str]:
-    return ["--config", str(EXPERIMENTS / "vae_mnist.yaml"), f"--data.data_dir={tiny_data}",
-            "--data.batch_size=16", "--data.val_size=16", "--trainer.enable_progress_bar=false", "--evaluate=false",
-            "--model.init_args.mixture_components=3", "--trainer.callbacks=[]"]
 
 
 def count_fits(monkeypatch: pytest.MonkeyPatch) -> list[int]:

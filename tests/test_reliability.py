@@ -12,18 +12,9 @@ import torch
 from PIL import Image
 
 from genlab.callbacks.graceful_stop import DECISION_LAG
-
-from tests.conftest import EXPERIMENTS, REPO, write_tiny_mnist
-from tests.test_cli import TINY_GAN, load_checkpoint
+from tests.helpers import EXPERIMENTS, REPO, TINY_GAN, error_line, load_checkpoint, write_tiny_mnist
 
 GENLAB = [sys.executable, "-m", "genlab.cli"]
-
-
-def error_line(capsys: pytest.CaptureFixture) -> str:
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("genlab: error: ")
-    return lines[0]
 
 
 def test_previous_checkpoint_is_kept_and_a_corrupt_one_is_named(run_cli, tiny_data, tmp_path, capsys):

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import write_tiny_mnist
-from tests.test_cli import TINY_GAN
+from tests.helpers import TINY_GAN, write_tiny_mnist
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -97,8 +96,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real `genlab fit`s: a tiny classifier, then the tiny GAN scored by it after each of 2 epochs, with a grid
     every 2 iterations; RunReport writes the GAN run's report.html."""
     from genlab.cli import main
-    from tests.test_metrics import TINY_CLASSIFIER
-    from tests.test_metrics import TINY_GAN as SCORED_GAN
+    from tests.helpers import SCORED_TINY_GAN as SCORED_GAN
+    from tests.helpers import TINY_CLASSIFIER
 
     root = tmp_path_factory.mktemp("report")
     data = write_tiny_mnist(root / "data", train=400, test=120)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def _reproduce(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:

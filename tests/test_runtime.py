@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from genlab import runtime
-from tests.test_cli import TINY_GAN, load_checkpoint
+from tests.helpers import TINY_GAN, load_checkpoint
 
 
 def test_iterations_count_training_batches_while_global_step_counts_optimizer_steps(run_cli, tiny_data, tmp_path,
@@ -131,8 +131,11 @@ class CountsUpdateHooks(L.Callback):
 
 
 def _tiny_gan_fit(tmp_path, *callbacks: L.Callback):
-    from tests.test_divergence import BATCH, images, tiny_gan
     from torch.utils.data import DataLoader
+
+    from tests.helpers import GUARD_BATCH as BATCH
+    from tests.helpers import guard_batches as images
+    from tests.helpers import guarded_tiny_gan as tiny_gan
 
     model = tiny_gan()
     trainer = L.Trainer(max_epochs=1, logger=False, callbacks=list(callbacks), enable_checkpointing=False,

@@ -21,15 +21,14 @@ import pytest
 import scipy.linalg
 import torch
 from PIL import Image
-from torch import nn
 
 from genlab.metrics import (
-    ClassifierMetrics,
     EvaluationPlan,
     FrechetDistance,
     InceptionMetrics,
     random_inception_weights,
 )
+from tests.helpers import CLASSES, classifier_suite, images_predicted_as
 
 # --- Inception-v3 IS, FID and KID against torch-fidelity's own pipeline, through PNG files ------------------
 
@@ -228,39 +227,6 @@ def test_fd_of_small_uneven_batches_with_non_commuting_covariances_equals_scipy_
 
 
 # --- classifier label scores on hand-counted predictions ----------------------------------------------------
-
-CLASSES = 4
-
-
-class LabelReadingNet(nn.Module):
-    """A stand-in classifier on 1x4x4 images: the first pixel encodes the predicted class (0, 0.25, 0.5,
-    0.75), the logits are 4 x one-hot of it (p(y|x) is not one-hot, its argmax is), features: two pixels."""
-
-    in_shape, num_classes, feature_dim = (1, 4, 4), CLASSES, 2
-
-    def logits_and_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        predicted = images[:, 0, 0, 0].mul(4).round().long()
-        return 4.0 * nn.functional.one_hot(predicted, CLASSES).float(), images.flatten(1)[:, 5:7]
-
-
-def images_predicted_as(labels: list[int], seed: int) -> torch.Tensor:
-    images = torch.rand(len(labels), 1, 4, 4, generator=torch.Generator().manual_seed(seed)) * 2 - 1
-    images[:, 0, 0, 0] = torch.tensor(labels, dtype=torch.float32) / 4
-    return images
-
-
-def classifier_suite(monkeypatch: pytest.MonkeyPatch, model_classes: int, num_fake: int,
-                     num_real: int, manifold_k: int | None = None) -> ClassifierMetrics:
-    """ClassifierMetrics with its checkpoint loading replaced by the stand-in; the rest of prepare() runs."""
-    from genlab.metrics.classifier_checkpoint import LoadedClassifier
-
-    loaded = LoadedClassifier(LabelReadingNet(), Path("stand-in.ckpt"), "0" * 12, None, None)
-    monkeypatch.setattr("genlab.metrics.classifier.load_classifier", lambda checkpoint: loaded)
-    suite = ClassifierMetrics(checkpoint="unused", splits=1, manifold_k=manifold_k)
-    suite.prepare(EvaluationPlan((1, 4, 4), "MNISTDataModule", CLASSES, model_classes, num_fake, num_real,
-                                 "val"))
-    return suite
-
 
 def test_label_tv_and_label_accuracy_of_a_conditional_generator_equal_the_hand_counts(monkeypatch):
     # Counts chosen so that the slips a TV can suffer give other numbers: 12 generated and 10 real images (one

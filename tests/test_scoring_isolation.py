@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import EXPERIMENTS
-from tests.test_metrics import TINY_CLASSIFIER
+from tests.helpers import EXPERIMENTS, TINY_CLASSIFIER
 
 COMMON = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
@@ -70,7 +69,7 @@ def _assert_identical(a, b, where=""):
 
 @pytest.mark.parametrize("experiment", sorted(SMALL))
 def test_a_fit_ends_with_the_same_weights_with_and_without_scoring_and_pictures(experiment, run_cli, tmp_path):
-    from tests.conftest import write_tiny_mnist
+    from tests.helpers import write_tiny_mnist
 
     data = write_tiny_mnist(tmp_path / "data", train=300, test=120)
     run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={data}")

@@ -16,7 +16,7 @@ from genlab.errors import GenlabError
 from genlab.sweep.command import TrialRunner, finish, open_study, optimize, parse
 from genlab.sweep.outcome import exclusion
 from genlab.sweep.space import parse_dimension, read_space
-from tests.conftest import EXPERIMENTS
+from tests.helpers import EXPERIMENTS
 
 TOY = str(EXPERIMENTS / "toy_quadratic.yaml")
 SPACE = "model.init_args.generator_optimizer.init_args.lr: {low: 1.0e-4, high: 1.0e-2, log: true}\n"

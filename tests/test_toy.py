@@ -12,13 +12,13 @@ import torch
 from PIL import Image
 
 from genlab.callbacks.toy_plots import ToyGANPlots, equilibrium_losses
-from genlab.nets.toy import feature_layer_error
 from genlab.data import QuadraticDataModule
 from genlab.losses import resolve_loss
 from genlab.metrics.toy import distance_to_parabola, mean_distance_to_parabola, sliced_wasserstein
 from genlab.models import GAN
 from genlab.nets import MLPDiscriminator, ToyDiscriminator, ToyGenerator
-from tests.conftest import EXPERIMENTS
+from genlab.nets.toy import feature_layer_error
+from tests.helpers import EXPERIMENTS
 
 CONFIG = str(EXPERIMENTS / "toy_quadratic.yaml")
 

@@ -57,7 +57,7 @@ def test_active_units_count_dimensions_whose_posterior_means_vary():
 
 
 def test_genlab_test_reports_the_likelihood_the_kl_of_each_dimension_and_active_units(run_cli, tiny_data, tmp_path):
-    from tests.test_priors import vae_args
+    from tests.helpers import vae_args
 
     args = [*vae_args(tiny_data), "--model.init_args.likelihood_samples=4"]
     run_cli("fit", *args, "--trainer.max_epochs=1")

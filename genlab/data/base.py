@@ -102,7 +102,7 @@ class TensorDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
             splits = self.load_splits()
-            self.splits = splits._replace(train=self._subset(splits.train))
+            self.splits = Splits(self._subset(splits.train), splits.val, splits.test)
 
     def _subset(self, train: Split) -> Split:
         """`train_subset` images of the training split, in their original order (a seeded choice)."""
