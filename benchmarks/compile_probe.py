@@ -3,9 +3,14 @@ the plain notebook loop (no Lightning, no genlab), one thread, timed after a war
 
     python benchmarks/compile_probe.py
 """
-import time, torch, torch.nn.functional as F
+import time
+
+import torch
+import torch.nn.functional as F
+
 torch.set_num_threads(1)
-from genlab.nets.toy import ToyGenerator, ToyDiscriminator
+from genlab.nets.toy import ToyDiscriminator, ToyGenerator
+
 print("CPU capability", torch.backends.cpu.get_cpu_capability(), "torch", torch.__version__)
 def loop(compiled, n=3000):
     torch.manual_seed(0)

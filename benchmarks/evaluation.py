@@ -40,10 +40,10 @@ from genlab.cli import GenlabCLI
 from genlab.data import EmojiDataModule, MNISTDataModule
 from genlab.errors import GenlabError
 from genlab.metrics import ClassifierMetrics, EvaluationPlan, InceptionMetrics, random_inception_weights
+from genlab.metrics.classifier_checkpoint import load_classifier
 from genlab.metrics.inception import INCEPTION_CLASSES
 from genlab.metrics.scores import FrechetDistance, InceptionScore, KernelDistance
 from genlab.models.base import GenerativeModule
-from genlab.metrics.classifier_checkpoint import load_classifier
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 BATCH = 500  # GenerativeMetrics' default batch of generated images

@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import write_tiny_emoji, write_tiny_mnist  # noqa: E402
+from tests.conftest import write_tiny_emoji, write_tiny_mnist
 
 EXPERIMENTS = REPO / "experiments"
 TINY_GAN = [
@@ -48,7 +48,7 @@ def run(args: list[str]) -> tuple[int, str]:
             main(args)
         except SystemExit as exit_:
             status = int(exit_.code or 0)
-        except Exception as error:  # a traceback would be a defect: show it as one
+        except Exception as error:  # noqa: BLE001 - a traceback would be a defect: show it as one
             return 1, f"TRACEBACK {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
     lines = [line for line in err.getvalue().splitlines() if line.startswith("genlab: error")]
     return status, lines[-1] if lines else "(no error line)"
@@ -239,12 +239,12 @@ def process_signal(root: Path, name: str) -> tuple[int, str]:
 def process_full_disk(root: Path) -> tuple[int, str]:
     disk = root / "small_disk"
     disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True, check=False).returncode:
         return -1, "(not tried: mounting a small tmpfs needs root)"
     try:
         done = subprocess.run(_genlab("fit", *TINY_GAN, "--trainer.max_epochs=200", "--checkpoint.every_n_iterations=1",
                                       f"--trainer.logger.init_args.save_dir={disk}"),
-                              cwd=root, env=_process_env(_mnist(root)), capture_output=True, text=True, timeout=300)
+                              cwd=root, env=_process_env(_mnist(root)), capture_output=True, text=True, timeout=300, check=False)
         return done.returncode, _stopped_line(done.stderr)
     finally:
         subprocess.run(["umount", str(disk)], check=False)

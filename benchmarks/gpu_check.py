@@ -34,19 +34,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # throughput.py and plain_steps.py, beside this file
 
-import lightning as L  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import lightning as L
+import numpy as np
+import torch
+from plain_steps import gan_plain_step, vae_plain_step
+from throughput import IMAGE_CALLBACKS, Budget, Interleaved, quiet, reference_batches
 
-from genlab.callbacks import RunReport  # noqa: E402
-from genlab.cli import GenlabCLI  # noqa: E402
-from genlab.cli import main as genlab_main  # noqa: E402
-from genlab.host_syncs import SyncsPerIteration  # noqa: E402
-from genlab.models import GAN  # noqa: E402
-from genlab.precision import CHOICE_VARIABLE, FP32, FastPath  # noqa: E402
-from genlab.runtime import answer_gpu_checks_once_without_gpus, cpu_has_native_bf16, iterations_done  # noqa: E402
-from plain_steps import gan_plain_step, vae_plain_step  # noqa: E402
-from throughput import IMAGE_CALLBACKS, Budget, Interleaved, quiet, reference_batches  # noqa: E402
+from genlab.callbacks import RunReport
+from genlab.cli import GenlabCLI
+from genlab.cli import main as genlab_main
+from genlab.host_syncs import SyncsPerIteration
+from genlab.models import GAN
+from genlab.precision import CHOICE_VARIABLE, FP32, FastPath
+from genlab.runtime import answer_gpu_checks_once_without_gpus, cpu_has_native_bf16, iterations_done
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TINY_MNIST = ["--data.init_args.batch_size=16", "--data.init_args.val_size=16"]

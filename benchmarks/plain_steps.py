@@ -31,7 +31,10 @@ def copy_to(network: nn.Module, device: torch.device, memory_format: torch.memor
     return copy.deepcopy(network).to(device, memory_format=memory_format)
 
 
-def gan_plain_step(model: GAN, batches: Iterator[torch.Tensor], device: torch.device = torch.device("cpu"),
+CPU = torch.device("cpu")
+
+
+def gan_plain_step(model: GAN, batches: Iterator[torch.Tensor], device: torch.device = CPU,
                    memory_format: torch.memory_format = torch.preserve_format) -> Callable[[], None]:
     """One plain GAN iteration (CS231n style): D on a real batch and detached fakes (+ the WGAN-GP penalty, weight
     clipping where set), and every `n_critic`-th iteration G on fresh noise."""
@@ -80,7 +83,7 @@ def gan_plain_step(model: GAN, batches: Iterator[torch.Tensor], device: torch.de
     return step
 
 
-def vae_plain_step(model: VAE, batches: Iterator[torch.Tensor], device: torch.device = torch.device("cpu"),
+def vae_plain_step(model: VAE, batches: Iterator[torch.Tensor], device: torch.device = CPU,
                    memory_format: torch.memory_format = torch.preserve_format) -> Callable[[], None]:
     """One plain VAE iteration: encoder on intensities in [0, 1] (`batches`), reparameterised z, Bernoulli
     reconstruction (BCE on logits summed per image) + closed-form KL, both averaged over the batch; the cost of

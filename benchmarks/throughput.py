@@ -51,6 +51,7 @@ import torchvision
 import torchvision.transforms as T
 from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
+from plain_steps import gan_plain_step, vae_plain_step  # benchmarks/plain_steps.py, beside this file
 from torch.utils.flop_counter import FlopCounterMode
 
 from genlab.callbacks import DenoisingTriplets, LatentInterpolation, SampleGrid, ToyGANPlots
@@ -59,7 +60,6 @@ from genlab.data import EmojiDataModule, FashionMNISTDataModule, MNISTDataModule
 from genlab.likelihoods import Bernoulli
 from genlab.models import GAN, VAE
 from genlab.runtime import answer_gpu_checks_once_without_gpus, iterations_done
-from plain_steps import gan_plain_step, vae_plain_step  # benchmarks/plain_steps.py, beside this file
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 IMAGE_CALLBACKS = (SampleGrid, ToyGANPlots, LatentInterpolation, DenoisingTriplets)

@@ -28,6 +28,7 @@ from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from genlab import slurm
 from genlab.atomic_files import disk_full, disk_full_cause
 from genlab.callbacks.graceful_stop import EXIT_STATUS, GracefulStop
 from genlab.callbacks.memorisation import Memorisation
@@ -35,18 +36,17 @@ from genlab.callbacks.metrics import GenerativeMetrics
 from genlab.callbacks.predictions import WriteSamples
 from genlab.callbacks.test_results import TestResults
 from genlab.data.base import TensorDataModule
-from genlab import slurm
 from genlab.errors import GenlabError, first_line
 from genlab.precision import FastPath, apply_tf32, choose_fast_path, remember_choice, trains_on_cuda
 from genlab.run_folder import RunClaim, version_number
 from genlab.runtime import CLIHooks, first_process, summarize_parser_error
-from genlab.training.ddp import AlternatingUpdatesDDP
 from genlab.training.checkpoints import (
     RunCheckpoint,
     SafeCheckpointIO,
     check_checkpoint_file,
     last_checkpoint,
 )
+from genlab.training.ddp import AlternatingUpdatesDDP
 
 TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
 class GenlabArgumentParser(LightningArgumentParser):

@@ -24,8 +24,10 @@ import lightning as L
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
+from typing_extensions import Self
 
 from genlab.runtime import HOST_READ_OP
+
 HOST_COPIES = {torch.Tensor.tolist, torch.Tensor.numpy, torch.Tensor.cpu}
 WRAPPERS = ("genlab/host_syncs.py", "/torch/utils/", "/torch/_dynamo/", "/torch/_compile.py")  # frames that only pass through
 
@@ -72,12 +74,12 @@ class HostSyncCounter:
     def record(self, frames: traceback.StackSummary) -> None:
         self.where.append(_caller(frames))
 
-    def __enter__(self) -> HostSyncCounter:
+    def __enter__(self) -> Self:
         for mode in self._modes:
             mode.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         for mode in reversed(self._modes):
             mode.__exit__(*exc)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SHARED_DATASETS, write_cifar, write_tiny_emoji, write_tiny_mnist  # noqa: F401
+from tests.helpers import SHARED_DATASETS, write_cifar, write_tiny_emoji, write_tiny_mnist
 
 
 @pytest.fixture()

@@ -235,8 +235,8 @@ def test_a_resume_says_each_changed_setting_and_which_side_wins(run_cli, tiny_da
     said = sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith("genlab: resumed with"))
     assert said == [
         "genlab: resumed with model.init_args.n_critic = 2 (the run had 1): the new value applies",
-        "genlab: resumed with seed_everything = 7 (the run had 0): the checkpoint's random streams continue, so it"
-        " has no effect",
+        ("genlab: resumed with seed_everything = 7 (the run had 0): the checkpoint's random streams continue, so it"
+        " has no effect"),
         "genlab: resumed with trainer.max_epochs = 2 (the run had 1): the new value applies",
     ]
 

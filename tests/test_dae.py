@@ -142,7 +142,7 @@ def test_triplet_grid_rows_are_clean_noisy_restored():
     clean = torch.rand(5, 1, 28, 28) * 2 - 1
     grid = DenoisingTriplets(num_images=5, seed=3).grid(model, clean)
     assert grid.shape == (3, 3 * 30 + 2, 5 * 30 + 2)
-    tile = lambda row, col: grid[0, 2 + row * 30 : 30 + row * 30, 2 + col * 30 : 30 + col * 30]  # noqa: E731
+    tile = lambda row, col: grid[0, 2 + row * 30 : 30 + row * 30, 2 + col * 30 : 30 + col * 30]
     noisy = model.corrupt(clean, torch.Generator().manual_seed(3))
     with torch.no_grad():
         restored = model.restore(noisy)

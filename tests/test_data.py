@@ -109,8 +109,8 @@ def test_emoji_errors_name_the_folder_and_the_file(tmp_path):
     (folder / "broken.png").write_bytes(b"not a png")
     with pytest.raises(GenlabError, match=r"cannot read image .*broken.png.*on_bad_file: skip"):
         EmojiDataModule(data_dir=str(tmp_path)).setup()
+    data = EmojiDataModule(data_dir=str(tmp_path), on_bad_file="skip", batch_size=1)
     with pytest.warns(UserWarning, match="broken.png"):
-        data = EmojiDataModule(data_dir=str(tmp_path), on_bad_file="skip", batch_size=1)
         data.setup()
     assert len(data.splits.train.labels) == 1
 

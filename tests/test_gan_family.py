@@ -454,6 +454,5 @@ def test_running_statistics_sampling_is_eval_mode_and_the_sampler_can_be_switche
     with model.sampler("batch"):
         torch.testing.assert_close(_decode(model, z), train_mode, rtol=0, atol=0)
     assert model.sampling_batchnorm == "running" and model.sampler_variants == ("running", "batch")
-    with pytest.raises(GenlabError, match="has no sampler 'mixture'"):
-        with model.sampler("mixture"):
-            pass
+    with pytest.raises(GenlabError, match="has no sampler 'mixture'"), model.sampler("mixture"):
+        pass

@@ -67,3 +67,14 @@ def test_no_test_module_imports_another_shared_helpers_live_in_tests_helpers():
                 offenders += [f"{path.name}:{node.lineno} imports {alias.name}" for alias in node.names
                               if alias.name.startswith(("tests.test_", "tests.conftest"))]
     assert not offenders, offenders
+
+
+def test_ruff_finds_nothing_with_the_projects_settings():
+    """The linter pinned in the test extra, with pyproject.toml's settings, over the whole repository."""
+    import subprocess
+    import sys
+
+    repository = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", str(repository), "--output-format", "concise"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]

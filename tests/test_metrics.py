@@ -332,7 +332,7 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
 
     run_cli("predict", *SCORED_TINY_GAN, f"--data.data_dir={mnist_400}", "--ckpt_path=last",
             "--trainer.limit_predict_batches=2")
-    predict_run = sorted((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"))[-1]
+    predict_run = max((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"))
     written = sorted((predict_run / "predictions").glob("0*.png"))
     assert [path.name for path in written] == [f"{item:06d}.png" for item in range(2 * 32)]
     with Image.open(written[0]) as image:
@@ -347,7 +347,7 @@ def test_predict_draws_the_same_image_per_test_item_for_any_batch_size(run_cli, 
     for eval_batch_size in (32, 12):
         run_cli("predict", *SCORED_TINY_GAN, f"--data.data_dir={mnist_400}", "--ckpt_path=last",
                 f"--data.init_args.eval_batch_size={eval_batch_size}", "--trainer.limit_predict_batches=2")
-        folders.append(sorted((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"))[-1] / "predictions")
+        folders.append(max((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*")) / "predictions")
     same = [f"{item:06d}.png" for item in range(24)]  # 2 batches of 12 ⊂ 2 batches of 32
     assert all((folders[1] / name).read_bytes() == (folders[0] / name).read_bytes() for name in same)
     images = [(folders[0] / name).read_bytes() for name in same]
@@ -392,9 +392,10 @@ def test_metrics_from_two_ddp_processes_equal_one_process(batch_size, run_cli, m
             [sys.executable, "-m", "genlab.cli", "test", *SCORED_TINY_GAN, "--config", str(metrics_config),
              f"--data.data_dir={mnist_400}", "--ckpt_path=last", f"--trainer.devices={devices}", *strategy],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+            check=False,
         )
         assert done.returncode == 0, done.stderr[-2000:]
-        run = sorted((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"), key=lambda p: p.stat().st_mtime)[-1]
+        run = max((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"), key=lambda p: p.stat().st_mtime)
         records = _records(run)
         assert len(records) == 1  # written once, by rank 0
         scores[devices] = records[0]["scores"]
@@ -422,7 +423,7 @@ def test_under_ddp_every_process_evaluates_with_the_batchnorm_statistics_the_che
                "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--trainer.strategy=ddp",
                "--trainer.devices=2", "--trainer.accelerator=cpu"]
     done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)["generator"] for rank in (0, 1)]
     statistics = [name for name in ranks[0] if name.endswith(("running_mean", "running_var"))]

@@ -5,6 +5,7 @@ wins, and the choice is printed and kept with the run. `--trainer.deterministic`
 
 import copy
 import os
+from typing import ClassVar
 
 import pytest
 import torch
@@ -386,7 +387,7 @@ def test_tf32_asked_for_off_cuda_is_refused_in_one_line(run_cli, tiny_data, caps
 class SeesDeterminism(Callback):
     """What training runs under: deterministic algorithms, cuDNN's benchmark mode, cuBLAS's workspace setting."""
 
-    seen: list[tuple[bool, bool, str | None]] = []
+    seen: ClassVar[list[tuple[bool, bool, str | None]]] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         SeesDeterminism.seen.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
@@ -416,5 +417,5 @@ def test_deterministic_is_honoured_and_cublas_gets_its_workspace(own, determinis
     assert SeesDeterminism.seen and set(SeesDeterminism.seen) == {(True, False, workspace)}
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == workspace
     said = [line for line in announced if "CUBLAS_WORKSPACE_CONFIG" in line]
-    assert said == ([] if own else ["genlab: CUBLAS_WORKSPACE_CONFIG=:4096:8 set for --trainer.deterministic (cuBLAS"
-                                    " needs it for deterministic algorithms on CUDA)"])
+    assert said == ([] if own else [("genlab: CUBLAS_WORKSPACE_CONFIG=:4096:8 set for --trainer.deterministic (cuBLAS"
+                                    " needs it for deterministic algorithms on CUDA)")])

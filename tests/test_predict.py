@@ -10,7 +10,7 @@ from tests.helpers import EXPERIMENTS
 
 
 def predicted(tmp_path, experiment: str):
-    return sorted((tmp_path / "lightning_logs" / experiment).glob("version_*"))[-1] / "predictions"
+    return max((tmp_path / "lightning_logs" / experiment).glob("version_*")) / "predictions"
 
 
 def draw(run_cli, tiny_data, experiment: str, *extra: str) -> None:

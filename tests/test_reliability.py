@@ -156,8 +156,8 @@ def test_sigterm_or_sigint_finishes_the_iteration_saves_last_and_resume_is_exact
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == status, stderr[-2000:]
     last_line = [line for line in stderr.splitlines() if line.startswith("genlab: stopped")]
-    assert last_line == [f"genlab: stopped by {name} after iteration 8; saved {Path('lightning_logs/stopped/version_0/checkpoints/last.ckpt')};"
-                         f" resume with: {' '.join(last_line[0].split('resume with: ')[1:])}"]
+    assert last_line == [(f"genlab: stopped by {name} after iteration 8; saved {Path('lightning_logs/stopped/version_0/checkpoints/last.ckpt')};"
+                         f" resume with: {' '.join(last_line[0].split('resume with: ')[1:])}")]
     assert last_line[0].endswith("--ckpt_path last") and "fit --config" in last_line[0]
     assert load_checkpoint(stopped / "last.ckpt")["global_step"] == 16  # 8 iterations, not the 14 of iteration 7
     assert load_checkpoint(stopped / "previous.ckpt")["global_step"] == 14
@@ -189,7 +189,7 @@ def test_ddp_on_two_cpu_processes_writes_once_and_resumes(tmp_path):
     ddp = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
            "--trainer.callbacks+=genlab.callbacks.SampleGrid", "--trainer.callbacks.every_n_iterations=3"]
     first = subprocess.run([*GENLAB, "fit", *TINY_GAN, *ddp, "--trainer.max_epochs=1"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
     assert first.returncode == 0, first.stderr[-2000:]
     runs = list((tmp_path / "lightning_logs" / "gan_mnist").iterdir())
     assert [r.name for r in runs] == ["version_0"]
@@ -200,7 +200,7 @@ def test_ddp_on_two_cpu_processes_writes_once_and_resumes(tmp_path):
     rng = load_checkpoint(run / "checkpoints" / "last.ckpt")["genlab_rng_states"]["per_rank"]
     assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])  # each rank its own noise
     second = subprocess.run([*GENLAB, "fit", *TINY_GAN, *ddp, "--trainer.max_epochs=2", "--ckpt_path=last"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True)
+                            cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert second.returncode == 0, second.stderr[-2000:]
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 2 * 6
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["iteration_0000003.png", "iteration_0000006.png"]
@@ -213,7 +213,7 @@ def test_the_generator_average_is_identical_on_every_ddp_process_and_is_what_the
     command = [*GENLAB, "fit", *TINY_GAN, "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
                "--trainer.max_epochs=3", "--model.init_args.ema_decay=0.9", "--model.init_args.ema_warmup_iterations=2",
                "--trainer.callbacks+=tests.pause.SaveAveragePerRank", f"--trainer.callbacks.folder={tmp_path}"]
-    done = subprocess.run(command, cwd=tmp_path, env=_subprocess_env(data), capture_output=True, text=True)
+    done = subprocess.run(command, cwd=tmp_path, env=_subprocess_env(data), capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
     # weights (this MLP generator has no BatchNorm, whose running statistics are each process's own)
@@ -265,7 +265,7 @@ def test_vae_trains_and_validates_under_ddp_on_two_cpu_processes(tmp_path):
            "--data.init_args.val_size=16", "--trainer.enable_progress_bar=false", "--evaluate=false",
            "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu", "--trainer.max_epochs=1"]
     done = subprocess.run([*GENLAB, "fit", *vae], cwd=tmp_path, env=_subprocess_env(data), capture_output=True,
-                          text=True)
+                          text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     run = tmp_path / "lightning_logs" / "vae_mnist" / "version_0"
     checkpoint = load_checkpoint(run / "checkpoints" / "last.ckpt")
@@ -282,7 +282,7 @@ def test_vae_trains_and_validates_under_ddp_on_two_cpu_processes(tmp_path):
         done = subprocess.run([*GENLAB, "predict", *predict, f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
                                f"--trainer.devices={devices}", *strategy, "--trainer.limit_predict_batches=1",
                                "--trainer.logger.init_args.name=predict", f"--trainer.logger.init_args.version={devices}"],
-                              cwd=tmp_path, env=_subprocess_env(data), capture_output=True, text=True)
+                              cwd=tmp_path, env=_subprocess_env(data), capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr[-2000:]
         folder = tmp_path / "lightning_logs" / "predict" / f"version_{devices}" / "predictions"
         written[devices] = {path.name: path.read_bytes() for path in folder.glob("0*.png")}
@@ -350,7 +350,7 @@ def small_disk(tmp_path):
     """A 2 MB file system (tmpfs), where a run soon fills the disk; skipped where mounting is not allowed."""
     mount = tmp_path / "small_disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip()[:80]})")
     yield mount
@@ -365,6 +365,7 @@ def test_a_full_disk_stops_the_run_in_one_line_with_every_written_file_whole(sma
                      f"--trainer.logger.init_args.save_dir={small_disk}",
                      "--trainer.callbacks+=genlab.callbacks.SampleGrid", "--trainer.callbacks.every_n_iterations=1"),
         cwd=tmp_path, env=_subprocess_env(data), capture_output=True, text=True, timeout=300,
+        check=False,
     )
     errors = [line for line in done.stderr.splitlines() if line.startswith("genlab: error:")]
     assert done.returncode == 2 and len(errors) == 1, done.stderr[-2000:]
@@ -383,7 +384,7 @@ def test_a_full_disk_stops_the_run_in_one_line_with_every_written_file_whole(sma
     # continues from its newest whole checkpoint
     resumed = subprocess.run(
         [*GENLAB, "fit", *TINY_GAN, f"--trainer.max_epochs={epochs}", f"--trainer.logger.init_args.save_dir={small_disk}",
-         "--ckpt_path=last"], cwd=tmp_path, env=_subprocess_env(data), capture_output=True, text=True, timeout=300)
+         "--ckpt_path=last"], cwd=tmp_path, env=_subprocess_env(data), capture_output=True, text=True, timeout=300, check=False)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] > newest
 
@@ -445,7 +446,7 @@ def test_a_slurm_job_signalled_before_its_time_limit_requeues_and_continues_its_
     assert (tmp_path / "scontrol.calls").read_text() == "requeue 4242\n"
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 16
     requeued = subprocess.run(_fit_command("--trainer.logger.init_args.name=job"), cwd=tmp_path,
-                              env={**slurm_env, "SLURM_RESTART_COUNT": "1"}, capture_output=True, text=True)
+                              env={**slurm_env, "SLURM_RESTART_COUNT": "1"}, capture_output=True, text=True, check=False)
     assert requeued.returncode == 0, requeued.stderr[-2000:]
     assert sorted(path.name for path in run.parent.iterdir()) == ["slurm-4242"]  # the same run, not a new one
     straight = load_checkpoint(tmp_path / "lightning_logs" / "straight" / "version_0" / "checkpoints" / "last.ckpt")

@@ -15,6 +15,7 @@ def _reproduce(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
          "--runs", str(tmp_path / "runs"), "--output", str(tmp_path / "RESULTS.md"), "--docs", str(tmp_path / "docs"),
          "--set=--trainer.max_steps=300", "--set=--trainer.enable_model_summary=false", *extra],
         capture_output=True, text=True, timeout=600,
+        check=False,
     )
 
 

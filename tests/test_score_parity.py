@@ -118,11 +118,11 @@ def inception_scores(scaled_inception_weights: Path, tmp_path_factory: pytest.Te
     real_dir = write_like_genlab_predict(digit_like_strokes(NUM_IMAGES, seed=1), root / "real")
     fake_dir = write_like_genlab_predict(mixed_patterns(NUM_IMAGES, seed=2), root / "fake")
 
-    common = dict(
-        feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(scaled_inception_weights),
-        samples_find_deep=False, cuda=False, verbose=False, cache=False, batch_size=BATCH,
-        save_cpu_ram=True,  # no DataLoader worker processes
-    )
+    common = {
+        "feature_extractor": "inception-v3-compat", "feature_extractor_weights_path": str(scaled_inception_weights),
+        "samples_find_deep": False, "cuda": False, "verbose": False, "cache": False, "batch_size": BATCH,
+        "save_cpu_ram": True,  # no DataLoader worker processes
+    }
     # Two calls instead of one with isc, fid and kid together: the FID/KID call stops the network at the 64-d
     # pool layer and so costs a tenth of a full pass. Each metric still goes through torch-fidelity's own code
     # path (input1 = generated, as genlab hands torch-fidelity's KID code the generated features first).

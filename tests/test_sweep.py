@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -79,7 +80,7 @@ def test_an_interrupted_sweep_stops_its_run_and_marks_the_trial_failed(tmp_path)
 class FakeRun:
     """Stands in for `genlab fit` as a child process: writes the records a run would, by the drawn lr."""
 
-    outcomes: dict[float, dict] = {}
+    outcomes: ClassVar[dict[float, dict]] = {}
 
     def __init__(self, command: list[str], stdout=None, stderr=None) -> None:
         options = dict(item[2:].split("=", 1) for item in command if item.startswith("--") and "=" in item)
@@ -168,8 +169,8 @@ def test_an_objective_no_trial_records_is_one_line(tmp_path, monkeypatch):
 @pytest.mark.parametrize("space, message", [
     ("model.init_args.n_critic: {low: 5, high: 1}", "has an empty or reversed range (low 5, high 1)"),
     ("model.init_args.n_critic: {low: 2, high: 2}", "has an empty or reversed range"),
-    ("model.init_args.lr: {low: 0.1, high: 1}", "model.init_args.lr is not a setting of this configuration (keys"
-                                                " ending in 'lr': model.init_args.discriminator_optimizer"),
+    ("model.init_args.lr: {low: 0.1, high: 1}", ("model.init_args.lr is not a setting of this configuration (keys"
+                                                " ending in 'lr': model.init_args.discriminator_optimizer")),
     ("model.init_args.loss: {choices: []}", "needs a non-empty list of choices"),
     ("model.init_args.n_critic: {low: 0, high: 3, log: true}", "log-uniform, so low must be above 0"),
     ("model.init_args.n_critic: {lo: 1, hi: 3}", "has hi, lo; use low, high and log, or choices"),

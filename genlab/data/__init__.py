@@ -11,9 +11,9 @@ from genlab.data.mnist import FashionMNISTDataModule, MNISTDataModule
 from genlab.data.quadratic import QuadraticDataModule
 
 __all__ = [
+    "DATA_DIR_ENV",
     "CIFAR10DataModule",
     "Corruption",
-    "DATA_DIR_ENV",
     "EmojiDataModule",
     "FashionMNISTDataModule",
     "ImageFolderDataModule",

@@ -15,7 +15,14 @@ import numpy as np
 import torch
 import torchvision
 
-from genlab.data.base import Split, Splits, TensorDataModule, bytes_to_symmetric_range, resolve_data_dir, split_off
+from genlab.data.base import (
+    Split,
+    Splits,
+    TensorDataModule,
+    bytes_to_symmetric_range,
+    resolve_data_dir,
+    split_off,
+)
 from genlab.errors import GenlabError, first_line
 
 FOLDER = "cifar-10-batches-py"
@@ -107,7 +114,7 @@ class CIFAR10DataModule(TensorDataModule):
             raise self._not_found(f"missing {', '.join(missing)}; download is off")
         try:
             torchvision.datasets.CIFAR10(os.fspath(self.data_dir), train=True, download=True)
-        except Exception as error:  # torchvision raises bare RuntimeError/URLError when offline
+        except Exception as error:  # noqa: BLE001 - offline: bare RuntimeError, URLError
             raise self._not_found(f"download failed: {first_line(error)}") from None
 
     def load_splits(self) -> Splits:

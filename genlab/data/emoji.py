@@ -15,7 +15,6 @@ from genlab.data.base import Splits, resolve_data_dir
 from genlab.data.folder import ImageFolderDataModule, find_images
 from genlab.errors import GenlabError
 
-
 NPM_PACKAGE = "emojione-assets@4.5.0"
 DEFAULT_FOLDER = "EmojiOne/png/32"  # under the data root: the only folder genlab fetches EmojiOne into
 

@@ -30,7 +30,14 @@ from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image, UnidentifiedImageError
 
 from genlab.data import image_cache
-from genlab.data.base import Split, Splits, TensorDataModule, bytes_to_symmetric_range, resolve_data_dir, split_off
+from genlab.data.base import (
+    Split,
+    Splits,
+    TensorDataModule,
+    bytes_to_symmetric_range,
+    resolve_data_dir,
+    split_off,
+)
 from genlab.errors import GenlabError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")

@@ -86,7 +86,7 @@ class MNISTDataModule(TensorDataModule):
         try:
             for train in (True, False):
                 self.torchvision_class(os.fspath(self.data_dir), train=train, download=True)
-        except Exception as error:  # torchvision raises bare RuntimeError/URLError when offline
+        except Exception as error:  # noqa: BLE001 - offline: bare RuntimeError, URLError
             raise self._not_found(f"download failed: {first_line(error)}") from None
 
     def load_splits(self) -> Splits:

@@ -8,6 +8,7 @@ pool features, and numbers on another network are not comparable with it.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -34,7 +35,7 @@ from genlab.metrics.suite import (
 
 def worst(values: list[float], pick: Any) -> float:
     """`pick` (min or max) of the values that are numbers; NaN when none is."""
-    numbers = [value for value in values if value == value]
+    numbers = [value for value in values if not math.isnan(value)]
     return float(pick(numbers)) if numbers else float("nan")
 
 

@@ -50,7 +50,7 @@ def load_classifier(path: str | os.PathLike, train_hint: str = TRAIN_HINT) -> Lo
     hint = _hint(file, train_hint)
     try:
         checkpoint = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zips, unpickling errors: all mean the file is unusable
+    except Exception as error:  # noqa: BLE001 - truncated zips, unpickling: unusable
         raise GenlabError(f"classifier checkpoint {file} is truncated or corrupt ({first_line(error)}): retrain it with"
                           f" {hint}") from None
     spec = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None

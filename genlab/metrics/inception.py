@@ -56,14 +56,14 @@ def default_weights_path() -> Path:
 def _download(url: str, target: Path, timeout: float) -> None:
     """Fetch into a temporary file beside `target`, then move it into place: no half-written weights file."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - a fixed https URL
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as partial:
-            try:
-                while chunk := response.read(1 << 20):
-                    partial.write(chunk)
-            except BaseException:
-                os.unlink(partial.name)
-                raise
+    with (urllib.request.urlopen(url, timeout=timeout) as response,
+          tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as partial):
+        try:
+            while chunk := response.read(1 << 20):
+                partial.write(chunk)
+        except BaseException:
+            os.unlink(partial.name)
+            raise
     os.replace(partial.name, target)
 
 
@@ -85,7 +85,7 @@ def resolve_inception_weights(weights_path: str | None = None, download: bool = 
         try:
             _download(WEIGHTS_URL, path, timeout)
             return path
-        except Exception as error:  # offline, DNS, timeouts, HTTP errors: all end the same way
+        except Exception as error:  # noqa: BLE001 - offline, DNS, timeouts, HTTP: one end
             reason = f"download failed: {first_line(error, 100)}"
     raise GenlabError(
         f"Inception-v3 weights not found ({reason}): put {WEIGHTS_NAME} (from {WEIGHTS_URL}) in {path.parent}/,"
@@ -128,7 +128,7 @@ class InceptionFeatures(nn.Module):
             del state
             self.network = FeatureExtractorInceptionV3("inception-v3-compat", [feature_layer, "logits_unbiased"],
                                                        feature_extractor_weights_path=os.fspath(weights))
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any failure to load means an unusable file
             reason = first_line(error)
             raise GenlabError(
                 f"{weights} is not a usable Inception-v3 weights file ({reason}): replace it with {WEIGHTS_NAME}"

@@ -7,4 +7,4 @@ from genlab.models.gan import GAN
 from genlab.models.vae import VAE
 from genlab.training import GenlabModule
 
-__all__ = ["Classifier", "DenoisingAutoencoder", "GAN", "GenerativeModule", "GenlabModule", "VAE"]
+__all__ = ["GAN", "VAE", "Classifier", "DenoisingAutoencoder", "GenerativeModule", "GenlabModule"]

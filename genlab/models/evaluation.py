@@ -19,7 +19,7 @@ def evaluation_mode(module: nn.Module) -> Iterator[None]:
     """
     was_training = module.training
     module.eval()
-    batch_layers = list(getattr(module, "batch_statistics_layers", lambda: [])())
+    batch_layers = list(getattr(module, "batch_statistics_layers", list)())
     for layer in batch_layers:
         layer.training, layer.track_running_stats = True, False  # batch statistics, running ones left alone
     try:

@@ -14,8 +14,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from genlab.report.events import Series
 from genlab.report.compare import Comparison
+from genlab.report.events import Series
 from genlab.report.figures import (
     FILMSTRIP_FRAMES,
     THUMBNAIL_WIDTH,

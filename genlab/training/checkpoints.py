@@ -96,7 +96,7 @@ def check_checkpoint_file(path: Path) -> None:
     except pickle.UnpicklingError:
         raise GenlabError(f"checkpoint {path} holds pickled Python objects, which genlab never loads (they could run"
                           f" code): {fix}") from None
-    except Exception as error:  # damaged records inside a complete-looking archive
+    except Exception as error:  # noqa: BLE001 - damaged records inside a complete-looking archive
         raise GenlabError(f"checkpoint {path} is truncated or corrupt ({first_line(error)}): {damaged_fix}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise GenlabError(f"checkpoint {path} is a PyTorch file but not a Lightning checkpoint (no state_dict): {fix}")

@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lightning as L
 import torch
@@ -14,9 +15,16 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from genlab.errors import GenlabError
-from genlab.runtime import (answer_gpu_checks_once_without_gpus, attached_trainer, iterations_done,
-                            keep_an_unfinished_epoch_running, logging_this_step, rewind_batch_progress,
-                            step_counted, updates_need_no_hooks)
+from genlab.runtime import (
+    answer_gpu_checks_once_without_gpus,
+    attached_trainer,
+    iterations_done,
+    keep_an_unfinished_epoch_running,
+    logging_this_step,
+    rewind_batch_progress,
+    step_counted,
+    updates_need_no_hooks,
+)
 from genlab.training import resume
 from genlab.training.divergence import DivergenceGuard
 from genlab.training.fused import fused_when_unset

@@ -43,7 +43,7 @@ def seed_this_process() -> None:
 def save_rng_states(checkpoint: dict[str, Any]) -> None:
     """Every process's generator states (a collective call under DDP: every process must take part)."""
     states = collect_rng_states()
-    rank, world_size = rank_and_world_size()
+    _rank, world_size = rank_and_world_size()
     gathered: list[Any] = [states]
     if world_size > 1:
         gathered = [None] * world_size
