@@ -383,16 +383,8 @@ def user_error(error: BaseException) -> GenlabError | None:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console entry point; `args` lets tests drive the real CLI in-process."""
-    argv = sys.argv[1:] if args is None else list(args)
-    if argv[:1] == ["doctor"]:  # genlab's own subcommand beside LightningCLI's
-        from genlab.doctor import run as doctor
-
-        raise SystemExit(doctor(argv[1:]))
-    if argv[:1] == ["report"]:
-        from genlab.report.command import run as report
-
-        raise SystemExit(report(argv[1:]))
+    """LightningCLI's subcommands (fit, validate, test, predict) with genlab's exits; `args` lets tests drive the
+    real CLI in-process. genlab's own subcommands (doctor, report, sweep) are dispatched by `genlab.launch`."""
     GracefulStop.stopped_by = None
     RunClaim.reset()
     threading.excepthook = _quiet_about_full_disks

@@ -5,7 +5,7 @@ leaves holes, and decoding a prior sample from a hole gives an ambiguous, betwee
 mixture of Gaussians to the training codes after (or during) training and sampling from it instead keeps
 samples where the decoder was trained (Ghosh et al., "From Variational to Deterministic Autoencoders",
 ICLR 2020; Dai & Wipf's two-stage VAE is the same idea with a second VAE). Measured on the reference's MNIST VAE
-after its 20 epochs: classifier IS 7.80 with N(0, I), 9.26 with 50 components (README: Autoencoders).
+after its 20 epochs: classifier IS 7.80 with N(0, I), 9.26 with 50 components (docs/guide.md: Autoencoders).
 
 The fit is plain EM with full covariances in float64, seeded k-means++ starts and a few Lloyd steps, all in
 torch, so it is deterministic for a given seed and device and needs no extra dependency.

@@ -87,25 +87,24 @@ def keep_an_unfinished_epoch_running(checkpoint: dict[str, Any], trainer: L.Trai
 UPDATE_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
 
 
-def updates_need_no_hooks(trainer: L.Trainer, module: L.LightningModule, known: type) -> bool:
+def updates_need_no_hooks(trainer: L.Trainer, module: L.LightningModule, known: type,
+                          own_strategies: tuple[type, ...] = ()) -> bool:
     """Whether a manual-optimization model may run its backward passes and optimizer steps without Lightning's
     per-call machinery (`manual_backward`, `LightningOptimizer.step`) and still do exactly what Lightning would:
     no callback, and no method of the module beyond `known`'s, overrides a hook those calls run; the precision is
     Lightning's plain or mixed one without a gradient scaler; the strategy calls nothing around backward (one
-    device, or genlab's `AlternatingUpdatesDDP`); no profiler is timing the steps.
+    device, or one of `own_strategies`, e.g. genlab's `AlternatingUpdatesDDP`); no profiler is timing the steps.
     Each of those calls dispatches three hooks to every callback: host time on every update, which is what a small
     model's iteration is made of on a GPU."""
     from lightning.pytorch.plugins.precision import MixedPrecision, Precision
     from lightning.pytorch.profilers import PassThroughProfiler
     from lightning.pytorch.strategies import SingleDeviceStrategy
 
-    from genlab.training.ddp import AlternatingUpdatesDDP
-
     if type(trainer.precision_plugin) not in (Precision, MixedPrecision):
         return False
     if getattr(trainer.precision_plugin, "scaler", None) is not None:
         return False
-    if type(trainer.strategy) not in (SingleDeviceStrategy, AlternatingUpdatesDDP):
+    if type(trainer.strategy) not in (SingleDeviceStrategy, *own_strategies):
         return False
     if not isinstance(trainer.profiler, PassThroughProfiler):
         return False

@@ -26,7 +26,7 @@ def tiny_data(tmp_path: Path) -> Path:
 @pytest.fixture()
 def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """Runs `genlab ARGS` in-process with tmp_path as the working directory (so lightning_logs/ lands there)."""
-    from genlab.cli import main
+    from genlab.launch import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["genlab"])  # pytest's own arguments are not the CLI's

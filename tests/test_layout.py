@@ -78,3 +78,45 @@ def test_ruff_finds_nothing_with_the_projects_settings():
     done = subprocess.run([sys.executable, "-m", "ruff", "check", str(repository), "--output-format", "concise"],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
+
+
+def genlab_imports() -> dict[str, set[str]]:
+    """Each genlab module → the genlab modules it imports anywhere (top level, in functions, under TYPE_CHECKING);
+    a package's own modules importing the package do not count."""
+    modules = {".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): path
+               for path in SOURCES}
+
+    def resolve(name: str) -> str | None:
+        parts = name.split(".")
+        return next((".".join(parts[:k]) for k in range(len(parts), 0, -1) if ".".join(parts[:k]) in modules), None)
+
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("genlab"):
+                targets = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names if alias.name.startswith("genlab")]
+            else:
+                continue
+            for target in targets:
+                found = resolve(target)
+                if found and found != name and not name.startswith(f"{found}."):
+                    graph[name].add(found)
+    return graph
+
+
+def test_there_are_no_import_cycles_not_even_inside_functions_or_under_type_checking():
+    graph = genlab_imports()
+    cycles = []
+
+    def walk(start: str, node: str, path: list[str]) -> None:
+        for following in sorted(graph[node]):
+            if following == start:
+                cycles.append(" → ".join([*path, start]))
+            elif following not in path and following > start:  # each cycle once, from its smallest module
+                walk(start, following, [*path, following])
+
+    for module in sorted(graph):
+        walk(module, module, [module])
+    assert not cycles, cycles

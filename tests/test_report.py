@@ -95,7 +95,7 @@ trainer:
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real `genlab fit`s: a tiny classifier, then the tiny GAN scored by it after each of 2 epochs, with a grid
     every 2 iterations; RunReport writes the GAN run's report.html."""
-    from genlab.cli import main
+    from genlab.launch import main
     from tests.helpers import SCORED_TINY_GAN as SCORED_GAN
     from tests.helpers import TINY_CLASSIFIER
 
@@ -117,7 +117,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def report(*args: str) -> int:
     """`genlab report ARGS` in-process; its exit status."""
-    from genlab.cli import main
+    from genlab.launch import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["report", *args])

@@ -15,7 +15,7 @@ from genlab.report.reading import Run
 
 # record fields that are the numbers or the position, not the protocol
 NOT_PROTOCOL = {"scores", "real_values", "iteration", "step", "epoch", "label_histogram", "alarms"}
-# settings that change how a score is computed but not its value (checked on 1 vs N processes, see README); also
+# settings that change how a score is computed but not its value (checked on 1 vs N processes, docs/guide.md: Evaluation); also
 # `fast_path.*`, how the weights were trained (like trained_in_precision: a property of the model scored)
 NOT_IDENTITY = {"sampling.device", "sampling.processes", "sampling.precision", "trained_in_precision"}
 COLLAPSE_TV = 0.9

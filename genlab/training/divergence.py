@@ -18,8 +18,9 @@ one all-reduce on the device per update (no host wait), so every process decides
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
@@ -29,8 +30,20 @@ from genlab.errors import GenlabError
 from genlab.runtime import batch_under_way, copy_all, foreach_norm
 from genlab.training.fused import steps_on_device_flag
 
-if TYPE_CHECKING:
-    from genlab.training.module import GenlabModule
+
+class GuardedModule(Protocol):
+    """What the guard needs of the LightningModule it guards (`genlab.training.module.GuardedModule` is one)."""
+
+    trainer: Any
+
+    @property
+    def iteration(self) -> int: ...
+
+    def buffers(self) -> Iterator[Tensor]: ...
+
+    def step_of_update(self, optimizer: torch.optim.Optimizer) -> None: ...
+
+    def save_diverged_state(self, iteration: int, no_op_steps: int = 0) -> Path: ...
 
 POLICIES = ("stop", "skip")
 CHECKS = ("loss", "gradients", "weights")  # the order of each update's flags
@@ -104,7 +117,7 @@ def _flat_view(tensor: Tensor) -> Tensor | None:
     return None
 
 
-def _scaler(module: GenlabModule) -> object | None:
+def _scaler(module: GuardedModule) -> object | None:
     """The float16 GradScaler of the module's training, if any."""
     return getattr(module.trainer.precision_plugin, "scaler", None)
 
@@ -204,7 +217,7 @@ class DivergenceGuard:
         if self.good_buffers is not None:
             self.good_buffers.restore_where(go)
 
-    def _decide(self, module: GenlabModule, side: str, loss: Tensor | None, parameters: list[Tensor],
+    def _decide(self, module: GuardedModule, side: str, loss: Tensor | None, parameters: list[Tensor],
                 norms: tuple[Tensor, Tensor] | None) -> Tensor:
         """The device flag `go` of this update; its checks are kept for the next boundary."""
         grad_norm, weight_norm = norms if norms is not None else update_norms(parameters)
@@ -237,7 +250,7 @@ class DivergenceGuard:
             self._flags = [torch.cat([flags.reshape(-1, len(CHECKS)) for flags in self._flags])]
         return go
 
-    def step(self, module: GenlabModule, side: str, optimizer: torch.optim.Optimizer, loss: Tensor | None,
+    def step(self, module: GuardedModule, side: str, optimizer: torch.optim.Optimizer, loss: Tensor | None,
              norms: tuple[Tensor, Tensor] | None = None, also: Callable[[], None] | None = None) -> Tensor:
         """`optimizer.step()` (then `also()`, e.g. weight clipping) unless this update or, under "stop", an earlier
         one is non-finite; the BatchNorm statistics the forward pass changed are put back then. Returns the device
@@ -252,7 +265,7 @@ class DivergenceGuard:
             self._finish(optimizer, mask, go)
         return go
 
-    def _prepare(self, module: GenlabModule, optimizer: torch.optim.Optimizer, go: Tensor,
+    def _prepare(self, module: GuardedModule, optimizer: torch.optim.Optimizer, go: Tensor,
                  exact_by_copies: bool) -> _StepMask | None:
         """Make the coming step undoable: `found_inf` where the optimizer is fused (it then skips itself, weights,
         moments and step count alike), else a snapshot of its parameters and state (`_StepMask`); also under
@@ -275,7 +288,7 @@ class DivergenceGuard:
             mask.undo_where(go)
         self._restore_buffers(go)
 
-    def before_automatic_step(self, module: GenlabModule, optimizer: torch.optim.Optimizer) -> None:
+    def before_automatic_step(self, module: GuardedModule, optimizer: torch.optim.Optimizer) -> None:
         """Automatic optimization, between backward and Lightning's `optimizer.step()`: decide and prepare."""
         go = self._decide(module, "model", self.loss, optimized_parameters(optimizer), None)
         self._pending = (optimizer, self._prepare(module, optimizer, go, exact_by_copies=False), go)
@@ -285,7 +298,7 @@ class DivergenceGuard:
             self._finish(*self._pending)
             self._pending = None
 
-    def settle(self, module: GenlabModule) -> None:
+    def settle(self, module: GuardedModule) -> None:
         """A boundary: read the checks of every update since the last one (one host sync) and act on them. Also
         checks the current weights, so no checkpoint is written with weights a last update made non-finite."""
         if self.stopped or self._settling or self._clean:
@@ -302,7 +315,7 @@ class DivergenceGuard:
     def _device(self) -> torch.device:
         return self._running.device if self._running is not None else torch.device("cpu")
 
-    def _act(self, module: GenlabModule, updates: list[tuple[int, str]], rows: list[list[bool]],
+    def _act(self, module: GuardedModule, updates: list[tuple[int, str]], rows: list[list[bool]],
              weights_finite: dict[str, bool]) -> None:
         """Replays the device's decisions on the host: the first stopping update, the skipped ones."""
         skipped: list[tuple[int, str]] = []
@@ -327,7 +340,7 @@ class DivergenceGuard:
             iteration, side = skipped[0]
             rank_zero_warn(f"iteration {iteration}: non-finite {side} update skipped ({self.skipped_updates} so far)")
 
-    def _stop(self, module: GenlabModule, iteration: int, side: str, broken: list[str],
+    def _stop(self, module: GuardedModule, iteration: int, side: str, broken: list[str],
               skipped: list[tuple[int, str]], no_op_steps: int = 0) -> None:
         self._count_skipped(skipped)
         self.stopped, self._settling = True, True

@@ -26,6 +26,7 @@ from genlab.runtime import (
     updates_need_no_hooks,
 )
 from genlab.training import resume
+from genlab.training.ddp import AlternatingUpdatesDDP
 from genlab.training.divergence import DivergenceGuard
 from genlab.training.fused import fused_when_unset
 from genlab.training.optimizer_settings import Settings, configured_settings, reapply
@@ -86,7 +87,8 @@ class GenlabModule(L.LightningModule):
         self.configured_optimizers = [(optimizer, configured_settings(optimizer)) for optimizer in self.trainer.optimizers]
 
     def on_train_start(self) -> None:
-        self.lean_updates = not self.automatic_optimization and updates_need_no_hooks(self.trainer, self, GenlabModule)
+        self.lean_updates = not self.automatic_optimization and updates_need_no_hooks(
+            self.trainer, self, GenlabModule, own_strategies=(AlternatingUpdatesDDP,))
         if self.trainer.ckpt_path:  # resumed: the configured settings win over the checkpoint's, and say so
             for optimizer, settings in self.configured_optimizers:
                 for line in reapply(optimizer, settings, self.optimizer_keys.get(id(optimizer), "an optimizer")):

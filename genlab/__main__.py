@@ -1,0 +1,5 @@
+"""`python -m genlab …`: the `genlab` command."""
+
+from genlab.launch import main
+
+main()
