@@ -8,6 +8,7 @@ network; that keeps BCE numerically stable and lets one discriminator serve ever
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -113,6 +114,8 @@ class Hinge(AdversarialLoss):
         return -fake_scores.mean()
 
 
+LossName = Literal["minimax", "non_saturating", "least_squares", "wasserstein", "hinge"]  # `--help` lists them
+
 LOSSES: dict[str, AdversarialLoss] = {
     "minimax": Minimax(saturating=True),
     "non_saturating": Minimax(saturating=False),
@@ -122,7 +125,7 @@ LOSSES: dict[str, AdversarialLoss] = {
 }
 
 
-def resolve_loss(loss: str | AdversarialLoss) -> AdversarialLoss:
+def resolve_loss(loss: LossName | str | AdversarialLoss) -> AdversarialLoss:
     """A loss object from its registered name (or the object itself, for custom settings)."""
     if isinstance(loss, AdversarialLoss):
         return loss
@@ -148,3 +151,6 @@ def gradient_penalty(
     scores = discriminator(mixed, labels) if labels is not None else discriminator(mixed)
     (gradients,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
     return (gradients.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+assert set(get_args(LossName)) == set(LOSSES), "LossName must list every registered loss"

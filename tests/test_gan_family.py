@@ -456,3 +456,13 @@ def test_running_statistics_sampling_is_eval_mode_and_the_sampler_can_be_switche
     assert model.sampling_batchnorm == "running" and model.sampler_variants == ("running", "batch")
     with pytest.raises(GenlabError, match="has no sampler 'mixture'"), model.sampler("mixture"):
         pass
+
+
+def test_a_mistyped_loss_name_is_one_line_listing_the_names(run_cli, capsys):
+    """Loss names are a Literal, so `--help` lists them; a wrong one is answered with the list."""
+    with pytest.raises(SystemExit):
+        run_cli("fit", "--config", str(EXPERIMENTS / "toy_quadratic.yaml"), "--model.init_args.loss=hing",
+                "--trainer.fast_dev_run=true")
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "'hing' is not one of 'minimax', 'non_saturating', 'least_squares', 'wasserstein'," \
+        " 'hinge'" in error[0]

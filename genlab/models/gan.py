@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from genlab.augment import diff_augment, parse_policy
 from genlab.errors import GenlabError
-from genlab.losses import AdversarialLoss, gradient_penalty, resolve_loss
+from genlab.losses import AdversarialLoss, LossName, gradient_penalty, resolve_loss
 from genlab.models.base import GenerativeModule
 from genlab.nets.base import Discriminator, Generator
 from genlab.nets.toy import feature_layer_error
@@ -137,7 +137,7 @@ class GAN(GenerativeModule):
         self,
         generator: Generator,
         discriminator: Discriminator,
-        loss: str | AdversarialLoss = "non_saturating",
+        loss: LossName | AdversarialLoss = "non_saturating",
         n_critic: int = 1,
         gradient_penalty: float = 0.0,
         clip_weights: float | None = None,
