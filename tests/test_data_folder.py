@@ -199,8 +199,8 @@ def test_an_unreadable_cache_entry_is_decoded_again_with_a_warning(tmp_path):
 def test_a_folder_too_big_for_the_memory_limit_is_refused_in_one_line_before_decoding(tmp_path, monkeypatch):
     folder = classes_folder(tmp_path)
     monkeypatch.setattr("genlab.data.folder.load_image", lambda *args: pytest.fail("decoded before the check"))
-    with pytest.raises(GenlabError, match=r"6 images of .* at 3x64x64 take 0.0 GB as float32, above the limit of"
-                                          r" 0.0 GB: .*raise data.memory_limit_gb"):
+    with pytest.raises(GenlabError, match=r"6 images of .* at 3x64x64 take 0.00 GB as float32, above the limit of"
+                                          r" 0.00 GB: .*raise data.memory_limit_gb"):
         loaded(folder, image_size=64, memory_limit_gb=1e-6)  # 6 x 3 x 64 x 64 x 4 bytes = 0.29 MB > 1 kB
 
 
@@ -251,3 +251,5 @@ def test_a_labelled_folder_trains_its_classifier_and_a_conditional_gan_scored_pe
     record = json.loads((tmp_path / "lightning_logs" / "cgan_folder" / "version_0" / "metrics.jsonl")
                         .read_text().splitlines()[-1])
     assert {"classifier/label_accuracy", "classifier/label_accuracy_worst_class", "classifier/fd"} <= set(record["scores"])
+    assert record["data"]["class_names"] == ["cats", "dogs"] and record["data"]["train"] == 36  # 40 - 4 held out
+    assert record["data"]["skipped_files"] == 0 and record["data"]["data_module"] == "ImageFolderDataModule"

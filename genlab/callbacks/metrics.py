@@ -87,6 +87,12 @@ def draw_label_histogram(histogram: dict[str, Any], title: str, per_class: dict[
     return figure_to_image(figure)
 
 
+def describe_data(datamodule: object) -> dict[str, Any] | None:
+    """The data a record's real images come from (a genlab data module's `describe`), or None."""
+    describe = getattr(datamodule, "describe", None)
+    return describe() if callable(describe) else None
+
+
 class GenerativeMetrics(ScheduledEvaluation):
     """Scores generated samples against real ones with metric suites (`ClassifierMetrics`, `InceptionMetrics`).
 
@@ -292,6 +298,7 @@ class GenerativeMetrics(ScheduledEvaluation):
             # this run's precision, layout and TF32 and why (genlab.precision), when the CLI chose them
             "fast_path": getattr(model, "fast_path", None),
             "num_fake": self.num_samples, "num_real": self._real_count,
+            "data": describe_data(trainer.datamodule),
             "scores": scores, **extras,
             "real_values": real_values,
             "sampling": {

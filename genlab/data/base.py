@@ -125,6 +125,12 @@ class TensorDataModule(L.LightningDataModule):
         """The samples and labels of the "train", "val" or "test" split, loaded on first use."""
         return getattr(self._loaded(), name)
 
+    def describe(self) -> dict[str, Any]:
+        """What a score's real images rest on, for its record: the data module and its split sizes."""
+        splits = self._loaded()
+        return {"data_module": type(self).__name__, "train": len(splits.train.labels), "val": len(splits.val.labels),
+                "test": len(splits.test.labels), "train_subset": self.train_subset, "seed": self.seed}
+
     def training_device(self) -> torch.device:
         """The attached trainer's device; the CPU when no trainer is attached (a test or a tool reading the loader)."""
         trainer = self.trainer

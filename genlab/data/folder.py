@@ -163,6 +163,11 @@ class ImageFolderDataModule(TensorDataModule):
         self.skipped_files: list[str] = []
         self.num_classes = self._count_classes()
 
+    def describe(self) -> dict[str, object]:
+        """The split sizes, and the folder, its classes and the files left out as unreadable."""
+        return {**super().describe(), "folder": str(self.folder), "class_names": self.class_names,
+                "image_size": self.image_size, "channels": self.channels, "skipped_files": len(self.skipped_files)}
+
     def _count_classes(self) -> int:
         """Known before loading (models check `num_classes` at setup): 0 without class sub-folders."""
         try:
@@ -184,7 +189,7 @@ class ImageFolderDataModule(TensorDataModule):
         if limit is not None and needed > limit:
             raise GenlabError(
                 f"{count:,} images of {self.folder} at {self.channels}x{self.image_size}x{self.image_size} take"
-                f" {needed / 1e9:.1f} GB as float32, above the limit of {limit / 1e9:.1f} GB: lower data.image_size,"
+                f" {needed / 1e9:.2f} GB as float32, above the limit of {limit / 1e9:.2f} GB: lower data.image_size,"
                 " use data.train_subset, or raise data.memory_limit_gb"
             )
         return needed
@@ -209,9 +214,10 @@ class ImageFolderDataModule(TensorDataModule):
             if key:
                 image_cache.store(key, decoded)
         self.skipped_files = decoded.skipped
+        skipped = f"; {len(decoded.skipped)} unreadable file(s) skipped" if decoded.skipped else ""
         rank_zero_info(f"genlab: {len(decoded.labels):,} images of {self.folder} {source} in"
                        f" {time.perf_counter() - start:.1f} s ({self.channels}x{self.image_size}x{self.image_size},"
-                       f" {needed / 1e6:,.1f} MB in memory as float32)")
+                       f" {needed / 1e6:,.1f} MB in memory as float32{skipped})")
         pixels = torch.from_numpy(decoded.pixels).permute(0, 3, 1, 2).contiguous()
         return Split(bytes_to_symmetric_range(pixels), torch.from_numpy(decoded.labels).long())
 
