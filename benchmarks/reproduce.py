@@ -93,7 +93,7 @@ ROWS = [
                  " with D loss 0.2-0.4 and G loss 12-17 (the discriminator wins;"
                  " docs/results/gan_mnist-notebook-loop-seed0-epoch4.png). So it is the setting, not genlab: with"
                  " experiments/overlays/adam_beta2_0999.yaml (Adam's 0.999 instead of 0.4999) seed 0 trains into"
-                 " varied digits, reference/is 9.17, label TV 0.107 (docs/reproduction.md)."),
+                 " varied digits (row gan_mnist_beta2_0999_ema, 3 seeds)."),
     Row("dcgan_emoji", reference="FID of ~3,000 samples (value not given)",
         protocol="003: FID against the training images; Inception variant not stated",
         headline=("inception/fid", "inception/kid", "inception/is"), filmstrip=True,
@@ -195,7 +195,7 @@ ROWS = [
         observed="Seed 0's final grid looks like the fp32 runs' (gan_mnist_beta2_0999_ema): varied digits of most"
                  " classes in speckled strokes, a few malformed tiles, no collapse; the scores sit inside or above"
                  " the fp32 seeds' spread (reference/is 9.06 against 8.90 +- 0.07, CNN IS 7.16 +- 0.26 against"
-                 " 6.88 +- 0.53, FD 403 +- 62 against 450 +- 95) at 2.2x the fp32 fit speed."),
+                 " 6.88 +- 0.53, FD 403 +- 62 against 450 +- 95); the comparison below is written from the records."),
     Row("vae_mnist_bf16", experiment="vae_mnist", seeds=(0, 1, 2), fit_arguments=BF16,
         headline=(*REFERENCE_IS, "test/loss/recon"), needs=MNIST, reference="(fast path, issue 17)",
         protocol="vae_mnist trained in bf16-mixed (scored in fp32): compare with vae_mnist's fp32 seeds; genlab keeps"
@@ -205,7 +205,8 @@ ROWS = [
                  " 8.98 +- 0.06 against 9.04 +- 0.05, two of three seeds under the lowest fp32 seed (9.006) and the"
                  " mean under the reference's bar of 9.0; the CNN scores go the other way (IS 7.87 against 7.82, FD"
                  " 449 against 503) and the reconstruction loss is the same (98.5 against 98.4). So the VAE stays in"
-                 " fp32 by default; bf16 trains it 2.1x faster (4 min against 9)."),
+                 " fp32 by default. (Speed: benchmarks/throughput.py measures fp32 and bf16 side by side; the wall times"
+                 " of these rows come from different days and loads.)"),
     Row("vae_conv_mnist", needs=MNIST,
         headline=("classifier/is", "classifier/fd", "classifier/label_tv", "test/loss/recon", "test/nll_iwae100",
                   "test/active_units"),
