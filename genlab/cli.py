@@ -28,7 +28,7 @@ from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from genlab import slurm
+from genlab import run_layout, slurm
 from genlab.atomic_files import disk_full, disk_full_cause
 from genlab.callbacks.graceful_stop import EXIT_STATUS, GracefulStop
 from genlab.callbacks.memorisation import Memorisation
@@ -64,15 +64,15 @@ class SaveRunConfig(SaveConfigCallback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if not self.already_saved and self.save_to_log_dir:
             log_dir = Path(trainer.log_dir or trainer.default_root_dir)
-            name = "config.yaml"
+            name = run_layout.CONFIG
             if trainer.is_global_zero:
                 resumes = 0
                 while (log_dir / name).exists():
                     resumes += 1
-                    name = f"config.resume-{resumes}.yaml"
+                    name = run_layout.resumed_config(resumes)
             self.config_filename = trainer.strategy.broadcast(name)
             if trainer.is_global_zero and resumes:
-                previous = log_dir / ("config.yaml" if resumes == 1 else f"config.resume-{resumes - 1}.yaml")
+                previous = log_dir / run_layout.resumed_config(resumes - 1)
                 current = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
                 for line in config_changes(yaml.safe_load(previous.read_text()), current):
                     rank_zero_info(line)
@@ -298,7 +298,7 @@ class GenlabCLI(CLIHooks):
     def _continue_slurm_job(config: Any, logger: Any, experiment_dir: Path, job: str) -> None:
         """The run folder `slurm-<job>`; its last.ckpt, when a requeued job finds one, is where the fit resumes."""
         logger.init_args.version = f"{slurm.FOLDER_PREFIX}{job}"
-        last = experiment_dir / logger.init_args.version / "checkpoints" / "last.ckpt"
+        last = experiment_dir / logger.init_args.version / run_layout.CHECKPOINTS / run_layout.LAST_CHECKPOINT
         if last.is_file():
             check_checkpoint_file(last)
             config.ckpt_path = os.fspath(last)

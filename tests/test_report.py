@@ -382,3 +382,21 @@ def test_a_scored_run_shows_one_row_per_score_with_a_column_per_sampler_and_scor
     curves = score_series(run.records)
     assert curves["classifier/fd"].steps == [10, 20] and curves["classifier/fd"].values == [50.0, 40.0]
     assert "classifier/fd@ema" not in curves and "classifier/is_std" not in curves
+
+
+def test_a_new_callbacks_figures_reach_the_report_without_editing_it(tmp_path):
+    from PIL import Image
+
+    from genlab.report import render
+    from genlab.report.reading import figure_files, read_run
+
+    run = fabricated_run(tmp_path / "exp" / "version_0", 0, (score_record(10, 8.0, 40.0),))
+    (run / "my_callback").mkdir()
+    for iteration in (5, 10):
+        Image.new("RGB", (8, 8), (iteration * 20, 0, 0)).save(run / "my_callback" / f"plot-iteration_{iteration:07d}.png")
+    (run / "checkpoints").mkdir(exist_ok=True)
+    Image.new("RGB", (8, 8)).save(run / "checkpoints" / "not-a-figure.png")
+    found = figure_files(run)
+    assert [path.name for path in found["my_callback"][0]] == ["plot-iteration_0000005.png", "plot-iteration_0000010.png"]
+    assert "checkpoints" not in found and "samples" not in found
+    assert "my_callback" in render([read_run(run)])

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from genlab import run_layout
 from genlab.atomic_files import append_jsonl
 from genlab.callbacks.metrics import generated_batches
 from genlab.callbacks.run_files import run_dir, save_artifact, to_unit_range
@@ -150,7 +151,7 @@ class Memorisation(ScheduledEvaluation):
         iteration = iterations_done(trainer) if stage == "fit" else int(getattr(model, "trained_iterations", 0))
         record = {"iteration": iteration, "stage": stage, "scores": scores, "settings": self.settings(
             len(samples), len(train), len(held_out), held), "sampler": model.sampler_settings()}
-        append_jsonl(run_dir(trainer) / "memorisation.jsonl", record)
+        append_jsonl(run_dir(trainer) / run_layout.MEMORISATION_RECORDS, record)
         for logger in trainer.loggers:
             logger.log_metrics(scores, step=iteration)
         for space, found in nearest.items():

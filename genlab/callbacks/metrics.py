@@ -20,6 +20,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from genlab import run_layout
 from genlab.atomic_files import append_jsonl
 from genlab.callbacks.alarms import ScoreAlarm, sound_alarms
 from genlab.callbacks.run_files import figure_to_image, run_dir, save_artifact
@@ -314,7 +315,7 @@ class GenerativeMetrics(ScheduledEvaluation):
         if not trainer.is_global_zero:
             return
         folder = run_dir(trainer)
-        append_jsonl(folder / "metrics.jsonl", record)
+        append_jsonl(folder / run_layout.SCORE_RECORDS, record)
         if "label_histogram" in record:
             stage, iteration = record["stage"], record["iteration"]
             per_class = next((value for key, value in record.items() if key.endswith("/per_class")), None)

@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torchvision.utils import make_grid
 
+from genlab import run_layout
 from genlab.atomic_files import save_png, write_bytes
 from genlab.callbacks.run_files import run_dir, to_unit_range
 
@@ -36,7 +37,7 @@ class WriteSamples(BasePredictionWriter):
     is drawn (default: one sample per test-split item, with its label).
     """
 
-    def __init__(self, grid_size: int = 64, folder: str = "predictions", sample_format: Literal["png", "npz"] = "png") -> None:
+    def __init__(self, grid_size: int = 64, folder: str = run_layout.PREDICTIONS, sample_format: Literal["png", "npz"] = "png") -> None:
         super().__init__(write_interval="batch")
         self.grid_size, self.folder, self.sample_format = grid_size, folder, sample_format
         self.written = 0

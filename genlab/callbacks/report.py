@@ -17,6 +17,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_warn
 
+from genlab import run_layout
 from genlab.atomic_files import append_jsonl
 from genlab.callbacks.run_files import run_dir, writes_files
 from genlab.errors import first_line
@@ -52,7 +53,7 @@ class RunReport(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage in ("fit", "test"):
             self._quietly("recording the environment", trainer,
-                          lambda: append_jsonl(run_dir(trainer) / "environment.jsonl", environment(trainer, stage)))
+                          lambda: append_jsonl(run_dir(trainer) / run_layout.ENVIRONMENT_RECORDS, environment(trainer, stage)))
 
     def write(self, trainer: L.Trainer) -> None:
         from genlab.report import write_report
@@ -62,7 +63,7 @@ class RunReport(L.Callback):
             if hasattr(getattr(logger, "experiment", None), "flush"):
                 logger.experiment.flush()
         folder = run_dir(trainer)
-        write_report([folder], folder / "report.html")
+        write_report([folder], folder / run_layout.REPORT)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # after every callback's on_fit_end / on_test_end: the figures they draw then are on the page

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from genlab import run_layout
 from genlab.callbacks.run_files import save_artifact, to_unit_range
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModule, evaluation_mode
@@ -90,7 +91,7 @@ class SampleGrid(L.Callback):
         if iteration == self._last_saved or not trainer.is_global_zero:
             return None
         self._last_saved = iteration
-        path = self._save_one(trainer, self.grid(model), "samples", iteration)
+        path = self._save_one(trainer, self.grid(model), run_layout.SAMPLES, iteration)
         for variant in model.scored_alongside():
             with model.sampler(variant):
                 self._save_one(trainer, self.grid(model), f"samples/{variant}", iteration)

@@ -28,6 +28,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from genlab import run_layout
 from genlab.atomic_files import append_jsonl
 from genlab.callbacks.run_files import figure_to_image, run_dir, save_artifact
 from genlab.data.base import TensorDataModule
@@ -255,7 +256,7 @@ class ToyGANPlots(L.Callback):
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=iteration)
         if not trainer.fast_dev_run:
-            path = run_dir(trainer) / "toy" / "metrics.jsonl"
+            path = run_dir(trainer) / run_layout.TOY_RECORDS
             line: dict[str, Any] = {"iteration": iteration}
             line |= {key: value if math.isfinite(value) else None for key, value in row.items() if key != "iteration"}
             line |= {"sliced_wasserstein_real_vs_real": self.floor, "num_points": self.num_points,

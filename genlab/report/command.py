@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from genlab import run_layout as layout
 from genlab.errors import GenlabError
 
 
@@ -32,7 +33,7 @@ def default_output(runs: list[Path]) -> Path:
 
 def sweep_runs(folder: Path) -> list[Path]:
     """The trial runs of a `genlab sweep` study folder (<study>/trial_NNNN/seed<S>/), or [] for any other folder."""
-    if not folder.is_dir() or (folder / "config.yaml").exists():
+    if not folder.is_dir() or (folder / layout.CONFIG).exists():
         return []
     return sorted(path.parent for path in folder.glob("trial_*/seed*/config.yaml"))
 

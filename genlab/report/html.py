@@ -14,6 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from genlab import run_layout as layout
 from genlab.report.compare import Comparison
 from genlab.report.events import Series
 from genlab.report.figures import (
@@ -92,7 +93,7 @@ def by_sampler(scores: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[
     return table_, samplers
 
 
-def last_scores(record: dict[str, Any], source: str = "metrics.jsonl") -> str:
+def last_scores(record: dict[str, Any], source: str = layout.SCORE_RECORDS) -> str:
     """The newest record's scores, one row per score with a column per sampler (configured, running statistics,
     EMA, mixture) and the real-data value, then the record's whole protocol."""
     real = record.get("real_values") or {}
@@ -141,14 +142,14 @@ def scores_section(run: Run) -> str:
     if not run.records and run.toy_records:
         return toy_scores(run.toy_records)
     if not run.records and run.memorisation_records:
-        return last_scores(run.memorisation_records[-1], "memorisation.jsonl")
+        return last_scores(run.memorisation_records[-1], layout.MEMORISATION_RECORDS)
     if not run.records:
         return '<p class="muted">No scores: this run has no metrics.jsonl (no GenerativeMetrics callback, or it' \
                " stopped before the first evaluation).</p>"
     stages = list(dict.fromkeys(str(record.get("stage")) for record in run.records))
     parts = [last_scores(last_record(run, stage)) for stage in stages]  # type: ignore[arg-type]
     if run.memorisation_records:
-        parts.append(last_scores(run.memorisation_records[-1], "memorisation.jsonl"))
+        parts.append(last_scores(run.memorisation_records[-1], layout.MEMORISATION_RECORDS))
     return "".join(parts) + (all_scores(run.records) if len(run.records) > 1 else "")
 
 

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genlab import run_layout as layout
 from genlab.errors import GenlabError, first_line
 from genlab.report.checkpoint_file import Opaque, checkpoint_values
 from genlab.report.events import Events, read_events
 
-RUN_MARKERS = ("config.yaml", "hparams.yaml", "metrics.jsonl", "checkpoints", "samples", "toy")
+RUN_MARKERS = (layout.CONFIG, "hparams.yaml", layout.SCORE_RECORDS, layout.CHECKPOINTS, layout.SAMPLES, layout.TOY)
 # figure folders and their files (prediction PNGs are one per test item: only their grid)
-FIGURES = {"interpolation": "*.png", "toy": "*.png", "denoising": "*.png", "metrics": "label_histogram-*.png",
-           "memorisation": "*.png", "predictions": "grid.png"}
 MAX_FIGURES_PER_KIND = 6
 
 
@@ -79,7 +78,7 @@ def read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     return records
 
 
-def score_records(records: list[dict[str, Any]], problems: list[str], name: str = "metrics.jsonl"
+def score_records(records: list[dict[str, Any]], problems: list[str], name: str = layout.SCORE_RECORDS
                   ) -> list[dict[str, Any]]:
     """The records shaped as GenerativeMetrics writes them (scores and real values as objects); others named."""
     kept = []
@@ -97,7 +96,7 @@ def read_config(folder: Path, run: Run) -> None:
 
     run.resumes = sorted((path.name for path in folder.glob("config.resume-*.yaml")),
                          key=lambda name: int(re.sub(r"\D", "", name) or 0))
-    path = folder / "config.yaml"
+    path = folder / layout.CONFIG
     if not path.is_file():
         run.problems.append("config.yaml is missing: the configuration is unknown")
         return
@@ -113,7 +112,7 @@ def read_config(folder: Path, run: Run) -> None:
 
 def read_checkpoint(folder: Path, run: Run) -> None:
     """Names in `checkpoints/`, and the counters of the checkpoint the run's weights stand in (last.ckpt)."""
-    checkpoints = folder / "checkpoints"
+    checkpoints = folder / layout.CHECKPOINTS
     run.checkpoint_files = sorted(path.name for path in checkpoints.glob("*.ckpt")) if checkpoints.is_dir() else []
     for name in ("last.ckpt", "previous.ckpt"):
         if name in run.checkpoint_files:
@@ -147,18 +146,18 @@ def read_run(folder: Path | str) -> Run:
     run = Run(folder=folder.resolve())
     read_config(folder, run)
     read_checkpoint(folder, run)
-    if (folder / "metrics.jsonl").is_file():
-        run.records = score_records(read_jsonl(folder / "metrics.jsonl", run.problems), run.problems)
-    if (folder / "memorisation.jsonl").is_file():
-        found = read_jsonl(folder / "memorisation.jsonl", run.problems)
-        run.memorisation_records = score_records(found, run.problems, "memorisation.jsonl")
-    if (folder / "toy" / "metrics.jsonl").is_file():
-        run.toy_records = read_jsonl(folder / "toy" / "metrics.jsonl", run.problems)
-    if (folder / "environment.jsonl").is_file():
-        run.environments = read_jsonl(folder / "environment.jsonl", run.problems)
+    if (folder / layout.SCORE_RECORDS).is_file():
+        run.records = score_records(read_jsonl(folder / layout.SCORE_RECORDS, run.problems), run.problems)
+    if (folder / layout.MEMORISATION_RECORDS).is_file():
+        found = read_jsonl(folder / layout.MEMORISATION_RECORDS, run.problems)
+        run.memorisation_records = score_records(found, run.problems, layout.MEMORISATION_RECORDS)
+    if (folder / layout.TOY_RECORDS).is_file():
+        run.toy_records = read_jsonl(folder / layout.TOY_RECORDS, run.problems)
+    if (folder / layout.ENVIRONMENT_RECORDS).is_file():
+        run.environments = read_jsonl(folder / layout.ENVIRONMENT_RECORDS, run.problems)
     run.events = read_events(folder)
     run.problems += run.events.problems
-    run.grids = sorted((folder / "samples").glob("iteration_*.png"))
+    run.grids = sorted((folder / layout.SAMPLES).glob("iteration_*.png"))
     return run
 
 
@@ -167,7 +166,10 @@ def figure_files(folder: Path) -> dict[str, list[list[Path]]]:
     the prediction grid), each kind as series: the files of one name over iterations (`…_iteration_NNNNNNN`),
     oldest first, at most `MAX_FIGURES_PER_KIND` series a kind."""
     found: dict[str, list[list[Path]]] = {}
-    for kind, pattern in FIGURES.items():
+    others = sorted(path.name for path in folder.iterdir() if path.is_dir() and path.name not in layout.NOT_FIGURES
+                    and path.name not in layout.FIGURE_PATTERNS and any(path.glob("*.png"))) if folder.is_dir() else []
+    for kind in [*layout.FIGURE_PATTERNS, *others]:
+        pattern = layout.FIGURE_PATTERNS.get(kind, "*.png")
         files = sorted((folder / kind).glob(pattern)) if (folder / kind).is_dir() else []
         series: dict[str, list[Path]] = {}
         for path in files:  # zero-padded iterations: sorted names are in iteration order

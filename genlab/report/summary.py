@@ -10,6 +10,7 @@ import math
 import re
 from typing import Any
 
+from genlab import run_layout as layout
 from genlab.report.events import iterations_per_second
 from genlab.report.reading import Run
 
@@ -57,7 +58,7 @@ def logged_iterations(run: Run) -> int | None:
 
 
 def checkpoint_iterations(run: Run) -> int | None:
-    count = (run.checkpoint or {}).get("genlab_iterations")
+    count = (run.checkpoint or {}).get(layout.ITERATIONS_KEY)
     return count if isinstance(count, int) else None
 
 
@@ -100,7 +101,7 @@ def device_and_precision(run: Run) -> str:
     devices = sorted({str(r.get("sampling", {}).get("device")) for r in run.records if r.get("sampling")})
     if devices:
         parts.append(f"scored on {', '.join(devices)}")
-    if run.checkpoint and run.checkpoint.get("genlab_training_precisions"):
+    if run.checkpoint and run.checkpoint.get(layout.PRECISIONS_KEY):
         parts.append(f"trained in {', '.join(map(str, run.checkpoint['genlab_training_precisions']))}")
     return "; ".join(parts) or "not recorded"
 
@@ -144,7 +145,7 @@ def warnings(run: Run) -> list[str]:
         if match := re.fullmatch(r"diverged-iteration_(\d+)\.ckpt", name):
             found.append(f"the run diverged at iteration {int(match[1]):,}: checkpoints/{name} holds the last good"
                          " state (losses or gradients turned NaN or infinite)")
-    skipped = (run.checkpoint or {}).get("genlab_skipped_updates") or 0
+    skipped = (run.checkpoint or {}).get(layout.SKIPPED_KEY) or 0
     series = run.events.scalars.get("divergence/skipped_updates")
     skipped = max(skipped, int(max(series.values)) if series and series.values else 0)
     if skipped:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from genlab import run_layout as layout
 from genlab.report.summary import COLLAPSE_TV
 
 
@@ -30,10 +31,10 @@ def final_scores(run: Path) -> dict[str, float]:
     """The scores of the run's last evaluation during fit (`metrics.jsonl`), and the toy GAN's last measures as
     `toy/<name>`."""
     scores: dict[str, float] = {}
-    fit = [record for record in records(run / "metrics.jsonl") if record.get("stage") == "fit"]
+    fit = [record for record in records(run / layout.SCORE_RECORDS) if record.get("stage") == "fit"]
     if fit:
         scores |= {name: value for name, value in fit[-1].get("scores", {}).items() if isinstance(value, (int, float))}
-    toy = records(run / "toy" / "metrics.jsonl")
+    toy = records(run / layout.TOY_RECORDS)
     if toy:
         scores |= {f"toy/{name}": value for name, value in toy[-1].items()
                    if name != "iteration" and isinstance(value, (int, float))}
@@ -43,7 +44,7 @@ def final_scores(run: Path) -> dict[str, float]:
 def evaluations(run: Path, objective: str) -> list[tuple[int, float]]:
     """(iteration, value) of `objective` in every evaluation during fit written so far."""
     found = []
-    for record in records(run / "metrics.jsonl"):
+    for record in records(run / layout.SCORE_RECORDS):
         value = record.get("scores", {}).get(objective)
         if record.get("stage") == "fit" and isinstance(record.get("iteration"), int) and isinstance(value, (int, float)):
             found.append((record["iteration"], float(value)))
@@ -53,10 +54,10 @@ def evaluations(run: Path, objective: str) -> list[tuple[int, float]]:
 def exclusion(run: Path, exit_code: int) -> str | None:
     """Why this run must not count (a divergence, a collapse alarm, a collapsed label distribution, a failed
     run), or None."""
-    diverged = sorted((run / "checkpoints").glob("diverged-iteration_*.ckpt"))
+    diverged = sorted((run / layout.CHECKPOINTS).glob(layout.DIVERGED_CHECKPOINTS))
     if diverged:
         return f"diverged ({diverged[0].stem})"
-    for record in records(run / "metrics.jsonl"):
+    for record in records(run / layout.SCORE_RECORDS):
         if record.get("alarms"):
             return f"collapse alarm at iteration {record.get('iteration')}: {'; '.join(record['alarms'])}"
     scores = final_scores(run)

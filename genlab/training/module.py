@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from genlab import run_layout
 from genlab.errors import GenlabError
 from genlab.runtime import (
     answer_gpu_checks_once_without_gpus,
@@ -154,7 +155,7 @@ class GenlabModule(L.LightningModule):
         later (at a boundary), a run resumed from it continues from now. The checkpoint says both. `no_op_steps`:
         the optimizer steps of the batch under way that the guard made no-ops, taken back from `global_step`."""
         folder = Path(getattr(self.trainer.checkpoint_callback, "dirpath", None) or self.trainer.default_root_dir)
-        path = folder / f"diverged-iteration_{iteration:07d}.ckpt"
+        path = folder / run_layout.diverged_checkpoint(iteration)
         self.diverged_at, self.no_op_steps = iteration, no_op_steps
         with self._mid_batch():
             self.trainer.save_checkpoint(path, weights_only=False)

@@ -15,12 +15,7 @@ from torch import Tensor
 
 from genlab.errors import GenlabError
 from genlab.rng import collect_rng_states, restore_rng_states
-
-RNG_KEY = "genlab_rng_states"
-ITERATIONS_KEY = "genlab_iterations"  # training batches behind the weights, for `genlab test` records
-SKIPPED_KEY = "genlab_skipped_updates"
-DIVERGED_KEY = "genlab_diverged_at_iteration"  # in a diverged-iteration_N.ckpt: N, the first non-finite iteration
-PRECISIONS_KEY = "genlab_training_precisions"  # what the weights were trained in, for `genlab test` records
+from genlab.run_layout import DIVERGED_KEY, ITERATIONS_KEY, PRECISIONS_KEY, RNG_KEY, SKIPPED_KEY  # noqa: F401 (re-exported)
 
 
 def rank_and_world_size() -> tuple[int, int]:
