@@ -4,6 +4,7 @@ input is one line, and an interrupted sweep leaves its study consistent."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -63,14 +64,19 @@ def test_two_workers_share_one_journal_and_every_trial_is_an_ordinary_run(tmp_pa
 
 def test_an_interrupted_sweep_stops_its_run_and_marks_the_trial_failed(tmp_path):
     command = sweep_command(tmp_path, "--trials", "2", "--trainer.max_steps=100000")
-    sweep = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sweep = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
     run = tmp_path / "sweeps" / "toy_quadratic" / "trial_0000" / "seed0"
-    deadline = time.time() + 120
-    while not (run / "checkpoints").is_dir() and not list(run.glob("events.*")) and time.time() < deadline:
-        time.sleep(0.5)
-    time.sleep(3)  # training under way
-    sweep.send_signal(signal.SIGTERM)
-    output = sweep.communicate(timeout=120)[0]
+    try:
+        deadline = time.time() + 120
+        while not (run / "checkpoints").is_dir() and not list(run.glob("events.*")) and time.time() < deadline:
+            time.sleep(0.5)
+        time.sleep(3)  # training under way
+        sweep.send_signal(signal.SIGTERM)
+        output = sweep.communicate(timeout=120)[0]
+    finally:  # a failing test leaves no sweep (and no trial's run) behind
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
     assert sweep.returncode == 143, output
     (trial,) = journal_trials(tmp_path)
     assert trial.state.name == "FAIL" and trial.user_attrs["excluded"].startswith("interrupted")
