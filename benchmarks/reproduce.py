@@ -393,6 +393,8 @@ def compare(comparison: Comparison, docs: Path) -> str:
     head = f"**{comparison.row} against {comparison.baseline}**"
     if not all(sides):
         return f"{head}: not compared, a side has not run yet."
+    if min(len(side) for side in sides) < 2:
+        return f"{head}: not compared, a side has one training seed (a spread needs at least two)."
     classifiers = {scored_by(entry) for side in sides for entry in side}
     if len(classifiers) > 1:
         return f"{head}: not compared, the records were scored by different classifiers ({len(classifiers)} sets)."

@@ -84,6 +84,7 @@ def check_batch_fits(datamodule: Any) -> None:
     otherwise be timed, allocated and tried before anything says so)."""
     if not isinstance(datamodule, TensorDataModule):
         return
+    datamodule.prepare_data()  # downloads what is missing (Lightning's own call later finds it there)
     count = len(datamodule.split("train").labels)
     if datamodule.batch_size > count:
         raise GenlabError(f"data.batch_size {datamodule.batch_size:,} is larger than the {count:,} training samples:"
@@ -220,8 +221,8 @@ class GenlabCLI(CLIHooks):
         for name, count in self._whole_batch_limits.items():
             trainer_config[name] = count
         own_workspace = deterministic_cublas(trainer_config.get("deterministic"))
-        if self.subcommand == "fit":
-            check_batch_fits(self.datamodule)  # before the precision timing, which runs at the batch size
+        if self.subcommand == "fit" and first_process():  # before the precision timing, which runs at the batch size
+            check_batch_fits(self.datamodule)
         self._choose_fast_path(trainer_config)
         if self.setting("trainer.plugins") is None:
             kwargs.setdefault("plugins", [SafeCheckpointIO()])
@@ -251,6 +252,7 @@ class GenlabCLI(CLIHooks):
                 raise GenlabError("--num_samples and --classes need a genlab data module (e.g."
                                   " genlab.data.MNISTDataModule): configure one under data:")
             if count is None:
+                self.datamodule.prepare_data()  # downloads what is missing before the test split is read
                 count = len(self.datamodule.split("test").labels)
             self.datamodule.draw(count, classes, self.model.num_classes)
         if not any(isinstance(c, BasePredictionWriter) for c in trainer.callbacks):
@@ -279,7 +281,8 @@ class GenlabCLI(CLIHooks):
         claims = logger.init_args.get("version") is None and not config.trainer.get("fast_dev_run")
         if ckpt_path is None:
             job = slurm.job_id() if self.subcommand == "fit" and claims else None
-            if job is not None:  # a SLURM job's run is tied to its id: a requeued job continues it
+            folder = experiment_dir / f"{slurm.FOLDER_PREFIX}{job}"
+            if job is not None and (slurm.restarted() or not folder.exists()):  # the job's run: a requeue continues it
                 self._continue_slurm_job(config, logger, experiment_dir, job)
             elif claims:  # fast_dev_run writes no run folder at all
                 logger.init_args.version = RunClaim.claim(experiment_dir)
@@ -408,6 +411,8 @@ def _run(args: list[str] | None) -> None:
         GenlabCLI(args=args)
     except SystemExit:
         if GracefulStop.stopped_by is not None:  # SIGTERM / SIGINT: not a finished run, whatever Lightning exits with
+            if GracefulStop.stopped_by == "SIGUSR1" and first_process():  # SLURM: after the fit has wound down
+                print(f"genlab: {slurm.requeue()}", file=sys.stderr, flush=True)
             raise SystemExit(EXIT_STATUS[GracefulStop.stopped_by]) from None
         raise
     except MisconfigurationException as error:  # Lightning refused the trainer settings: a user error too

@@ -3,7 +3,7 @@ Lightning or torch (a sweep's trials are child processes); `genlab doctor` and L
 `genlab.cli`.
 
 Importing `genlab.cli` imports torch, Lightning, jsonargparse and torchvision (seconds on a busy 2-core CPU),
-which a report does not use; `genlab.cli.main` still knows every subcommand, for tests and `python -m genlab.cli`.
+which a report does not use. `genlab.cli.main` runs LightningCLI's subcommands only.
 """
 
 from __future__ import annotations

@@ -268,6 +268,13 @@ class CLIHooks(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> L.Trainer:
         return super()._instantiate_trainer(config, self.trainer_callbacks(config, callbacks))
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning lets the hyperparameters of a checkpoint file override the configuration; a fit keeps the
+        configuration (a resume says what differs from its run's, `genlab.cli.config_changes`); test and predict
+        keep Lightning's way (the checkpoint decides the architecture)."""
+        if self.config.get("subcommand") != "fit":
+            super()._parse_ckpt_path()
+
 
 _PARSER_NOISE = ("Does not validate against any of", "Subtypes:", "Errors:", "Given value",
                  "Expected a <class 'NoneType'>")

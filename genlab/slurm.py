@@ -2,10 +2,12 @@
 
 Under a SLURM batch job (`SLURM_JOB_ID` set, not an interactive allocation) `genlab fit` names its run folder
 `slurm-<job id>` (`<array job>_<task>` for array tasks) instead of the next `version_N`. When the job starts again
-after a requeue, that folder already holds `checkpoints/last.ckpt` and the fit resumes from it, in the same folder,
-as `--ckpt_path last` would. `#SBATCH --signal=B:USR1@120` asks SLURM for SIGUSR1 two minutes before the time
-limit: genlab then finishes the iteration, saves last.ckpt and requeues the job (`scontrol requeue`); a preemption's
-SIGTERM saves last.ckpt the same way and SLURM requeues the job itself (with `--requeue`).
+after a requeue (`SLURM_RESTART_COUNT` > 0), that folder holds `checkpoints/last.ckpt` and the fit resumes from it,
+in the same folder, as `--ckpt_path last` would. A further fit in the same job (a loop over seeds in one batch
+script) gets an ordinary `version_N` folder: only the job's first fit is tied to it. `#SBATCH --signal=USR1@120`
+asks SLURM to send SIGUSR1 to the job step (`srun genlab fit …`) two minutes before the time limit: genlab then
+finishes the iteration, saves last.ckpt and, once the fit has wound down, requeues the job (`scontrol requeue`); a
+preemption's SIGTERM saves last.ckpt the same way and SLURM requeues the job itself (with `--requeue`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ def job_id() -> str | None:
         return None
     array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     return f"{array}_{task}" if array and task else os.environ["SLURM_JOB_ID"]
+
+
+def restarted() -> bool:
+    """Whether SLURM started this job again (after a requeue or a preemption)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
 
 
 def requeue() -> str:

@@ -283,3 +283,17 @@ def test_resume_is_bit_exact_for_batchnorm_in_bf16_and_for_the_vae(setting, run_
     assert straight["global_step"] == resumed["global_step"] > 0
     assert_same_tensors(straight["state_dict"], resumed["state_dict"], "state_dict")
     assert_same_tensors(straight["optimizer_states"], resumed["optimizer_states"], "optimizer_states")
+
+
+def test_a_resume_from_a_checkpoint_file_keeps_the_configured_settings_and_says_so(run_cli, tiny_data, tmp_path,
+                                                                                     caplog):
+    """Lightning lets a checkpoint file's hyperparameters override the command line; genlab's fit does not."""
+    common = [*TINY_GAN, f"--data.data_dir={tiny_data}", "--trainer.logger.init_args.name=file"]
+    run_cli("fit", *common, "--trainer.max_epochs=1")
+    checkpoint = tmp_path / "lightning_logs" / "file" / "version_0" / "checkpoints" / "last.ckpt"
+    caplog.set_level("INFO")
+    run_cli("fit", *common, "--trainer.max_epochs=2", f"--ckpt_path={checkpoint}", "--model.init_args.n_critic=2")
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("genlab: resumed with model")]
+    assert said == ["genlab: resumed with model.init_args.n_critic = 2 (the run had 1): the new value applies"]
+    assert "n_critic: 2" in (checkpoint.parent.parent / "config.resume-1.yaml").read_text()
+

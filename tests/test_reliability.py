@@ -443,6 +443,7 @@ def test_a_slurm_job_signalled_before_its_time_limit_requeues_and_continues_its_
     process.send_signal(signal.SIGUSR1)
     _, stderr = process.communicate(timeout=120)
     assert "genlab: stopped by SIGUSR1 after iteration 8" in stderr and "job 4242 requeued" in stderr, stderr[-2000:]
+    assert process.returncode == 128 + signal.SIGUSR1
     assert (tmp_path / "scontrol.calls").read_text() == "requeue 4242\n"
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 16
     requeued = subprocess.run(_fit_command("--trainer.logger.init_args.name=job"), cwd=tmp_path,
@@ -454,3 +455,7 @@ def test_a_slurm_job_signalled_before_its_time_limit_requeues_and_continues_its_
     assert straight["global_step"] == resumed["global_step"] == 30
     for key, value in straight["state_dict"].items():
         assert torch.equal(value, resumed["state_dict"][key]), key
+    another = subprocess.run(_fit_command("--trainer.logger.init_args.name=job", "--trainer.max_epochs=1"),
+                             cwd=tmp_path, env=slurm_env, capture_output=True, text=True, check=False)
+    assert another.returncode == 0, another.stderr[-2000:]  # a second fit in the same job: a run of its own
+    assert sorted(path.name for path in run.parent.iterdir()) == ["slurm-4242", "version_0"]

@@ -88,7 +88,7 @@ class FakeRun:
 
     outcomes: ClassVar[dict[float, dict]] = {}
 
-    def __init__(self, command: list[str], stdout=None, stderr=None) -> None:
+    def __init__(self, command: list[str], stdout=None, stderr=None, start_new_session=False) -> None:
         options = dict(item[2:].split("=", 1) for item in command if item.startswith("--") and "=" in item)
         run = Path(options["trainer.logger.init_args.save_dir"]) / options["trainer.logger.init_args.name"]
         run = run / options["trainer.logger.init_args.version"]

@@ -22,6 +22,7 @@ from genlab.likelihoods import (
 )
 from genlab.models import VAE
 from genlab.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from tests.helpers import EXPERIMENTS
 
 
 def count(module: torch.nn.Module) -> int:
@@ -211,3 +212,33 @@ def test_decode_reconstruct_and_sample_follow_the_interface():
     torch.testing.assert_close(first, model.decode(torch.randn(4, 4, generator=torch.Generator().manual_seed(7))))
     grid = SampleGrid(num_samples=9).grid(model)  # unchanged GAN callback: 3x3 tiles of 28 px, padding 2
     assert grid.shape == (3, 3 * 30 + 2, 3 * 30 + 2)
+
+
+def test_the_beta_vae_weights_the_kl_term_and_is_the_vae_at_beta_one():
+    from genlab.models import VAE, BetaVAE
+    from genlab.nets import MLPDecoder, MLPEncoder
+
+    def made(cls, **settings):
+        torch.manual_seed(0)
+        return cls(MLPEncoder(in_shape=[1, 4, 4], hidden=[8], latent_dim=2),
+                   MLPDecoder(latent_dim=2, hidden=[8], out_shape=[1, 4, 4]), **settings)
+
+    images = torch.rand(6, 1, 4, 4) * 2 - 1
+    results = []
+    for model in (made(VAE), made(BetaVAE, beta=1.0), made(BetaVAE, beta=3.0)):
+        torch.manual_seed(1)  # the same reparameterisation noise for each
+        results.append(model.losses(images))
+    plain, one, three = results
+    assert torch.equal(one["loss/total"], plain["loss/total"])
+    torch.testing.assert_close(three["loss/total"], plain["loss/recon"] + 3.0 * plain["loss/kl"])
+    with pytest.raises(GenlabError, match="model.beta must be positive"):
+        made(BetaVAE, beta=0.0)
+
+
+def test_the_beta_vae_is_configured_from_the_vaes_yaml_by_its_class_path(run_cli, tiny_data, tmp_path):
+    run_cli("fit", "--config", str(EXPERIMENTS / "vae_mnist.yaml"), "--model", "genlab.models.BetaVAE",
+            "--model.init_args.beta", "2.5", f"--data.data_dir={tiny_data}", "--data.val_size=16",
+            "--data.batch_size=16", "--trainer.max_epochs=1", "--evaluate=false", "--trainer.callbacks=[]",
+            "--trainer.enable_progress_bar=false")
+    config = (tmp_path / "lightning_logs" / "vae_mnist" / "version_0" / "config.yaml").read_text()
+    assert "class_path: genlab.models.BetaVAE" in config and "beta: 2.5" in config

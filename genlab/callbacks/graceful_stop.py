@@ -92,8 +92,8 @@ class GracefulStop(L.Callback):
         else:
             saved, resume = "nothing saved (checkpointing is off)", "start it again"
         if trainer.is_global_zero:
-            # SIGUSR1: SLURM's time limit is near, and the job continues this run after a requeue
-            then = slurm.requeue() if GracefulStop.stopped_by == "SIGUSR1" else f"resume with: {resume}"
+            # SIGUSR1: SLURM's time limit is near; `genlab.cli` requeues the job once the fit has wound down
+            then = "requeueing the job" if GracefulStop.stopped_by == "SIGUSR1" else f"resume with: {resume}"
             print(f"genlab: stopped by {GracefulStop.stopped_by} after iteration {iterations_done(trainer)}; {saved};"
                   f" {then}", file=sys.stderr, flush=True)
         raise SIGTERMException  # every process here, after the same iteration; `genlab.cli.main` sets the status

@@ -29,8 +29,8 @@ class WriteSamples(BasePredictionWriter):
     - "png": every image as `<item>.png` (e.g. 000042.png: the same image for any process count), and the first
       `grid_size` images of rank 0 as `grid.png`;
     - "npz": one `samples.npz` (`samples-rank<r>.npz` per process under DDP) with `arr_0`, the images as uint8
-      N x H x W x C (the array FID tools such as the guided-diffusion evaluator read; the same bytes as the
-      PNGs), `labels` (int64; 0 for unconditional models) and `items`.
+      N x H x W x C (the array FID tools such as the guided-diffusion evaluator read; the PNGs' pixel values,
+      grey images with one channel), `labels` (int64; 0 for unconditional models) and `items`.
 
     2-D points (the toy GAN) go to one CSV per batch, `<rank>-<batch>.csv`, with an item column. `genlab predict`
     adds this writer when no other is configured (`--sample_format`); `--num_samples` and `--classes` choose what

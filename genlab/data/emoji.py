@@ -85,6 +85,7 @@ class EmojiDataModule(ImageFolderDataModule):
             `prepare_data` there). A folder you name is never written to: for your own images use
             `genlab.data.ImageFolderDataModule`.
         cache: keep the decoded images in genlab's cache (`genlab.data.image_cache`).
+        memory_limit_gb: refuse a folder whose images would take more memory than this (None: half the RAM).
     """
 
     def __init__(
@@ -102,11 +103,12 @@ class EmojiDataModule(ImageFolderDataModule):
         seed: int = 0,
         train_subset: int | None = None,
         cache: bool = True,
+        memory_limit_gb: float | None = None,
     ) -> None:
         super().__init__(folder, data_dir=data_dir, image_size=image_size, channels=3, background=background,
                          batch_size=batch_size, eval_batch_size=eval_batch_size, val_size=val_size,
                          on_bad_file=on_bad_file, drop_last=drop_last, seed=seed, train_subset=train_subset,
-                         cache=cache)
+                         cache=cache, memory_limit_gb=memory_limit_gb)
         self.download = download
         self.fetches_into = resolve_data_dir(data_dir) / DEFAULT_FOLDER
 

@@ -190,7 +190,7 @@ class ImageFolderDataModule(TensorDataModule):
             raise GenlabError(
                 f"{count:,} images of {self.folder} at {self.channels}x{self.image_size}x{self.image_size} take"
                 f" {needed / 1e9:.2f} GB as float32, above the limit of {limit / 1e9:.2f} GB: lower data.image_size,"
-                " use data.train_subset, or raise data.memory_limit_gb"
+                " or raise data.memory_limit_gb"
             )
         return needed
 

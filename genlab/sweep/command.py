@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from genlab.atomic_files import write_bytes
 from genlab.errors import GenlabError
 from genlab.sweep.outcome import evaluations, exclusion, final_scores
 from genlab.sweep.space import Dimension, command_line_value, read_space
@@ -142,9 +143,9 @@ class TrialRunner:
         folder = self.folder(trial.number)
         folder.mkdir(parents=True, exist_ok=True)
         scores = [self.run_seed(trial, folder, values, seed) for seed in self.arguments.seeds]
-        (folder / "trial.json").write_text(json.dumps({
+        write_bytes(folder / "trial.json", json.dumps({
             "study": self.arguments.study, "trial": trial.number, "values": values, "seeds": self.arguments.seeds,
-            "objective": self.arguments.objective, "scores": scores, "mean": statistics.mean(scores)}, indent=1))
+            "objective": self.arguments.objective, "scores": scores, "mean": statistics.mean(scores)}, indent=1).encode())
         trial.set_user_attr("scores", scores)
         return statistics.mean(scores)
 
@@ -158,7 +159,9 @@ class TrialRunner:
         print(f"genlab sweep: trial {trial.number}, seed {seed}: {values} → {run}", flush=True)
         with open(folder / f"seed{seed}.log", "w") as log:
             try:
-                self.child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+                # its own session: a Ctrl-C in the terminal (or a scheduler's signal to the group) reaches the sweep,
+                # which passes it on once; a second copy would make genlab stop the run at once, unsaved
+                self.child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
                 code = self.wait_reporting(trial, run) if seed == self.arguments.seeds[0] else self.child.wait()
                 if self.stopping or code in (INTERRUPTED, 130):  # stopped by a signal (and saved last.ckpt)
                     raise KeyboardInterrupt
@@ -222,7 +225,7 @@ def enqueue_baselines(study: Any, path: Path | None, dimensions: list[Dimension]
                           " search space")
     for baseline in baselines:
         study.enqueue_trial({key: value if keys[key].choices is None or not isinstance(value, list)
-                             else json.dumps(value) for key, value in baseline.items()})
+                             else json.dumps(value) for key, value in baseline.items()}, skip_if_exists=True)
 
 
 def trials_table(study: Any, dimensions: list[Dimension], objective: str) -> str:
@@ -263,7 +266,7 @@ def finish(study: Any, arguments: argparse.Namespace, dimensions: list[Dimension
     table = trials_table(study, dimensions, arguments.objective)
     folder = arguments.root / arguments.study
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "trials.md").write_text(table + "\n")
+    write_bytes(folder / "trials.md", (table + "\n").encode())
     print(table)
     print(f"genlab sweep: table written to {folder / 'trials.md'}; compare the runs with: genlab report {folder}")
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "FAIL") and "interrupted" not in
