@@ -12,6 +12,7 @@ What genlab adds to LightningCLI:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -57,6 +58,14 @@ class GenlabArgumentParser(LightningArgumentParser):
             super().error(message, ex)
         raise GenlabError(summarize_parser_error(message))
 
+
+
+def _not_an_advertisement(record: logging.LogRecord) -> bool:
+    return "litlogger" not in record.getMessage()
+
+
+# Lightning prints a tip for a logging service at every start; genlab's output keeps to what the run does
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_an_advertisement)
 
 class SaveRunConfig(SaveConfigCallback):
     """Saves `config.yaml` in the run folder; a resumed run adds `config.resume-N.yaml` beside it."""

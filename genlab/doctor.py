@@ -107,7 +107,11 @@ def run(argv: list[str]) -> int:
     built: dict[str, Any] = {}
 
     def configuration() -> str:
-        built["cli"] = GenlabCLI(args=[*argv, "--trainer.logger=false"], run=False)
+        command_line, sys.argv = sys.argv, sys.argv[:1]  # the arguments are given as `args`: no LightningCLI warning
+        try:
+            built["cli"] = GenlabCLI(args=[*argv, "--trainer.logger=false"], run=False)
+        finally:
+            sys.argv = command_line
         return f"{type(built['cli'].model).__name__} on {type(built['cli'].datamodule).__name__}"
 
     results = [_check("config", configuration)]

@@ -165,8 +165,8 @@ def remembered_paths(model: torch.nn.Module, batch_size: int, bf16: bool) -> dic
     if isinstance(known.get(key), dict):
         return known[key]
     rank_zero_info(f"genlab: timing {type(model).__name__} at batch {batch_size} in fp32{' and bf16' if bf16 else ''}"
-                   " for the automatic precision (once per machine and setting; --trainer.precision and"
-                   " --memory_format skip it)")
+                   " for the automatic precision and layout (once per machine and setting; --trainer.precision with"
+                   " --memory_format skips it)")
     measured = measure_paths(model, batch_size, bf16)
     if (load := busy_load()) is not None:
         return {**measured, "busy_load": load}
