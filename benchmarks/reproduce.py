@@ -64,6 +64,15 @@ MNIST = ("classifier_mnist", "classifier_mnist_reference")
 FASHION = ("classifier_fashion",)
 REFERENCE_IS = ("reference/is", "classifier/is", "classifier/fd", "classifier/label_tv")
 CNN_SCORES = ("classifier/is", "classifier/fd", "classifier/label_tv")
+SMALL_DATA_OBSERVED = {  # seed 0's final grids, looked at side by side
+    (1000, False): "Garments of a few kinds - mostly tops and pullovers, some sneakers and boots - in a grainy,"
+                   " speckled texture, several tiles near-copies of one another.",
+    (1000, True): "Cleaner silhouettes of more kinds - trousers, dresses, bags, sandals and boots beside the tops -"
+                  " with smooth shading; a few tiles are over-bright white shapes.",
+    (5000, False): "Many tops and pullovers with a fine speckled texture, some sneakers and trousers; varied but"
+                   " noisy.",
+    (5000, True): "Smoother garments of every kind; a handful of tiles are saturated white blobs or fragments.",
+}
 SMALL_DATA_SCORES = ("classifier/fd", "classifier/precision", "classifier/recall", "classifier/is", "classifier/label_tv")
 EMA = ("--model.init_args.ema_decay=0.999",)
 BF16 = ("--trainer.precision=bf16-mixed",)
@@ -176,7 +185,8 @@ ROWS = [
           fit_arguments=BF16, headline=SMALL_DATA_SCORES, needs=FASHION, reference="(DiffAugment, issue 24)",
           protocol=f"dcgan_fashion's DCGAN on {size:,} Fashion-MNIST training images (data.train_subset, the same"
                    f" images for every seed), 2,000 iterations in bf16-mixed (scored in fp32)"
-                   + (", DiffAugment color,translation,cutout" if augmented else ", no augmentation"))
+                   + (", DiffAugment color,translation,cutout" if augmented else ", no augmentation"),
+          observed=SMALL_DATA_OBSERVED[size, augmented])
       for size in (1000, 5000) for augmented in (False, True)),
     Row("gan_mnist_beta2_0999_ema", experiment="gan_mnist", seeds=(0, 1, 2), overlays=("adam_beta2_0999",),
         arguments=EMA, headline=EMA_SCORES, needs=MNIST, reference="(genlab's generator EMA, issue 16)",
