@@ -130,30 +130,25 @@ def test_an_unreadable_file_is_named_or_skipped_and_counted(tmp_path):
 
 
 def test_a_folder_of_your_own_given_to_the_emoji_module_is_never_fetched_into(tmp_path, monkeypatch):
-    folder = classes_folder(tmp_path)  # JPEGs and sub-folders: no top-level PNG
+    folder = classes_folder(tmp_path)  # JPEGs and sub-folders: no top-level PNG for EmojiDataModule
     empty = tmp_path / "empty"
     empty.mkdir()
     before = fingerprint(folder)
     monkeypatch.setattr("genlab.data.emoji.fetch_emojione", lambda target: pytest.fail(f"fetched into {target}"))
-    data = EmojiDataModule(data_dir=str(tmp_path), folder=str(folder), image_size=8, batch_size=1)
-    data.prepare_data()  # a preset of ImageFolderDataModule: it reads the folder as it is
+    for path in (folder, empty):
+        with pytest.raises(GenlabError, match="use data.class_path: genlab.data.ImageFolderDataModule"):
+            EmojiDataModule(data_dir=str(tmp_path), folder=str(path)).prepare_data()
+    assert fingerprint(folder) == before and not any(empty.iterdir())
+
+
+def test_the_emoji_preset_reads_the_pngs_at_the_top_and_leaves_variant_sub_folders_out(tmp_path):
+    """EmojiOne's png/32 holds `_alt/` and other sub-folders beside its 2,827 top-level PNGs."""
+    folder = tmp_path / "EmojiOne" / "png" / "32"
+    for name in ("a.png", "b.png", "_alt/c.png", "EmojiOne/png/d.png"):
+        write(folder / name, Image.new("RGBA", (32, 32), (10, 20, 30, 255)))
+    data = EmojiDataModule(data_dir=str(tmp_path), batch_size=1)
     data.setup()
-    assert len(data.split("train").labels) > 0 and fingerprint(folder) == before
-    with pytest.raises(GenlabError, match="holds no images"):
-        EmojiDataModule(data_dir=str(tmp_path), folder=str(empty)).prepare_data()
-    assert not any(empty.iterdir())
-
-
-def test_an_experiment_trains_on_a_folder_of_your_own_from_the_command_line(run_cli, tmp_path):
-    folder = tmp_path / "photos"
-    rng = np.random.default_rng(1)
-    for index in range(12):
-        write(folder / f"{index:02d}.jpg", Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)))
-    before = fingerprint(folder)
-    run_cli("fit", "--config", str(Path(__file__).resolve().parents[1] / "experiments" / "dcgan_emoji.yaml"),
-            "--data=genlab.data.ImageFolderDataModule", f"--data.folder={folder}", "--data.batch_size=4",
-            "--trainer.fast_dev_run=true", "--evaluate=false", "--trainer.enable_progress_bar=false")
-    assert fingerprint(folder) == before
+    assert len(data.split("train").labels) == 2 and data.num_classes == 0
 
 
 def loaded(folder: Path, **settings) -> ImageFolderDataModule:
@@ -253,3 +248,10 @@ def test_a_labelled_folder_trains_its_classifier_and_a_conditional_gan_scored_pe
     assert {"classifier/label_accuracy", "classifier/label_accuracy_worst_class", "classifier/fd"} <= set(record["scores"])
     assert record["data"]["class_names"] == ["cats", "dogs"] and record["data"]["train"] == 36  # 40 - 4 held out
     assert record["data"]["skipped_files"] == 0 and record["data"]["data_module"] == "ImageFolderDataModule"
+
+
+@pytest.mark.shared_data
+def test_the_real_emojione_folder_gives_the_references_2827_images(shared_datasets):
+    data = EmojiDataModule(data_dir=str(shared_datasets), download=False)
+    data.setup()
+    assert data.split("train").samples.shape == (2827, 3, 32, 32)

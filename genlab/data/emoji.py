@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from genlab.data.base import Splits, resolve_data_dir
-from genlab.data.folder import ImageFolderDataModule, find_images
+from genlab.data.folder import ImageFolderDataModule, is_image
 from genlab.errors import GenlabError
 
 NPM_PACKAGE = "emojione-assets@4.5.0"
@@ -123,7 +123,22 @@ class EmojiDataModule(ImageFolderDataModule):
         if self.download and self._is_default_and_empty():
             fetch_emojione(self.folder)  # into genlab's own data root only: a folder of yours is never written
         self.check_folder()
-        find_images(self.folder)  # the one-line errors of a missing or empty folder, before training starts
+        self.images()  # the one-line errors of a missing or empty folder, before training starts
+
+    def _count_classes(self) -> int:
+        return 0  # unlabelled, whatever sub-folders the folder holds
+
+    def images(self) -> tuple[list[Path], list[int], list[str]]:
+        """The PNGs directly in the folder, unlabelled: EmojiOne's `png/32` also holds sub-folders of variants
+        (`_alt/`, …), which the reference leaves out (2,827 images)."""
+        self.check_folder()
+        files = sorted(path for path in self.folder.glob("*") if is_image(path) and path.suffix.lower() == ".png")
+        if not files:
+            state = "has no top-level .png files" if self.folder.is_dir() else "does not exist"
+            raise GenlabError(f"{self.folder.resolve()} {state} (EmojiDataModule reads the PNGs directly in its folder):"
+                              " for a folder of your own images, of any format or with class sub-folders, use"
+                              " data.class_path: genlab.data.ImageFolderDataModule")
+        return files, [0] * len(files), []
 
     def check_folder(self) -> None:
         """The EmojiOne-specific line for genlab's own, empty, folder (others get the image-folder errors)."""
@@ -137,5 +152,4 @@ class EmojiDataModule(ImageFolderDataModule):
 
     def load_splits(self) -> Splits:
         self.check_folder()
-        find_images(self.folder)  # the one-line errors of a missing or empty folder, before training starts
         return super().load_splits()

@@ -168,10 +168,14 @@ class ImageFolderDataModule(TensorDataModule):
         return {**super().describe(), "folder": str(self.folder), "class_names": self.class_names,
                 "image_size": self.image_size, "channels": self.channels, "skipped_files": len(self.skipped_files)}
 
+    def images(self) -> tuple[list[Path], list[int], list[str]]:
+        """(files, labels, class names) of the folder's layout (`find_images`); a preset may read another."""
+        return find_images(self.folder)
+
     def _count_classes(self) -> int:
         """Known before loading (models check `num_classes` at setup): 0 without class sub-folders."""
         try:
-            _, _, names = find_images(self.folder)
+            _, _, names = self.images()
         except GenlabError:
             return 0  # the same error is raised, in one line, when the data are loaded
         return len(names)
@@ -222,7 +226,7 @@ class ImageFolderDataModule(TensorDataModule):
         return Split(bytes_to_symmetric_range(pixels), torch.from_numpy(decoded.labels).long())
 
     def load_splits(self) -> Splits:
-        files, labels, self.class_names = find_images(self.folder)
+        files, labels, self.class_names = self.images()
         everything = self._read(files, labels)
         held_out = self.val_size + self.test_size
         if held_out == 0:
