@@ -10,6 +10,7 @@ host-side indexing would otherwise bound a small model's speed). Image splits go
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,7 +20,7 @@ from torch import Tensor
 
 from genlab.data.loader import Rows, TensorLoader
 from genlab.data.pixels import ByteImages, bytes_to_symmetric_range  # noqa: F401 (re-exported for the data sets)
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, first_line
 
 DATA_DIR_ENV = "GENLAB_DATA_DIR"
 
@@ -27,6 +28,20 @@ DATA_DIR_ENV = "GENLAB_DATA_DIR"
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
     """The data root: the explicit setting, else $GENLAB_DATA_DIR, else `data/` in the working directory."""
     return Path(data_dir or os.environ.get(DATA_DIR_ENV) or "data").expanduser()
+
+
+def download_missing(missing: list[str], download: bool, not_found: Callable[[str], GenlabError],
+                     fetch: Callable[[], object]) -> None:
+    """A data set's `prepare_data`: nothing when no file is `missing`; else `fetch()` (torchvision's download) when
+    `download` allows it, with one line (`not_found(reason)`) when it does not or when the download fails."""
+    if not missing:
+        return
+    if not download:
+        raise not_found(f"missing {', '.join(missing)}; download is off")
+    try:
+        fetch()
+    except Exception as error:  # noqa: BLE001 - offline: bare RuntimeError, URLError
+        raise not_found(f"download failed: {first_line(error)}") from None
 
 
 class Split(NamedTuple):

@@ -20,6 +20,7 @@ from genlab.data.base import (
     Splits,
     TensorDataModule,
     bytes_to_symmetric_range,
+    download_missing,
     resolve_data_dir,
     split_off,
 )
@@ -107,15 +108,8 @@ class CIFAR10DataModule(TensorDataModule):
                            f" $GENLAB_DATA_DIR at a folder holding {FOLDER}/ (torchvision's layout)")
 
     def prepare_data(self) -> None:
-        missing = self._missing()
-        if not missing:
-            return
-        if not self.download:
-            raise self._not_found(f"missing {', '.join(missing)}; download is off")
-        try:
-            torchvision.datasets.CIFAR10(os.fspath(self.data_dir), train=True, download=True)
-        except Exception as error:  # noqa: BLE001 - offline: bare RuntimeError, URLError
-            raise self._not_found(f"download failed: {first_line(error)}") from None
+        download_missing(self._missing(), self.download, self._not_found,
+                         lambda: torchvision.datasets.CIFAR10(os.fspath(self.data_dir), train=True, download=True))
 
     def load_splits(self) -> Splits:
         if missing := self._missing():

@@ -12,11 +12,12 @@ from genlab.data.base import (
     Splits,
     TensorDataModule,
     bytes_to_symmetric_range,
+    download_missing,
     resolve_data_dir,
     split_off,
 )
 from genlab.data.idx import read_idx
-from genlab.errors import GenlabError, first_line
+from genlab.errors import GenlabError
 
 _FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -78,16 +79,11 @@ class MNISTDataModule(TensorDataModule):
         )
 
     def prepare_data(self) -> None:
-        missing = self._missing()
-        if not missing:
-            return
-        if not self.download:
-            raise self._not_found(f"missing {', '.join(missing)}; download is off")
-        try:
+        def fetch() -> None:
             for train in (True, False):
                 self.torchvision_class(os.fspath(self.data_dir), train=train, download=True)
-        except Exception as error:  # noqa: BLE001 - offline: bare RuntimeError, URLError
-            raise self._not_found(f"download failed: {first_line(error)}") from None
+
+        download_missing(self._missing(), self.download, self._not_found, fetch)
 
     def load_splits(self) -> Splits:
         if missing := self._missing():
