@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from genlab.atomic_files import file_sha256
+from genlab.training.checkpoints import last_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,6 +50,7 @@ class Row:
     needs: tuple[str, ...] = ()  # classifier experiments it is scored with
     filmstrip: bool = False  # also keep 5 evenly spaced grids of the run side by side
     observed: str = ""  # what a person saw in the grids (written after looking at them; shown under the table)
+    observed_grid: str = ""  # the SHA-256 prefix of the seed-0 grid looked at: a newer run's grid is not described
 
     def run_name(self, seed: int) -> str:
         """The logger name of a run: the experiment's own for single-seed rows (so the generators' configs find
@@ -64,14 +66,15 @@ MNIST = ("classifier_mnist", "classifier_mnist_reference")
 FASHION = ("classifier_fashion",)
 REFERENCE_IS = ("reference/is", "classifier/is", "classifier/fd", "classifier/label_tv")
 CNN_SCORES = ("classifier/is", "classifier/fd", "classifier/label_tv")
-SMALL_DATA_OBSERVED = {  # seed 0's final grids, looked at side by side
-    (1000, False): "Garments of a few kinds - mostly tops and pullovers, some sneakers and boots - in a grainy,"
-                   " speckled texture, several tiles near-copies of one another.",
-    (1000, True): "Cleaner silhouettes of more kinds - trousers, dresses, bags, sandals and boots beside the tops -"
-                  " with smooth shading; a few tiles are over-bright white shapes.",
-    (5000, False): "Many tops and pullovers with a fine speckled texture, some sneakers and trousers; varied but"
-                   " noisy.",
-    (5000, True): "Smoother garments of every kind; a handful of tiles are saturated white blobs or fragments.",
+SMALL_DATA_OBSERVED = {  # seed 0's final grids, looked at side by side: (the grid's SHA-256 prefix, what was seen)
+    (1000, False): ("7249f82f6e53", ("Garments of a few kinds - mostly tops and pullovers, some sneakers and boots - in"
+                    " a grainy, speckled texture, several tiles near-copies of one another.")),
+    (1000, True): ("49ca8b706007", ("Cleaner silhouettes of more kinds - trousers, dresses, bags, sandals and boots beside"
+                   " the tops - with smooth shading; a few tiles are over-bright white shapes.")),
+    (5000, False): ("95d04cae71cf", ("Many tops and pullovers with a fine speckled texture, some sneakers and trousers;"
+                    " varied but noisy.")),
+    (5000, True): ("9dad3b70cc8f", ("Smoother garments of every kind; a handful of tiles are saturated white blobs or"
+                   " fragments.")),
 }
 SMALL_DATA_SCORES = ("classifier/fd", "classifier/precision", "classifier/recall", "classifier/is", "classifier/label_tv")
 EMA = ("--model.init_args.ema_decay=0.999",)
@@ -97,12 +100,13 @@ ROWS = [
         reference="no number (the cell's output is hidden)",
         observed="All three seeds collapse under the notebook's setting (noise U(-1, 1) of dimension 10, Adam 1e-3"
                  " with betas (0.5, 0.4999), 10 epochs): the final grids show one or two speckled stroke shapes in"
-                 " all 64 tiles, label TV 0.65-0.91. The notebook's own loop (`python benchmarks/reference_loop.py"
-                 " gan --seeds 0`) collapses the same way: after 2-4 epochs all 64 tiles are one speckled shape,"
-                 " with D loss 0.2-0.4 and G loss 12-17 (the discriminator wins;"
+                 " all 64 tiles. The notebook's own loop (`python benchmarks/reference_loop.py"
+                 " gan --seeds 0`) collapses the same way: after 2-4 epochs all 64 tiles are one speckled shape"
+                 " (the discriminator wins;"
                  " docs/results/gan_mnist-notebook-loop-seed0-epoch4.png). So it is the setting, not genlab: with"
                  " experiments/overlays/adam_beta2_0999.yaml (Adam's 0.999 instead of 0.4999) seed 0 trains into"
-                 " varied digits (row gan_mnist_beta2_0999_ema, 3 seeds)."),
+                 " varied digits (row gan_mnist_beta2_0999_ema, 3 seeds).",
+        observed_grid="20bb8737ac60"),
     Row("dcgan_emoji", reference="FID of ~3,000 samples (value not given)",
         protocol="003: FID against the training images; Inception variant not stated",
         headline=("inception/fid", "inception/kid", "inception/is"), filmstrip=True,
@@ -113,10 +117,12 @@ ROWS = [
                  " tiles are recognisable smileys with eyes and mouth and the 64 tiles are all different (no"
                  " collapse), but details are smeared (mouths and eyes misplaced, colours bleeding) and roughly one"
                  " tile in eight is a washed-out fragment; between 10,000 and 20,000 the quality changes little"
-                 " while tiles keep changing identity (the generator has not settled)."),
+                 " while tiles keep changing identity (the generator has not settled).",
+        observed_grid="ab363a8ec3bc"),
     Row("lsgan_mnist", headline=REFERENCE_IS, needs=MNIST, reference="no number (the cell's output is hidden)",
         observed="Collapses like gan_mnist under the same optimizer setting: every tile of the final grid is the"
-                 " same speckle pattern (reference/is 1.0, label TV 0.90)."),
+                 " same speckle pattern.",
+        observed_grid="9ac8d94c8d89"),
     Row("dae_mnist", reference="denoised images shown, no number",
         headline=("test/psnr/noisy_region", "test/psnr/restored_region", "test/psnr/noisy", "test/psnr/restored")),
     Row("gan_fashion", reference="IS 17.09 (not comparable)",
@@ -125,48 +131,51 @@ ROWS = [
     Row("dcgan_fashion", headline=CNN_SCORES, needs=FASHION, fit_arguments=BF16,
         observed="Trained in bf16 (automatic, 5 epochs): 64 varied garments of every class - sneakers, boots, sandals,"
                  " shirts, pullovers, trousers, dresses, bags - with plausible shading and some texture; a handful of"
-                 " tiles are dark or fragmentary (the fourth tile of the third row). No collapse: label TV 0.14,"
-                 " precision 0.90, recall 0.48 (CNN classifier, k = 5)."),
+                 " tiles are dark or fragmentary (the fourth tile of the third row); no collapse.",
+        observed_grid="8bec9a950407"),
     Row("wgan_mnist", headline=CNN_SCORES, needs=MNIST,
         observed="After 20 epochs (17,180 critic steps with weight clipping, 3,436 generator steps) the tiles are"
-                 " blurred, ring- and hook-shaped strokes; a few read as 0, 1, 3 or 9, most as none; varied (label"
-                 " TV 0.24), but further from the data than WGAN-GP (classifier FD 1,204 against 698, IS 4.41"
-                 " against 5.63), as clipping is known to train more slowly; longer runs were not measured."),
+                 " blurred, ring- and hook-shaped strokes; a few read as 0, 1, 3 or 9, most as none; varied, but"
+                 " less finished than WGAN-GP's (one seed each: not a measured difference), as clipping is known to"
+                 " train more slowly; longer runs were not measured.",
+        observed_grid="84fb24a7f695"),
     Row("wgan_gp_mnist", headline=CNN_SCORES, needs=MNIST,
         observed="After 20 epochs (17,180 critic steps, 3,436 generator steps) the 64 tiles are varied but"
                  " unfinished: about half are recognisable digits (0, 1, 3, 7, 9 most often), the rest broken strokes"
-                 " and blobs, with grey haze around them; no collapse (label TV 0.22) but far from the data"
-                 " (classifier FD 698, IS 5.63). With n_critic 5 the generator made only 3,436 updates; whether"
-                 " longer training closes the gap was not measured."),
+                 " and blobs, with grey haze around them; no collapse but far from the data."
+                 " With n_critic 5 the generator made only 3,436 updates; whether"
+                 " longer training closes the gap was not measured.",
+        observed_grid="0d87f2ff9921"),
     Row("wgan_fashion", headline=CNN_SCORES, needs=FASHION,
         observed="After 20 epochs (17,180 critic steps with weight clipping, 3,436 generator steps, fp32): soft, blurred"
                  " garment silhouettes - pullovers and shirts most, some trousers, sneakers, boots and bags - without"
-                 " texture, with ghostly grey halos; classes vary (label TV 0.18) but each is drawn in few ways"
-                 " (precision 0.97, recall 0.00, coverage 0.12): far from the data (FD 379), as clipping trains slowly."),
+                 " texture, with ghostly grey halos; classes vary but each is drawn in few ways (the"
+                 " recall in the record), as clipping trains slowly.",
+        observed_grid="86aceca206f2"),
     Row("wgan_gp_fashion", headline=CNN_SCORES, needs=FASHION,
         observed="After 20 epochs (fp32) the garments are recognisable by outline only - shirts, trousers, boots, bags"
-                 " - blurred and blocky, with vertical streaks; classes vary (label TV 0.10) but each is drawn in a"
-                 " narrow range (precision 0.94, recall 0.03, coverage 0.27): with 5 critic steps per generator step"
-                 " the generator made 3,436 updates. An earlier run of the same seed in bf16 scored the same (FD 279"
-                 " against 281, IS 5.57 both)."),
+                 " - blurred and blocky, with vertical streaks; classes vary but each is drawn in a"
+                 " narrow range: with 5 critic steps per generator step the generator made 3,436 updates.",
+        observed_grid="38c7dcae1df9"),
     Row("cgan_mnist", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=MNIST,
         observed="One row per requested class (fixed noise, labels 0-9 down the rows): every row shows its digit,"
                  " in varied slants and widths, with speckle noise around the strokes (the MLP generator's tanh"
                  " output); a few 2s, 4s and 8s are malformed and one tile of the 5 row reads as a 0, which the"
-                 " label accuracy of 0.785 (CNN classifier, 10,000 samples) counts."),
+                 " label accuracy counts.",
+        observed_grid="1d0deeffae56"),
     Row("cgan_fashion", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=FASHION,
         observed="One row per requested class (T-shirt, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag,"
                  " ankle boot down the rows): trousers, dresses, sneakers and boots are clear silhouettes; the upper-body"
                  " rows (T-shirt, pullover, coat, shirt) draw similar long-sleeved shapes, which the per-class label"
-                 " accuracy shows (pullover 0.08, coat 0.38, T-shirt 0.42 against 0.91-0.99 for trouser, dress,"
-                 " sneaker, boot); sandals are noisy fragments; every tile carries the MLP generator's speckle, and"
-                 " within a row the tiles vary little (recall 0.001)."),
+                 " accuracy in the record shows (pullover, coat and T-shirt lowest); sandals are noisy fragments;"
+                 " every tile carries the MLP generator's speckle, and within a row the tiles vary little.",
+        observed_grid="b54c2f6f5c2a"),
     Row("cgan_conv_mnist", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=MNIST, fit_arguments=BF16,
         observed="One row per requested class (fixed noise, labels 0-9 down the rows, 10 tiles each): every tile is a"
                  " clean digit of its row's class, in varied slants and stroke widths, without the MLP generator's"
                  " speckle; a few carry small blots (a 1 in the second row, a 4 and a 5 in the fifth and sixth),"
-                 " which the label accuracy of 0.994 and worst-class accuracy 0.977 (CNN classifier, 10,000"
-                 " samples) leave room for."),
+                 " which the label accuracy leaves room for.",
+        observed_grid="cc1871bab5eb"),
     Row("dcgan_mnist_ema", experiment="dcgan_mnist", seeds=(0, 1, 2), arguments=EMA, headline=EMA_SCORES, needs=MNIST,
         fit_arguments=BF16,
         reference="(genlab's generator EMA, issue 16)",
@@ -176,17 +185,17 @@ ROWS = [
                  " fp32 seeds), `@ema` scores the average in the same evaluation",
         observed="Raw generator (first grid) and its average (second), seed 0, same noise: the same clean digits tile"
                  " for tile, the average's a little smoother at stroke ends; the differences are slight, as after"
-                 " 2,345 iterations the average spans only the last ~1,300 (1,000 warm-up iterations). Scores move"
-                 " the same way on all 3 seeds: FD 80 -> 57, recall 0.77 -> 0.83. The raw scores (bf16) equal the"
-                 " fp32 dcgan_mnist seeds': reference/is 9.074 +- 0.128 against 9.075 +- 0.143, CNN IS 8.70 +- 0.11"
-                 " against 8.72 +- 0.13, FD 80 +- 12 against 80 +- 21."),
+                 " 2,345 iterations the average spans only the last ~1,300 (1,000 warm-up iterations); the"
+                 " comparisons below give the scores (average against raw, and the bf16 raw generator against"
+                 " dcgan_mnist's fp32).",
+        observed_grid="d661d228e76e"),
     *(Row(f"dcgan_fashion_{size // 1000}k{'_diffaugment' if augmented else ''}", experiment="dcgan_fashion_small",
           seeds=(0, 1, 2), overlays=("diffaugment",) * augmented, arguments=(f"--data.init_args.train_subset={size}",),
           fit_arguments=BF16, headline=SMALL_DATA_SCORES, needs=FASHION, reference="(DiffAugment, issue 24)",
           protocol=f"dcgan_fashion's DCGAN on {size:,} Fashion-MNIST training images (data.train_subset, the same"
                    f" images for every seed), 2,000 iterations in bf16-mixed (scored in fp32)"
                    + (", DiffAugment color,translation,cutout" if augmented else ", no augmentation"),
-          observed=SMALL_DATA_OBSERVED[size, augmented])
+          observed=SMALL_DATA_OBSERVED[size, augmented][1], observed_grid=SMALL_DATA_OBSERVED[size, augmented][0])
       for size in (1000, 5000) for augmented in (False, True)),
     Row("gan_mnist_beta2_0999_ema", experiment="gan_mnist", seeds=(0, 1, 2), overlays=("adam_beta2_0999",),
         arguments=EMA, headline=EMA_SCORES, needs=MNIST, reference="(genlab's generator EMA, issue 16)",
@@ -196,27 +205,25 @@ ROWS = [
                  " digit in almost every tile (the average follows the generator), but the average's strokes are"
                  " smoother and most of the raw generator's salt-and-pepper speckle is gone; the few malformed tiles"
                  " (a blob in the second row, a faint 8 in the seventh) are malformed in both. Seeds 1 and 2 look"
-                 " the same way. The scores say it too: precision 0.73 -> 0.90, FD 450 -> 259 (means of 3 seeds)."),
+                 " the same way.",
+        observed_grid="32bf8d1d6db0"),
     Row("gan_mnist_beta2_0999_bf16", experiment="gan_mnist", seeds=(0, 1, 2), overlays=("adam_beta2_0999",),
         fit_arguments=BF16, headline=REFERENCE_IS, needs=MNIST,
         reference="(fast path, issue 17)",
         protocol="gan_mnist with Adam betas (0.5, 0.999), trained in bf16-mixed (scored in fp32): compare with the raw"
                  " scores of gan_mnist_beta2_0999_ema, the same runs in fp32 (the average does not change training)",
         observed="Seed 0's final grid looks like the fp32 runs' (gan_mnist_beta2_0999_ema): varied digits of most"
-                 " classes in speckled strokes, a few malformed tiles, no collapse; the scores sit inside or above"
-                 " the fp32 seeds' spread (reference/is 9.06 against 8.90 +- 0.07, CNN IS 7.16 +- 0.26 against"
-                 " 6.88 +- 0.53, FD 403 +- 62 against 450 +- 95); the comparison below is written from the records."),
+                 " classes in speckled strokes, a few malformed tiles, no collapse; the comparison below gives the"
+                 " scores.",
+        observed_grid="9d27f143feee"),
     Row("vae_mnist_bf16", experiment="vae_mnist", seeds=(0, 1, 2), fit_arguments=BF16,
         headline=(*REFERENCE_IS, "test/loss/recon"), needs=MNIST, reference="(fast path, issue 17)",
         protocol="vae_mnist trained in bf16-mixed (scored in fp32): compare with vae_mnist's fp32 seeds; genlab keeps"
                  " the VAE in fp32 unless asked",
-        observed="The grids look like the fp32 runs' (smooth, slightly blurred digits of every class). On the"
-                 " reference protocol, the experiment's headline, bf16 scores below the fp32 seeds: reference/is"
-                 " 8.98 +- 0.06 against 9.04 +- 0.05, two of three seeds under the lowest fp32 seed (9.006) and the"
-                 " mean under the reference's bar of 9.0; the CNN scores go the other way (IS 7.87 against 7.82, FD"
-                 " 449 against 503) and the reconstruction loss is the same (98.5 against 98.4). So the VAE stays in"
-                 " fp32 by default. (Speed: benchmarks/throughput.py measures fp32 and bf16 side by side; the wall times"
-                 " of these rows come from different days and loads.)"),
+        observed="The grids look like the fp32 runs' (smooth, slightly blurred digits of every class); the"
+                 " comparison below gives the scores, and decides whether the VAE's fp32 default holds. (Speed: benchmarks/throughput.py measures fp32 and bf16 side by side; the wall times"
+                 " of these rows come from different days and loads.)",
+        observed_grid="8f839f3cc1ad"),
     Row("vae_conv_mnist", needs=MNIST,
         headline=("classifier/is", "classifier/fd", "classifier/label_tv", "test/loss/recon", "test/nll_iwae100",
                   "test/active_units"),
@@ -225,7 +232,8 @@ ROWS = [
                  " figures), active units of 20",
         observed="Mixture samples from fixed noise: 64 well-formed digits of every class, strokes smooth and a little"
                  " soft at the edges as VAE samples are, no speckle; a few shapes are ambiguous (a 6 that leans"
-                 " towards a 2 in the fourth row, a thin 4 in the last) - IS 9.39, FD 79 (CNN classifier)."),
+                 " towards a 2 in the fourth row, a thin 4 in the last).",
+        observed_grid="a2ec9ae308c1"),
 ]
 
 
@@ -264,11 +272,28 @@ class Reproduction:
                              " this script: finished runs are kept")
         return time.perf_counter() - start
 
+    def pinned_classifiers(self, row: Row) -> set[str]:
+        """The checkpoint hashes of the classifiers `row` is scored by, as recorded when each was trained: the whole
+        table is scored by one set, so a classifier whose checkpoint has since changed stops the script."""
+        pins = set()
+        for need in row.needs:
+            result = self.results / f"{need}-seed0.json"
+            if not result.is_file():
+                raise SystemExit(f"reproduce: {row.name} is scored by {need}, which has not finished; run it first")
+            pinned = json.loads(result.read_text()).get("checkpoint_sha256", "")
+            current = last_checkpoint(self.runs / "lightning_logs" / need)
+            if current is None or file_sha256(current)[:12] != pinned:
+                raise SystemExit(f"reproduce: {need}'s checkpoint ({current}) is not the one this table is scored by"
+                                 f" ({pinned}); restore it, or start the table in a new --runs folder")
+            pins.add(pinned)
+        return pins
+
     def run(self, row: Row, seed: int, evaluate: bool) -> None:
         label = row.run_name(seed)
         result_file = self.results / f"{row.name}-seed{seed}.json"
         if result_file.is_file():
             return
+        pins = self.pinned_classifiers(row)  # before anything slow runs
         overlays = [f"--config={REPO / 'experiments' / 'overlays' / name}.yaml" for name in row.overlays]
         config = ["--config", str(REPO / "experiments" / f"{row.yaml}.yaml"), *overlays, *row.arguments,
                   f"--seed_everything={seed}", f"--trainer.logger.init_args.name={label}", "--trainer.enable_progress_bar=false",
@@ -297,6 +322,9 @@ class Reproduction:
         if (test_dir / "metrics.jsonl").is_file():
             record = json.loads((test_dir / "metrics.jsonl").read_text().splitlines()[-1])
         printed = json.loads((test_dir / "test_results.json").read_text())
+        if set(scored_by({"record": record})) != pins:
+            raise SystemExit(f"reproduce: {label} was scored by classifiers {sorted(scored_by({'record': record}))},"
+                             f" not the table's {sorted(pins)}: its experiment YAML names other classifiers")
         toy = run_dir / "toy" / "metrics.jsonl"
         toy_last = json.loads(toy.read_text().splitlines()[-1]) if toy.is_file() else {}
         iterations = printed.get("iteration", 0)
@@ -374,18 +402,32 @@ def classifier_cell(found: list[dict], known: dict[str, str]) -> tuple[str, bool
 
 @dataclass(frozen=True)
 class Comparison:
-    """A sentence the table writes from the records: `row` against `baseline` on `scores`."""
+    """A sentence the table writes from the records: `row`'s `scores` against `baseline`'s `against` (the same
+    names unless given: the raw generator's scores against its average's come from one row)."""
 
     row: str
     baseline: str
     scores: tuple[str, ...]
+    what: str  # what differs between the two sides, in words
+    against: tuple[str, ...] = ()
+
+    @property
+    def baseline_scores(self) -> tuple[str, ...]:
+        return self.against or self.scores
 
 
+RAW_SCORES = ("classifier/fd", "classifier/is", "classifier/precision", "classifier/recall")
 COMPARISONS = (
-    *(Comparison(f"dcgan_fashion_{size}_diffaugment", f"dcgan_fashion_{size}", SMALL_DATA_SCORES[:3])
-      for size in ("1k", "5k")),
-    Comparison("vae_mnist_bf16", "vae_mnist", (*REFERENCE_IS, "test/loss/recon")),
-    Comparison("gan_mnist_beta2_0999_bf16", "gan_mnist_beta2_0999_ema", REFERENCE_IS),
+    *(Comparison(f"dcgan_fashion_{size}_diffaugment", f"dcgan_fashion_{size}", SMALL_DATA_SCORES[:3],
+                 "DiffAugment against none") for size in ("1k", "5k")),
+    Comparison("vae_mnist_bf16", "vae_mnist", (*REFERENCE_IS, "test/loss/recon"), "bf16-mixed against fp32"),
+    Comparison("dcgan_mnist_ema", "dcgan_mnist", ("reference/is", *RAW_SCORES),
+               "bf16-mixed against fp32, the raw generator"),
+    Comparison("gan_mnist_beta2_0999_bf16", "gan_mnist_beta2_0999_ema", REFERENCE_IS,
+               "bf16-mixed against fp32, the raw generator"),
+    *(Comparison(row, row, tuple(f"{score}@ema" for score in RAW_SCORES), "the generator's average against the raw"
+                 " generator, in the same runs", against=RAW_SCORES)
+      for row in ("dcgan_mnist_ema", "gan_mnist_beta2_0999_ema")),
 )
 
 
@@ -400,7 +442,8 @@ def compare(comparison: Comparison, docs: Path) -> str:
              for name in (comparison.row, comparison.baseline)]
     sides = [[entry for entry in side if entry["experiment"] == name]
              for side, name in zip(sides, (comparison.row, comparison.baseline))]
-    head = f"**{comparison.row} against {comparison.baseline}**"
+    head = (f"**{comparison.row}: {comparison.what}**" if comparison.row == comparison.baseline
+            else f"**{comparison.row} against {comparison.baseline}** ({comparison.what})")
     if not all(sides):
         return f"{head}: not compared, a side has not run yet."
     if min(len(side) for side in sides) < 2:
@@ -409,16 +452,27 @@ def compare(comparison: Comparison, docs: Path) -> str:
     if len(classifiers) > 1:
         return f"{head}: not compared, the records were scored by different classifiers ({len(classifiers)} sets)."
     parts = []
-    for name in comparison.scores:
-        values = [[entry["scores"][name] for entry in side if entry["scores"].get(name) is not None] for side in sides]
+    for name, baseline_name in zip(comparison.scores, comparison.baseline_scores):
+        values = [[entry["scores"][score] for entry in side if entry["scores"].get(score) is not None]
+                  for side, score in zip(sides, (name, baseline_name))]
         if not all(values):
             continue
         (a, a_std), (b, b_std) = (_spread(side) for side in values)
         overlap = abs(a - b) <= a_std + b_std
         verdict = "not distinguishable" if overlap else ("higher" if a > b else "lower")
-        parts.append(f"{name} {a:.4g} ± {a_std:.2g} against {b:.4g} ± {b_std:.2g} ({verdict})")
+        shown = name if name == baseline_name else f"{name} against {baseline_name}:"
+        parts.append(f"{shown} {a:.4g} ± {a_std:.2g} against {b:.4g} ± {b_std:.2g} ({verdict})")
     counts = f"n = {len(sides[0])} and {len(sides[1])} training seeds, one set of classifiers"
     return f"{head} ({counts}; mean ± sample std; overlapping spreads are not distinguishable): {'; '.join(parts)}."
+
+
+def observation(row: Row, docs: Path) -> str:
+    """What a person saw in the row's seed-0 grid, if that is the grid in `docs`; a newer run's grid is not yet
+    described (its predecessor's description stays in git history)."""
+    grid = docs / f"{row.name}-seed0.png"
+    if grid.is_file() and file_sha256(grid)[:12] == row.observed_grid:
+        return row.observed
+    return "not yet looked at: the seed-0 grid is a newer run's than the description written for this row."
 
 
 def write_table(output: Path, docs: Path, inception: bool) -> None:
@@ -468,7 +522,7 @@ def write_table(output: Path, docs: Path, inception: bool) -> None:
     for row in ROWS:
         strips = sorted(docs.glob(f"{row.name}-seed*-filmstrip.png"))
         if row.observed and any(docs.glob(f"{row.name}-seed*.json")):  # rows run, with what a person saw
-            lines += ["", f"**{row.name}, the grids looked at.** {row.observed}"]
+            lines += ["", f"**{row.name}, the grids looked at.** {observation(row, docs)}"]
             lines += [f"![]({os.path.relpath(strip, output.parent)})" for strip in strips]
     lines += ["", "## Comparisons, written from the records", ""]
     lines += [compare(comparison, docs) + "\n" for comparison in COMPARISONS]

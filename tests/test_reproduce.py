@@ -1,10 +1,13 @@
 """`benchmarks/reproduce.py` end to end on its smallest row (the toy GAN, shortened): train, test, table, and a
 second call that finds everything done."""
 
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import REPO
 
@@ -76,7 +79,7 @@ def test_comparisons_are_written_from_the_records_and_refused_across_classifiers
     reproduce = _table_module()
     docs = tmp_path / "docs"
     comparison = reproduce.Comparison("dcgan_fashion_1k_diffaugment", "dcgan_fashion_1k", ("classifier/fd",
-                                                                                          "classifier/recall"))
+                                                                                          "classifier/recall"), "DA")
     for seed, (fd, augmented_fd) in enumerate(((100.0, 60.0), (110.0, 62.0), (120.0, 64.0))):
         _record(docs, "dcgan_fashion_1k", seed, fd, scores={"classifier/recall": 0.1 + seed / 100})
         _record(docs, "dcgan_fashion_1k_diffaugment", seed, augmented_fd, scores={"classifier/recall": 0.11})
@@ -86,3 +89,48 @@ def test_comparisons_are_written_from_the_records_and_refused_across_classifiers
     assert "classifier/recall 0.11 ± 0 against 0.11 ± 0.01 (not distinguishable)" in sentence
     _record(docs, "dcgan_fashion_1k", 1, 110.0, classifier="bbbbbbbbbbbb")
     assert "not compared, the records were scored by different classifiers" in reproduce.compare(comparison, docs)
+
+
+def test_a_comparison_within_one_row_sets_each_score_against_its_named_counterpart(tmp_path):
+    reproduce = _table_module()
+    docs = tmp_path / "docs"
+    for seed, (raw, average) in enumerate(((80.0, 60.0), (90.0, 62.0), (100.0, 64.0))):
+        _record(docs, "dcgan_mnist_ema", seed, raw, scores={"classifier/fd@ema": average})
+    comparison = reproduce.Comparison("dcgan_mnist_ema", "dcgan_mnist_ema", ("classifier/fd@ema",), "average",
+                                      against=("classifier/fd",))
+    sentence = reproduce.compare(comparison, docs)
+    assert sentence.startswith("**dcgan_mnist_ema: average**")
+    assert "classifier/fd@ema against classifier/fd: 62 ± 2 against 90 ± 10 (lower)" in sentence
+
+
+def test_the_table_scores_every_row_by_the_classifiers_it_trained_and_stops_when_one_changed(tmp_path):
+    reproduce = _table_module()
+    runs = tmp_path / "runs"
+    table = reproduce.Reproduction(runs, tmp_path / "docs", [])
+    row = next(row for row in reproduce.ROWS if row.name == "gan_fashion")
+    with pytest.raises(SystemExit, match="classifier_fashion, which has not finished"):
+        table.pinned_classifiers(row)
+    checkpoint = runs / "lightning_logs" / "classifier_fashion" / "version_0" / "checkpoints" / "last.ckpt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"the classifier's weights")
+    pinned = hashlib.sha256(b"the classifier's weights").hexdigest()[:12]
+    (runs / "results" / "classifier_fashion-seed0.json").write_text(json.dumps({"checkpoint_sha256": pinned}))
+    assert table.pinned_classifiers(row) == {pinned}
+    checkpoint.write_bytes(b"retrained weights")  # e.g. the classifier trained again in the same folder
+    with pytest.raises(SystemExit, match=f"not the one this table is scored by \\({pinned}\\)"):
+        table.pinned_classifiers(row)
+
+
+def test_a_description_of_a_grid_is_shown_only_beside_that_grid(tmp_path):
+    reproduce = _table_module()
+    docs = tmp_path / "docs"
+    _record(docs, "lsgan_mnist", 0, 100.0)
+    (docs / "lsgan_mnist-seed0.png").write_bytes(b"a newer run's grid")
+    reproduce.write_table(tmp_path / "RESULTS.md", docs, inception=False)
+    table = (tmp_path / "RESULTS.md").read_text()
+    row = next(row for row in reproduce.ROWS if row.name == "lsgan_mnist")
+    assert row.observed not in table and "**lsgan_mnist, the grids looked at.** not yet looked at" in table
+    described = REPO / "docs" / "results" / "lsgan_mnist-seed0.png"  # the grid the description was written from
+    (docs / "lsgan_mnist-seed0.png").write_bytes(described.read_bytes())
+    reproduce.write_table(tmp_path / "RESULTS.md", docs, inception=False)
+    assert row.observed in (tmp_path / "RESULTS.md").read_text()
