@@ -35,10 +35,10 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
 
-from genlab.callbacks.metrics import generated_batches
 from genlab.cli import GenlabCLI
 from genlab.data import EmojiDataModule, MNISTDataModule
 from genlab.errors import GenlabError
+from genlab.evaluation import Evaluation, generated_batches
 from genlab.metrics import ClassifierMetrics, EvaluationPlan, InceptionMetrics, random_inception_weights
 from genlab.metrics.classifier_checkpoint import load_classifier
 from genlab.metrics.inception import INCEPTION_CLASSES
@@ -243,17 +243,18 @@ def main(argv: list[str] | None = None) -> None:
 
         what = f"{args.generator_ckpt} ({args.config.name})" if args.generator_ckpt else f"random {args.config.name}"
         model, _ = build_generator(args.config, args.generator_ckpt)
-        suite = classifier_suite(args.classifier, args.samples, len(val.labels))
+        # the evaluation GenerativeMetrics runs, in its parts: real side once, then generation, passes, compute
+        evaluation = Evaluation([ClassifierMetrics(checkpoint=args.classifier, splits=10)], num_samples=args.samples,
+                                num_real=len(val.labels), batch_size=BATCH, real_values=False)
+        evaluation.prepare(data, model, "val")
         with timed(clock, "real"):
-            for batch in batches(val.samples):
-                suite.update(batch, real=True)
+            evaluation.feed_real(data, model, "val")
         with timed(clock, "generate"):
-            fakes = [images for images, _ in generated_batches(model, args.samples, BATCH, seed=0)]
+            fakes = torch.cat([images for images, _ in generated_batches(model, args.samples, BATCH, seed=0)])
         with timed(clock, "classify"):
-            for images in fakes:
-                suite.update(images, real=False)
+            evaluation.feed(fakes, None, real=False, device=model.device)
         with timed(clock, "compute"):
-            scores = suite.compute().scores
+            scores, _ = evaluation.compute()
     total = clock["generate"] + clock["classify"] + clock["compute"]
     print(f"\n(3) classifier IS + FD of {args.samples} samples from the {what} generator:\n"
           f"  {total:.2f} s = generation {clock['generate']:.2f} s + classifier passes {clock['classify']:.2f} s"

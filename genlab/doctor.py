@@ -52,12 +52,12 @@ def _scores(trainer: Any, model: Any, datamodule: Any) -> list[tuple[str, Callab
 
     checks = []
     for callback in (c for c in trainer.callbacks if isinstance(c, GenerativeMetrics)):
-        for suite in callback.suites:
-            def check(suite: Any = suite, callback: Any = callback) -> str:
-                if hasattr(suite, "download"):
-                    suite.download = False
+        evaluation = callback.evaluation
+        for suite in evaluation.suites:
+            def check(suite: Any = suite, callback: Any = callback, evaluation: Any = evaluation) -> str:
+                suite.download = False
                 # as many real images as samples: the count the run will have is checked when it starts
-                suite.prepare(callback.evaluation_plan(datamodule, model, callback.real_split, callback.num_samples))
+                suite.prepare(evaluation.plan(datamodule, model, callback.real_split, evaluation.num_samples))
                 settings = suite.settings()
                 source = settings.get("checkpoint") or settings.get("weights") or settings.get("network", "")
                 return f"{suite.name} scores can be computed ({source})"

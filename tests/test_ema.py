@@ -110,9 +110,9 @@ def test_samples_come_from_the_average_when_asked_and_evaluations_score_both():
     torch.testing.assert_close(averaged, model.generator_average.average(z))
     assert not torch.allclose(raw, averaged) and torch.equal(model.decode(z), raw)
     metrics = GenerativeMetrics(suites=[ClassifierMetrics(checkpoint="unused.ckpt")])
-    assert metrics.variants(model) == ["ema"]
-    assert metrics.variants(tiny_gan(ema_decay=0.99, sampling_weights="ema")) == ["raw"]
-    assert metrics.variants(tiny_gan()) == []
+    assert metrics.evaluation.variants(model) == ["ema"]
+    assert metrics.evaluation.variants(tiny_gan(ema_decay=0.99, sampling_weights="ema")) == ["raw"]
+    assert metrics.evaluation.variants(tiny_gan()) == []
 
 
 @pytest.mark.parametrize("settings, message", [

@@ -479,7 +479,7 @@ def test_a_conditional_gan_is_scored_per_class_with_real_images_of_each_class(ru
 
 
 def test_a_record_names_the_precision_samples_are_really_drawn_in():
-    from genlab.callbacks.metrics import sampling_precision
+    from genlab.evaluation import sampling_precision
 
     network = torch.nn.Linear(2, 2)
     assert sampling_precision(network) == "32-true"  # a bf16-mixed fit's callbacks sample outside its autocast

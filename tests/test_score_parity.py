@@ -302,7 +302,7 @@ def tiny_gan(num_classes: int = 0):
 
 
 def draw(model, count: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
-    from genlab.callbacks.metrics import generated_batches
+    from genlab.evaluation import generated_batches
 
     batches = list(generated_batches(model, count, batch_size, seed, rank, world_size))
     images = torch.cat([images for images, _ in batches]) if batches else torch.zeros(0, 1, 4, 4)

@@ -17,11 +17,11 @@ from torchvision.utils import make_grid
 
 from genlab import run_layout
 from genlab.atomic_files import append_jsonl
-from genlab.callbacks.metrics import generated_batches
 from genlab.callbacks.run_files import run_dir, save_artifact, to_unit_range
 from genlab.callbacks.schedule import ScheduledEvaluation
 from genlab.data.base import data_split
 from genlab.errors import GenlabError
+from genlab.evaluation import generated_batches
 from genlab.metrics.classifier_checkpoint import LoadedClassifier, load_classifier
 from genlab.metrics.memorisation import NearestTraining, memorisation_scores, nearest_training
 from genlab.models.base import GenerativeModule, evaluation_mode

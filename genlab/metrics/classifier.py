@@ -63,6 +63,8 @@ class ClassifierMetrics(MetricSuite):
             `classifier/is` from genlab's CNN, `reference/is` from the notebook's MLP on its own protocol).
         manifold_k: k of the k-NN balls of precision, recall, density and coverage (3 in torch-fidelity, 5 in
             Naeem et al.); null leaves them out (they cost about three N x N distance passes per evaluation).
+        scores: registered feature scores to compute on the penultimate features too (e.g. `[mean_distance]`;
+            `genlab.metrics.register_feature_score` adds one).
 
     The reference notebooks' protocol for MNIST: the reference MLP classifier
     (`experiments/classifier_mnist_reference.yaml`), `splits: 1`, `split_seed: null`, `epsilon: 1.0e-10`.
@@ -70,7 +72,7 @@ class ClassifierMetrics(MetricSuite):
 
     def __init__(self, checkpoint: str = "lightning_logs/classifier_mnist", splits: int = 10,
                  split_seed: int | None = 2020, epsilon: float = 0.0, name: str = "classifier",
-                 manifold_k: int | None = None) -> None:
+                 manifold_k: int | None = None, scores: list[str] | None = None) -> None:
         super().__init__()
         if splits < 1:
             raise GenlabError(f"ClassifierMetrics splits must be at least 1, got {splits}")
@@ -79,7 +81,7 @@ class ClassifierMetrics(MetricSuite):
         if epsilon < 0 or not name:
             raise GenlabError("ClassifierMetrics epsilon must be 0 or more and name not empty")
         self.checkpoint, self.splits, self.split_seed, self.epsilon, self.name = checkpoint, splits, split_seed, epsilon, name
-        self.manifold_k = manifold_k
+        self.manifold_k, self.scores = manifold_k, list(scores or [])
         self.manifold_counts: dict[str, int] | None = None
         self.loaded: LoadedClassifier | None = None
         self.conditional = False
@@ -121,6 +123,7 @@ class ClassifierMetrics(MetricSuite):
         if self.manifold_k:
             self.manifold = ManifoldScores(net.feature_dim, self.manifold_k)
             self.manifold_counts = {"generated": plan.num_fake, "real": plan.num_real}
+        self.prepare_feature_scores(net.feature_dim, plan)
 
     def update(self, images: Tensor, real: bool, labels: Tensor | None = None) -> None:
         logits, features = self.network.logits_and_features(images.float())
@@ -128,6 +131,7 @@ class ClassifierMetrics(MetricSuite):
         self.frechet.update(features, real)
         if self.manifold_k:
             self.manifold.update(features, real)
+        self.update_feature_scores(features, real)
         self.histogram.update(probs, real, labels if self.conditional and not real else None)
         if self.conditional and labels is not None:  # the requested labels, or the real images' own
             self.class_frechet.update(features, real, labels)
@@ -149,6 +153,7 @@ class ClassifierMetrics(MetricSuite):
         }
         if self.manifold_k:
             scores |= {f"{prefix}/{name}": float(value) for name, value in self.manifold.compute().items()}
+        scores |= self.feature_score_results()
         joint = histogram["joint"]
         extras: dict[str, Any] = {"label_histogram": {
             "generated": fake.long().tolist(), "real": real.long().tolist(),
@@ -196,4 +201,5 @@ class ClassifierMetrics(MetricSuite):
                   " penultimate features (float64, unbiased covariances); not FID",
             "label_tv": "total variation between predicted-label distributions of generated and real images",
             **manifold_settings(self.manifold_k, "the classifier's penultimate features", self.manifold_counts),
+            **({"feature_scores": self.feature_score_settings()} if self.scores else {}),
         }

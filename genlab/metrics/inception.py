@@ -156,6 +156,7 @@ class InceptionMetrics(MetricSuite):
             tests and timing); every record then says `"official_weights": false`.
         manifold_k: k of precision, recall, density and coverage on the `fid_features`-d pool features (null: off).
             Kynkäänniemi et al. used VGG-16 features, so these are not their published numbers.
+        scores: registered feature scores to compute on the pool features too (e.g. `[mean_distance]`).
     """
 
     name = "inception"
@@ -171,6 +172,7 @@ class InceptionMetrics(MetricSuite):
         seed: int = 2020,
         allow_unofficial_weights: bool = False,
         manifold_k: int | None = None,
+        scores: list[str] | None = None,
     ) -> None:
         super().__init__()
         if is_splits < 0 or kid_subsets < 0 or (manifold_k is not None and manifold_k < 1):
@@ -180,7 +182,7 @@ class InceptionMetrics(MetricSuite):
         self.is_splits, self.fid_features, self.seed = is_splits, int(fid_features), seed
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
         self.allow_unofficial_weights = allow_unofficial_weights
-        self.manifold_k = manifold_k
+        self.manifold_k, self.scores = manifold_k, list(scores or [])
         self.manifold_counts: dict[str, int] | None = None
         self.weights: Path | None = None
         self.weights_sha256: str | None = None
@@ -204,6 +206,7 @@ class InceptionMetrics(MetricSuite):
         if self.manifold_k:
             self.manifold = ManifoldScores(self.fid_features, self.manifold_k)
             self.manifold_counts = {"generated": plan.num_fake, "real": plan.num_real}
+        self.prepare_feature_scores(self.fid_features, plan)
 
     def _check_counts(self, plan: EvaluationPlan) -> None:
         counts = f"{plan.num_fake} generated and {plan.num_real} real ({plan.real_split}) images"
@@ -237,6 +240,7 @@ class InceptionMetrics(MetricSuite):
             self.kernel.update(features, real)
         if self.manifold_k:
             self.manifold.update(features, real)
+        self.update_feature_scores(features, real)
         if self.is_splits and not real:
             self.inception_score.update(logits.double().softmax(1))
 
@@ -250,7 +254,7 @@ class InceptionMetrics(MetricSuite):
             scores |= {f"{self.name}/kid": float(mean), f"{self.name}/kid_std": float(std)}
         if self.manifold_k:
             scores |= {f"{self.name}/{name}": float(value) for name, value in self.manifold.compute().items()}
-        return SuiteResult(scores, {})
+        return SuiteResult(scores | self.feature_score_results(), {})
 
     def settings(self) -> dict[str, Any]:
         settings: dict[str, Any] = {
@@ -274,6 +278,8 @@ class InceptionMetrics(MetricSuite):
                                f" subsets of {self.kid_subset_size} (seed {self.seed}), torch-fidelity's code")
         settings |= manifold_settings(self.manifold_k, f"the {self.fid_features}-d Inception pool features",
                                       self.manifold_counts)
+        if self.scores:
+            settings["feature_scores"] = self.feature_score_settings()
         return settings
 
 

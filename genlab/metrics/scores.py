@@ -60,10 +60,15 @@ class _GatheredRows(Metric):
         self._add_placeholders()
 
 
-class _RealFakeMetric(_GatheredRows):
-    """A metric with a real and a fake side; `keep_real` survives `reset()` with the real side intact."""
+class RealFakeMetric(_GatheredRows):
+    """A metric of generated against real samples: the base of every such score, genlab's and one's own.
 
-    _real_states: tuple[str, ...] = ()
+    `keep_real` (set by the evaluation, which feeds a fixed reference set once per run) keeps the states named in
+    `real_states` through `reset()`, so only the generated side is fed again. List states added with `add_rows`
+    are gathered from every process in rank order, so N processes give the numbers of one.
+    """
+
+    real_states: tuple[str, ...] = ()  # the states that hold the real side
 
     def __init__(self, keep_real: bool = False) -> None:
         super().__init__()
@@ -71,7 +76,7 @@ class _RealFakeMetric(_GatheredRows):
 
     def reset(self) -> None:
         # copies: torchmetrics empties list states in place on reset
-        kept = {name: copy.copy(getattr(self, name)) for name in self._real_states} if self.keep_real else {}
+        kept = {name: copy.copy(getattr(self, name)) for name in self.real_states} if self.keep_real else {}
         Metric.reset(self)
         for name, value in kept.items():
             setattr(self, name, value)
@@ -126,7 +131,7 @@ class ModifiedInceptionScore(_ProbabilityTable):
         return torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
 
 
-class FrechetDistance(_RealFakeMetric):
+class FrechetDistance(RealFakeMetric):
     """Fréchet distance between Gaussians fitted to real and generated features (float64 sums).
 
     Refuses to compute unless each side has more samples than feature dimensions: below that the covariance
@@ -134,7 +139,7 @@ class FrechetDistance(_RealFakeMetric):
     """
 
     higher_is_better = False
-    _real_states = ("real_sum", "real_outer", "real_count")
+    real_states = ("real_sum", "real_outer", "real_count")
 
     def __init__(self, num_features: int, keep_real: bool = False) -> None:
         super().__init__(keep_real)
@@ -166,7 +171,7 @@ class FrechetDistance(_RealFakeMetric):
         return torch.tensor(frechet_distance(*fake, *real), dtype=torch.float64)
 
 
-class ClassFrechetDistances(_RealFakeMetric):
+class ClassFrechetDistances(RealFakeMetric):
     """One Fréchet distance per class for a conditional generator: its samples of class c (the label it was asked
     for) against the real images of class c, from per-class float64 sums.
 
@@ -175,7 +180,7 @@ class ClassFrechetDistances(_RealFakeMetric):
     """
 
     higher_is_better = False
-    _real_states = ("real_sum", "real_outer", "real_count")
+    real_states = ("real_sum", "real_outer", "real_count")
 
     def __init__(self, num_classes: int, num_features: int, keep_real: bool = False) -> None:
         super().__init__(keep_real)
@@ -207,7 +212,7 @@ class ClassFrechetDistances(_RealFakeMetric):
         return distances
 
 
-class KernelDistance(_RealFakeMetric):
+class KernelDistance(RealFakeMetric):
     """Kernel Inception Distance (Bińkowski et al.): the unbiased MMD² with the cubic polynomial kernel
     k(x, y) = (x·y / d + 1)³, as (mean, population std) over `subsets` random subsets of `subset_size` per side.
 
@@ -216,7 +221,7 @@ class KernelDistance(_RealFakeMetric):
     """
 
     higher_is_better = False
-    _real_states = ("real_features",)
+    real_states = ("real_features",)
 
     def __init__(self, num_features: int, subsets: int = 100, subset_size: int = 1000, seed: int = 2020,
                  keep_real: bool = False) -> None:
@@ -246,7 +251,7 @@ class KernelDistance(_RealFakeMetric):
                 torch.tensor(result[KEY_METRIC_KID_STD], dtype=torch.float64))
 
 
-class ManifoldScores(_RealFakeMetric):
+class ManifoldScores(RealFakeMetric):
     """Precision and recall of k-NN manifolds (Kynkäänniemi et al. 2019) with density and coverage (Naeem et al.
     2020) of generated features against real ones; formulas and conventions in `genlab.metrics.functional`.
 
@@ -255,7 +260,7 @@ class ManifoldScores(_RealFakeMetric):
     """
 
     higher_is_better = True
-    _real_states = ("real_features",)
+    real_states = ("real_features",)
 
     def __init__(self, num_features: int, k: int = 3, keep_real: bool = False, chunk: int = DISTANCE_CHUNK) -> None:
         super().__init__(keep_real)
@@ -287,11 +292,11 @@ class ManifoldScores(_RealFakeMetric):
         return {name: torch.tensor(value, dtype=torch.float64) for name, value in scores.items()}
 
 
-class LabelHistogram(_RealFakeMetric):
+class LabelHistogram(RealFakeMetric):
     """Counts of predicted labels for generated and real images; for a conditional generator also the counts
     of (requested label, predicted label) pairs, whose diagonal is how often a sample shows what was asked."""
 
-    _real_states = ("real_counts",)
+    real_states = ("real_counts",)
 
     def __init__(self, num_classes: int, keep_real: bool = False) -> None:
         super().__init__(keep_real)
@@ -313,3 +318,56 @@ class LabelHistogram(_RealFakeMetric):
 
     def compute(self) -> dict[str, Tensor]:
         return {"fake": self.fake_counts.clone(), "real": self.real_counts.clone(), "joint": self.joint.clone()}
+
+
+class FeatureScore(RealFakeMetric):
+    """A score of generated against real features that any suite with a feature network computes when its
+    `scores` setting names it (`ClassifierMetrics(scores=[...])`, `InceptionMetrics(scores=[...])`).
+
+    A new one is a subclass (`__init__(num_features)`, `update(features, real)`, `compute()` returning a 0-d tensor,
+    `description` for the records) and one line, `register_feature_score("name", Class)`; its result is named
+    `<suite>/<name>` and its description goes into the suite's settings, the protocol a record is compared by.
+    """
+
+    description: str = ""  # what the number is, written into every record beside it
+    minimum_per_side: int = 2  # fewer samples on a side are refused before training starts
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__(keep_real=False)
+        self.num_features = num_features
+
+
+FEATURE_SCORES: dict[str, type[FeatureScore]] = {}
+
+
+def register_feature_score(name: str, score: type[FeatureScore]) -> None:
+    """Make `score` available to every suite under `name` (a suite's `scores: [name]`)."""
+    if not name or "/" in name or "@" in name:
+        raise GenlabError(f"a feature score's name must be a plain word (no '/' or '@'), got {name!r}")
+    FEATURE_SCORES[name] = score
+
+
+class MeanDistance(FeatureScore):
+    """||mean(real) - mean(generated)||² of the features: the first term of the Fréchet distance alone, which
+    says how much of a distance is a shift of the mean rather than of the spread (float64 sums)."""
+
+    description = "squared Euclidean distance between the real and generated feature means (float64)"
+    higher_is_better = False
+    real_states = ("real_sum", "real_count")
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__(num_features)
+        for side in ("real", "fake"):
+            self.add_state(f"{side}_sum", torch.zeros(num_features, dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(f"{side}_count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, features: Tensor, real: bool) -> None:
+        side = "real" if real else "fake"
+        setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + features.detach().to(torch.float64).sum(0))
+        setattr(self, f"{side}_count", getattr(self, f"{side}_count") + len(features))
+
+    def compute(self) -> Tensor:
+        return (self.real_sum / self.real_count - self.fake_sum / self.fake_count).square().sum()
+
+
+register_feature_score("mean_distance", MeanDistance)

@@ -10,12 +10,14 @@ checkpoint, splits, resize path, …) and is written beside every result.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
 
 from genlab.errors import GenlabError
+from genlab.metrics.scores import FEATURE_SCORES, RealFakeMetric
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,16 @@ class SuiteResult:
 
 
 class MetricSuite(nn.Module):
-    """Base class; `name` prefixes the suite's score names (`classifier/is`, `inception/fid`)."""
+    """Base class; `name` prefixes the suite's score names (`classifier/is`, `inception/fid`).
+
+    A suite with a feature network also computes the registered feature scores its `scores` setting names
+    (`genlab.metrics.scores.register_feature_score`): `prepare_feature_scores` in `prepare`,
+    `update_feature_scores` with each batch's features, `feature_score_results` in `compute`.
+    """
 
     name: str = "suite"
+    download: bool = False  # whether `prepare` may fetch files (`genlab doctor` turns it off)
+    scores: list[str]
 
     def prepare(self, plan: EvaluationPlan) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -56,14 +65,54 @@ class MetricSuite(nn.Module):
     def reset(self, keep_real: bool = False) -> None:
         """Forget the generated side; the real side too unless `keep_real`."""
         for metric in self.metrics():
-            if hasattr(metric, "keep_real"):
+            if isinstance(metric, RealFakeMetric):
                 metric.keep_real = keep_real
             metric.reset()
 
     def metrics(self) -> list[nn.Module]:
         from torchmetrics import Metric
 
-        return [module for module in self.children() if isinstance(module, Metric)]
+        return [module for module in self.modules() if isinstance(module, Metric)]
+
+    # --- registered feature scores ------------------------------------------------------------------------
+
+    def prepare_feature_scores(self, num_features: int, plan: EvaluationPlan) -> None:
+        """The scores named in `self.scores`, on `num_features`-d features; unknown names and too few samples are
+        refused here, before training. `module:name` imports `module` first (where a score of one's own is
+        registered), so a YAML can name it."""
+        names = [register_from(entry) for entry in getattr(self, "scores", [])]
+        unknown = [name for name in names if name not in FEATURE_SCORES]
+        if unknown:
+            raise GenlabError(f"{type(self).__name__} scores {unknown} are not registered feature scores; known:"
+                              f" {sorted(FEATURE_SCORES)} (add one with genlab.metrics.register_feature_score, and"
+                              " name it module:name so genlab imports the module)")
+        self.feature_scores = nn.ModuleDict({name: FEATURE_SCORES[name](num_features) for name in names})
+        for name, score in self.feature_scores.items():
+            if min(plan.num_fake, plan.num_real) < score.minimum_per_side:
+                raise GenlabError(f"{self.name}/{name} needs at least {score.minimum_per_side} images per side, but"
+                                  f" the plan has {plan.num_fake} generated and {plan.num_real} real: use more samples")
+
+    def update_feature_scores(self, features: Tensor, real: bool) -> None:
+        for score in getattr(self, "feature_scores", {}).values():
+            score.update(features, real)
+
+    def feature_score_results(self) -> dict[str, float]:
+        return {f"{self.name}/{name}": float(score.compute())
+                for name, score in getattr(self, "feature_scores", {}).items()}
+
+    def feature_score_settings(self) -> dict[str, Any]:
+        return {name: type(score).description for name, score in getattr(self, "feature_scores", {}).items()}
+
+
+def register_from(entry: str) -> str:
+    """A `scores` entry's score name, after importing the module of a `module:name` entry (which registers it)."""
+    module, _, name = entry.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise GenlabError(f"score {entry!r}: cannot import {module} ({error}): put it on PYTHONPATH") from None
+    return name
 
     def settings(self) -> dict[str, Any]:  # pragma: no cover - interface
         raise NotImplementedError
