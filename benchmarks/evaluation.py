@@ -21,12 +21,10 @@ Prints, for the MNIST evaluation classifier (a folder such as lightning_logs/cla
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,19 +43,15 @@ from genlab.metrics.inception import INCEPTION_CLASSES
 from genlab.metrics.scores import FrechetDistance, InceptionScore, KernelDistance
 from genlab.models.base import GenerativeModule
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # throughput.py, beside this file
+from throughput import quiet
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 BATCH = 500  # GenerativeMetrics' default batch of generated images
 FULL_CLASSIFIER = 10_000  # GenerativeMetrics num_samples in the MNIST YAMLs
 FULL_INCEPTION = 3000  # dcgan_emoji.yaml: num_samples 3000, real_split train
 # dcgan_emoji.yaml's InceptionMetrics settings (besides the weights)
 EMOJI_SUITE = {"is_splits": 2, "fid_features": 2048, "kid_subsets": 100, "kid_subset_size": 1000}
-
-
-def quiet() -> None:
-    """Lightning's info lines and warnings would bury the numbers."""
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module=r"lightning(\.|$)")
 
 
 @contextmanager

@@ -11,9 +11,16 @@ Torch-free, so the readers (`genlab report`, `genlab sweep`) import it without L
         <figure folder>/*.png                 every other callback's figures (shown by the report as found)
         predictions/                          `genlab predict`
         report.html, events.out.tfevents.*
+
+One count runs through all of it: the training iterations (batches) behind the weights. During a fit it is
+`runtime.iterations_done(trainer)`; a checkpoint carries it under `ITERATIONS_KEY`; a model loaded from one (in
+`genlab test` or `predict`) holds it as `trained_iterations`; every record names it `iteration`, every file
+`iteration_NNNNNNN`. Lightning's `global_step` counts optimizer steps (two per GAN iteration) and means none of these.
 """
 
 from __future__ import annotations
+
+import math
 
 CONFIG = "config.yaml"
 CHECKPOINTS = "checkpoints"
@@ -54,3 +61,22 @@ def diverged_checkpoint(iteration: int) -> str:
 
 def grid_name(iteration: int) -> str:
     return f"iteration_{iteration:07d}.png"
+
+
+LOG_2 = math.log(2)
+# What the loss curves read when the discriminator cannot tell real from generated and outputs its best constant score,
+# for the losses chosen by name (genlab.callbacks.toy_plots.equilibrium_losses computes the same from the loss
+# object; tests/test_toy.py pins those values): the dashed lines of the report's curves.
+# (Here because it describes what a run's logged curves mean, read by the report without torch.)
+EQUILIBRIA = {
+    "non_saturating": {"loss/d": 2 * LOG_2, "loss/g": LOG_2, "d/real": 0.5, "d/fake": 0.5},
+    "minimax": {"loss/d": 2 * LOG_2, "loss/g": -LOG_2, "d/real": 0.5, "d/fake": 0.5},
+    "least_squares": {"loss/d": 0.25, "loss/g": 0.125, "d/real": 0.5, "d/fake": 0.5},
+}
+
+
+def equilibrium_lines(config: dict) -> dict[str, float]:
+    """The equilibrium value of each curve that has one, for a GAN whose config names its loss (none otherwise:
+    a loss object with its own settings, Wasserstein and hinge have no unique equilibrium)."""
+    loss = ((config or {}).get("model") or {}).get("init_args", {}).get("loss")
+    return dict(EQUILIBRIA.get(loss, {})) if isinstance(loss, str) else {}

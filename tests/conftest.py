@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import SHARED_DATASETS, write_cifar, write_tiny_emoji, write_tiny_mnist
+from genlab.errors import GenlabError
+from tests.helpers import SHARED_DATASETS, record_refusal, write_cifar, write_tiny_emoji, write_tiny_mnist
 
 
 @pytest.fixture()
@@ -60,3 +62,18 @@ def _fp32_unless_a_test_measures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     monkeypatch.setenv("GENLAB_CACHE_DIR", str(tmp_path / "genlab-cache"))
     monkeypatch.delenv("GENLAB_AUTO_PRECISION", raising=False)
     monkeypatch.setattr("genlab.precision.busy_load", lambda: None)  # the test machine's load must not decide
+
+
+@pytest.fixture(autouse=True)
+def _refusals_recorded_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With $GENLAB_REFUSALS set (benchmarks/fault_table.py sets it), every GenlabError a test provokes is written
+    there with the test's name: the table of genlab's answers to bad input is the tests' own."""
+    if not os.environ.get("GENLAB_REFUSALS"):
+        return
+    created = GenlabError.__init__
+
+    def recording(self: GenlabError, *args: object) -> None:
+        created(self, *args)
+        record_refusal(str(self))
+
+    monkeypatch.setattr(GenlabError, "__init__", recording)

@@ -3,6 +3,8 @@ of tiny runs, and small stand-ins. (Fixtures live in conftest.py; no test module
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
 from pathlib import Path
 
@@ -135,7 +137,16 @@ def error_line(capsys: pytest.CaptureFixture) -> str:
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith("genlab: error: ")
+    record_refusal(lines[0])
     return lines[0]
+
+
+def record_refusal(line: str) -> None:
+    """Append genlab's answer to bad input, with the test that provoked it, to $GENLAB_REFUSALS (when set)."""
+    if path := os.environ.get("GENLAB_REFUSALS"):
+        test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+        with open(path, "a", encoding="utf-8") as table:
+            table.write(json.dumps({"test": test, "line": line}) + "\n")
 
 
 # --- the divergence guard's tiny GAN -------------------------------------------------------------------------

@@ -354,7 +354,7 @@ def test_toy_runs_differing_only_by_seed_compare_their_toy_measures(tmp_path):
 def test_the_equilibrium_values_of_the_named_losses_match_the_losses_themselves():
     from genlab.callbacks.toy_plots import equilibrium_losses
     from genlab.losses import resolve_loss
-    from genlab.report.figures import equilibrium_lines
+    from genlab.run_layout import equilibrium_lines
 
     for name in ("non_saturating", "minimax", "least_squares"):
         lines = equilibrium_lines({"model": {"init_args": {"loss": name}}})

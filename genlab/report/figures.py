@@ -20,24 +20,6 @@ MAX_WIDTH = 960
 LOG_SCALE_SPAN = 100.0  # values spanning at least two decades are drawn on a log scale
 
 
-LOG_2 = math.log(2)
-# What the curves read when the discriminator cannot tell real from generated and outputs its best constant score,
-# for the losses chosen by name (genlab.callbacks.toy_plots.equilibrium_losses computes the same from the loss
-# object; tests/test_toy.py pins those values): the dashed lines of the report's curves.
-EQUILIBRIA = {
-    "non_saturating": {"loss/d": 2 * LOG_2, "loss/g": LOG_2, "d/real": 0.5, "d/fake": 0.5},
-    "minimax": {"loss/d": 2 * LOG_2, "loss/g": -LOG_2, "d/real": 0.5, "d/fake": 0.5},
-    "least_squares": {"loss/d": 0.25, "loss/g": 0.125, "d/real": 0.5, "d/fake": 0.5},
-}
-
-
-def equilibrium_lines(config: dict) -> dict[str, float]:
-    """The equilibrium value of each curve that has one, for a GAN whose config names its loss (none otherwise:
-    a loss object with its own settings, Wasserstein and hinge have no unique equilibrium)."""
-    loss = ((config or {}).get("model") or {}).get("init_args", {}).get("loss")
-    return dict(EQUILIBRIA.get(loss, {})) if isinstance(loss, str) else {}
-
-
 class UnreadableImage(Exception):
     """A saved image that is missing or does not decode; the page names it instead of showing it."""
 
