@@ -14,7 +14,8 @@ from genlab.nets.toy import ToyDiscriminator, ToyGenerator
 print("CPU capability", torch.backends.cpu.get_cpu_capability(), "torch", torch.__version__)
 def loop(compiled, n=3000):
     torch.manual_seed(0)
-    G, D = ToyGenerator(latent_dim=2, hidden=[16, 16], negative_slope=0.2), ToyDiscriminator(hidden=[16, 16, 2], negative_slope=0.2)
+    G, D = (ToyGenerator(latent_dim=2, hidden=[16, 16], negative_slope=0.2),
+            ToyDiscriminator(hidden=[16, 16, 2], negative_slope=0.2))
     g_opt, d_opt = torch.optim.RMSprop(G.parameters(), lr=1e-3), torch.optim.RMSprop(D.parameters(), lr=1e-3)
     g, d = (torch.compile(G), torch.compile(D)) if compiled else (G, D)
     def step():
@@ -32,4 +33,5 @@ def loop(compiled, n=3000):
     return (time.perf_counter() - t) / n, warm
 eager, _ = loop(False)
 comp, warm = loop(True)
-print(f"plain loop eager {eager*1e6:.0f} us/it, compiled networks {comp*1e6:.0f} us/it ({eager/comp:.2f}x), compile+warm-up {warm:.1f} s")
+print(f"plain loop eager {eager*1e6:.0f} us/it, compiled networks {comp*1e6:.0f} us/it ({eager/comp:.2f}x),"
+      f" compile+warm-up {warm:.1f} s")

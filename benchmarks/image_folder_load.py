@@ -47,7 +47,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=5000, help="synthetic images (default 5000)")
     parser.add_argument("--image-size", type=int, default=32)
     args = parser.parse_args()
-    print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores,"
+          f" torch {torch.__version__}")
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["GENLAB_CACHE_DIR"] = str(Path(scratch) / "cache")
         folder = args.folder or synthetic_folder(Path(scratch) / "images", args.count, (256, 192))

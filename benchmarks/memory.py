@@ -4,8 +4,8 @@
     python benchmarks/memory.py --config experiments/dcgan_emoji.yaml --iterations 20000 --args --evaluate=false
 
 Prints the resident set size (RSS) and the run folder's size on disk after each tenth of the run, and the RSS
-growth between the first tenth (once everything is allocated and warm) and the end. A leak — tensors kept in logs or callbacks — shows as steady
-growth; a flat run grows by a few MB at most (allocator noise, TensorBoard buffers).
+growth between the first tenth (once everything is allocated and warm) and the end. A leak — tensors kept in logs or
+callbacks — shows as steady growth; a flat run grows by a few MB at most (allocator noise, TensorBoard buffers).
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def main() -> None:
         disk = folder_mb(Path(folder))
 
     total = samples[-1][0]
-    print(f"{options.iterations} iterations of {Path(options.config).name} in {total:.0f} s; RSS (MB) by tenth of the run:")
+    print(f"{options.iterations} iterations of {Path(options.config).name} in {total:.0f} s;"
+          " RSS (MB) by tenth of the run:")
     indices = [min(range(len(samples)), key=lambda i: abs(samples[i][0] - total * k / 10)) for k in range(1, 11)]
     marks = [samples[i] for i in indices]
     print("  " + "  ".join(f"{10 * k}%: {rss:.0f}" for k, (_, rss) in enumerate(marks, 1)))

@@ -5,7 +5,8 @@
     python benchmarks/reference_loop.py dcgan --seeds 0 --epochs 5 \
         --genlab-classifier lightning_logs/classifier_mnist_reference   # the DCGAN's own loop, its IS on cell [28]
     python benchmarks/reference_loop.py score --genlab-vae lightning_logs/vae_mnist/version_0 \
-        --genlab-classifier lightning_logs/classifier_mnist_reference --genlab-classifier lightning_logs/classifier_mnist
+        --genlab-classifier lightning_logs/classifier_mnist_reference \
+        --genlab-classifier lightning_logs/classifier_mnist
 
 `train` runs the code of reference/001 cells [247]-[256] as written there (MLP VAE with z = 20, encoder fed
 2x - 1, BCE + KL, Adam 1e-3, batch 128, 20 epochs; MLP classifier 784-512-512-10 with F.dropout, RMSprop 1e-3
@@ -34,7 +35,8 @@ Z_DIM = 20
 class Encoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.fc1, self.fc2, self.fc3, self.fc4 = nn.Linear(784, 512), nn.Linear(512, 256), nn.Linear(256, 128), nn.Linear(128, 2 * Z_DIM)
+        self.fc1, self.fc2, self.fc3, self.fc4 = (nn.Linear(784, 512), nn.Linear(512, 256), nn.Linear(256, 128),
+                                                  nn.Linear(128, 2 * Z_DIM))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.fc4(F.relu(self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))))
@@ -44,7 +46,8 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.fc1, self.fc2, self.fc3, self.fc4 = nn.Linear(Z_DIM, 400), nn.Linear(400, 600), nn.Linear(600, 800), nn.Linear(800, 784)
+        self.fc1, self.fc2, self.fc3, self.fc4 = (nn.Linear(Z_DIM, 400), nn.Linear(400, 600), nn.Linear(600, 800),
+                                                  nn.Linear(800, 784))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.fc4(F.relu(self.fc3(F.relu(self.fc2(F.relu(self.fc1(z)))))))
@@ -94,8 +97,8 @@ def train(seed: int, out: Path, epochs: int) -> None:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        print(f"seed {seed} VAE epoch {epoch + 1}/{epochs}: batch loss {loss.item():.2f} ({time.perf_counter() - start:.0f} s)",
-              flush=True)
+        print(f"seed {seed} VAE epoch {epoch + 1}/{epochs}: batch loss {loss.item():.2f}"
+              f" ({time.perf_counter() - start:.0f} s)", flush=True)
     classifier = MLPClassifier()
     optimizer = torch.optim.RMSprop(classifier.parameters(), lr=1e-3, alpha=0.9)
     for epoch in range(epochs):
@@ -109,7 +112,8 @@ def train(seed: int, out: Path, epochs: int) -> None:
     classifier.eval()
     with torch.no_grad():
         accuracy = float((classifier(test_images).argmax(1) == test_labels).float().mean())
-    print(f"seed {seed} classifier: test accuracy {accuracy:.4f} with the notebook's evaluation-time dropout", flush=True)
+    print(f"seed {seed} classifier: test accuracy {accuracy:.4f} with the notebook's evaluation-time dropout",
+          flush=True)
     out.mkdir(parents=True, exist_ok=True)
     torch.save({"decoder": decoder.state_dict(), "classifier": classifier.state_dict()}, out / f"seed{seed}.pt")
 
@@ -204,7 +208,8 @@ def train_dcgan(seed: int, out: Path, epochs: int, classifiers: list[Path]) -> N
     from genlab.nets import InfoGANDiscriminator, InfoGANGenerator
 
     torch.manual_seed(seed)
-    generator, discriminator = InfoGANGenerator(latent_dim=10, xavier_init=False), InfoGANDiscriminator(xavier_init=False)
+    generator, discriminator = (InfoGANGenerator(latent_dim=10, xavier_init=False),
+                                InfoGANDiscriminator(xavier_init=False))
     d_solver = torch.optim.Adam(discriminator.parameters(), lr=1e-3, betas=(0.5, 0.4999))
     g_solver = torch.optim.Adam(generator.parameters(), lr=1e-3, betas=(0.5, 0.4999))
     images, _ = mnist("train")
@@ -238,10 +243,12 @@ def train_dcgan(seed: int, out: Path, epochs: int, classifiers: list[Path]) -> N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["train", "score", "gan", "dcgan"])
-    parser.add_argument("--out", default="reference_loop", help="where the loop's weights go (default: reference_loop/)")
+    parser.add_argument("--out", default="reference_loop",
+                        help="where the loop's weights go (default: reference_loop/)")
     parser.add_argument("--seeds", default="0", help="train: comma-separated seeds")
     parser.add_argument("--epochs", type=int, default=20, help="train: epochs of each part (the notebook: 20)")
-    parser.add_argument("--genlab-vae", action="append", default=[], type=Path, help="score: a genlab vae_mnist run folder")
+    parser.add_argument("--genlab-vae", action="append", default=[], type=Path,
+                        help="score: a genlab vae_mnist run folder")
     parser.add_argument("--genlab-classifier", action="append", default=[], type=Path,
                         help="score, dcgan: a genlab classifier run or experiment folder")
     parser.add_argument("--samples", default="10000,100000", help="score: sample counts (the notebook: 100000)")

@@ -5,12 +5,12 @@
     python benchmarks/report_size.py --grids 400 --iterations 50000 --keep /tmp/big-run
 
 Fabricates a run folder without training: config.yaml, one event file with 8 scalars logged every `--log-every`
-iterations (50, as every experiment YAML has it) plus the grids as TensorBoard images (SampleGrid logs each), `samples/iteration_*.png` (64 noisy 28x28 tiles each: they compress
-badly, the worst case for size), a metrics.jsonl record every 1,000 iterations, interpolation and label-histogram
-figures, a checkpoint. Then times `genlab.report.write_report` (the libraries imported beforehand, as in a
-`genlab report` process after its start-up) and prints the time, the page's size, and whether both are within
-the budget (10 s, 5 MB; the exit status is 1 when one is not), then the time of the whole `genlab report`
-command, Python's start-up and imports included.
+iterations (50, as every experiment YAML has it) plus the grids as TensorBoard images (SampleGrid logs each),
+`samples/iteration_*.png` (64 noisy 28x28 tiles each: they compress badly, the worst case for size), a metrics.jsonl
+record every 1,000 iterations, interpolation and label-histogram figures, a checkpoint. Then times
+`genlab.report.write_report` (the libraries imported beforehand, as in a `genlab report` process after its start-up)
+and prints the time, the page's size, and whether both are within the budget (10 s, 5 MB; the exit status is 1 when
+one is not), then the time of the whole `genlab report` command, Python's start-up and imports included.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def write_files(folder: Path, iterations: int, count: int, rng: np.random.Genera
         Image.fromarray(picture).save(folder / "samples" / f"iteration_{step:07d}.png")
         grids.append((step, picture))
     for kind, names in (("interpolation", ["same_class", "different_classes"]),
-                        ("metrics", [f"label_histogram-fit-iteration_{s:07d}" for s in range(1000, iterations + 1, 1000)])):
+                        ("metrics", [f"label_histogram-fit-iteration_{s:07d}"
+                                     for s in range(1000, iterations + 1, 1000)])):
         (folder / kind).mkdir()
         for name in names:
             Image.fromarray(rng.integers(0, 256, (300, 600, 3), dtype=np.uint8)).save(folder / kind / f"{name}.png")
@@ -78,7 +79,8 @@ def write_records(folder: Path, iterations: int) -> None:
                 "real_values": {"split": "train", "count": 10000, "scores": {"classifier/is": 9.8}},
                 "settings": {"classifier": {"network": "ConvClassifier", "splits": 10}},
                 "sampling": {"seed": 0, "batch_size": 500, "device": "cpu"},
-                "label_histogram": {"generated": list(range(10)), "real": list(range(10))}}) + "\n" for iteration in range(1000, iterations + 1, 1000))
+                "label_histogram": {"generated": list(range(10)), "real": list(range(10))}}) + "\n"
+            for iteration in range(1000, iterations + 1, 1000))
 
 
 def fabricate(folder: Path, iterations: int, grids: int, every: int, seed: int = 0) -> Path:

@@ -8,7 +8,8 @@ Resumable: a run whose fit finished is not trained again, a run that was killed 
 `--ckpt_path last`, a run already tested is not tested again. Every run lives in
 `<runs>/lightning_logs/<experiment>-seed<k>/`; `<runs>/results/<experiment>-seed<k>.json` marks it done, and its copy
 in `docs/results/` (committed) holds what the table needs (the test record with its whole protocol, wall time,
-iterations): the table is written from `docs/results/`, so rows run on other days or machines stay. Classifiers are trained first, since the
+iterations): the table is written from `docs/results/`, so rows run on other days or machines stay. Classifiers
+are trained first, since the
 generators' scores need them. Inception scores are computed only where the official weights file is present
 (checked by SHA-256); otherwise the row says "weights not available" and dcgan_emoji trains without them.
 """
@@ -69,14 +70,15 @@ CNN_SCORES = ("classifier/is", "classifier/fd", "classifier/label_tv")
 SMALL_DATA_OBSERVED = {  # seed 0's final grids, looked at side by side: (the grid's SHA-256 prefix, what was seen)
     (1000, False): ("7249f82f6e53", ("Garments of a few kinds - mostly tops and pullovers, some sneakers and boots - in"
                     " a grainy, speckled texture, several tiles near-copies of one another.")),
-    (1000, True): ("49ca8b706007", ("Cleaner silhouettes of more kinds - trousers, dresses, bags, sandals and boots beside"
-                   " the tops - with smooth shading; a few tiles are over-bright white shapes.")),
+    (1000, True): ("49ca8b706007", ("Cleaner silhouettes of more kinds - trousers, dresses, bags, sandals and boots"
+                   " beside the tops - with smooth shading; a few tiles are over-bright white shapes.")),
     (5000, False): ("95d04cae71cf", ("Many tops and pullovers with a fine speckled texture, some sneakers and trousers;"
                     " varied but noisy.")),
     (5000, True): ("9dad3b70cc8f", ("Smoother garments of every kind; a handful of tiles are saturated white blobs or"
                    " fragments.")),
 }
-SMALL_DATA_SCORES = ("classifier/fd", "classifier/precision", "classifier/recall", "classifier/is", "classifier/label_tv")
+SMALL_DATA_SCORES = ("classifier/fd", "classifier/precision", "classifier/recall", "classifier/is",
+                     "classifier/label_tv")
 EMA = ("--model.init_args.ema_decay=0.999",)
 BF16 = ("--trainer.precision=bf16-mixed",)
 FP32 = "32-true"  # the precision of a row that names none (genlab's automatic choice depends on the machine)
@@ -147,8 +149,9 @@ ROWS = [
                  " longer training closes the gap was not measured.",
         observed_grid="0d87f2ff9921"),
     Row("wgan_fashion", headline=CNN_SCORES, needs=FASHION,
-        observed="After 20 epochs (17,180 critic steps with weight clipping, 3,436 generator steps, fp32): soft, blurred"
-                 " garment silhouettes - pullovers and shirts most, some trousers, sneakers, boots and bags - without"
+        observed="After 20 epochs (17,180 critic steps with weight clipping, 3,436 generator steps, fp32): soft,"
+                 " blurred garment silhouettes - pullovers and shirts most, some trousers, sneakers, boots and bags -"
+                 " without"
                  " texture, with ghostly grey halos; classes vary but each is drawn in few ways (the"
                  " recall in the record), as clipping trains slowly.",
         observed_grid="86aceca206f2"),
@@ -165,8 +168,9 @@ ROWS = [
         observed_grid="1d0deeffae56"),
     Row("cgan_fashion", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=FASHION,
         observed="One row per requested class (T-shirt, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag,"
-                 " ankle boot down the rows): trousers, dresses, sneakers and boots are clear silhouettes; the upper-body"
-                 " rows (T-shirt, pullover, coat, shirt) draw similar long-sleeved shapes, which the per-class label"
+                 " ankle boot down the rows): trousers, dresses, sneakers and boots are clear silhouettes; the"
+                 " upper-body rows (T-shirt, pullover, coat, shirt) draw similar long-sleeved shapes, which the"
+                 " per-class label"
                  " accuracy in the record shows (pullover, coat and T-shirt lowest); sandals are noisy fragments;"
                  " every tile carries the MLP generator's speckle, and within a row the tiles vary little.",
         observed_grid="b54c2f6f5c2a"),
@@ -179,8 +183,9 @@ ROWS = [
     Row("dcgan_mnist_ema", experiment="dcgan_mnist", seeds=(0, 1, 2), arguments=EMA, headline=EMA_SCORES, needs=MNIST,
         fit_arguments=BF16,
         reference="(genlab's generator EMA, issue 16)",
-        protocol="dcgan_mnist with an EMA of the generator (decay 0.999, 1,000 warm-up iterations), in genlab's automatic"
-                 " precision (bf16-mixed and channels-last on an AVX-512-BF16 CPU): the raw generator trains as"
+        protocol="dcgan_mnist with an EMA of the generator (decay 0.999, 1,000 warm-up iterations), in genlab's"
+                 " automatic precision (bf16-mixed and channels-last on an AVX-512-BF16 CPU): the raw generator"
+                 " trains as"
                  " dcgan_mnist would in that precision (its scores are the fast path's, to set beside dcgan_mnist's"
                  " fp32 seeds), `@ema` scores the average in the same evaluation",
         observed="Raw generator (first grid) and its average (second), seed 0, same noise: the same clean digits tile"
@@ -221,7 +226,8 @@ ROWS = [
         protocol="vae_mnist trained in bf16-mixed (scored in fp32): compare with vae_mnist's fp32 seeds; genlab keeps"
                  " the VAE in fp32 unless asked",
         observed="The grids look like the fp32 runs' (smooth, slightly blurred digits of every class); the"
-                 " comparison below gives the scores, and decides whether the VAE's fp32 default holds. (Speed: benchmarks/throughput.py measures fp32 and bf16 side by side; the wall times"
+                 " comparison below gives the scores, and decides whether the VAE's fp32 default holds. (Speed:"
+                 " benchmarks/throughput.py measures fp32 and bf16 side by side; the wall times"
                  " of these rows come from different days and loads.)",
         observed_grid="8f839f3cc1ad"),
     Row("vae_conv_mnist", needs=MNIST,
@@ -296,7 +302,8 @@ class Reproduction:
         pins = self.pinned_classifiers(row)  # before anything slow runs
         overlays = [f"--config={REPO / 'experiments' / 'overlays' / name}.yaml" for name in row.overlays]
         config = ["--config", str(REPO / "experiments" / f"{row.yaml}.yaml"), *overlays, *row.arguments,
-                  f"--seed_everything={seed}", f"--trainer.logger.init_args.name={label}", "--trainer.enable_progress_bar=false",
+                  f"--seed_everything={seed}", f"--trainer.logger.init_args.name={label}",
+                  "--trainer.enable_progress_bar=false",
                   *([] if evaluate else ["--evaluate=false"])]
         training = list(row.fit_arguments)
         if self.precision and row.needs:  # generators only: the classifiers that score them stay fp32
@@ -345,7 +352,8 @@ class Reproduction:
         result = json.dumps({
             "experiment": row.name, "yaml": row.yaml, "overlays": list(row.overlays),
             "arguments": list(row.arguments),
-            "fit_arguments": list(row.fit_arguments), "seed": seed, "iterations": iterations, "fit_seconds": fit["seconds"],
+            "fit_arguments": list(row.fit_arguments), "seed": seed, "iterations": iterations,
+            "fit_seconds": fit["seconds"],
             "genlab_commit": "/".join(dict.fromkeys(fit.get("commits", []))) or source_version(),
             "scores": scores, "record": record, "evaluated": evaluate, "trained_in_precision": trained_in,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
@@ -386,7 +394,8 @@ def known_classifiers(docs: Path) -> dict[str, str]:
     for path in sorted(docs.glob("classifier_*-seed*.json")):
         entry = json.loads(path.read_text())
         if entry.get("checkpoint_sha256"):
-            known[entry["checkpoint_sha256"]] = f"{entry['experiment']} (test acc {entry['scores'].get('test/acc', 0):.4f})"
+            accuracy = entry["scores"].get("test/acc", 0)
+            known[entry["checkpoint_sha256"]] = f"{entry['experiment']} (test acc {accuracy:.4f})"
     return known
 
 
@@ -529,7 +538,8 @@ def write_table(output: Path, docs: Path, inception: bool) -> None:
     entries = [json.loads(path.read_text()) for path in docs.glob("*.json")]
     capability = sorted({entry.get("cpu_capability") or "?" for entry in entries})
     commits = sorted({entry.get("genlab_commit") or "?" for entry in entries})
-    lines += ["", (f"Measured on CPUs with capability {', '.join(capability)} (torch.backends.cpu.get_cpu_capability()),"
+    lines += ["", (f"Measured on CPUs with capability {', '.join(capability)}"
+                   " (torch.backends.cpu.get_cpu_capability()),"
               f" genlab commit {', '.join(commits)}."), ""]
     partial = output.with_suffix(".md.partial")
     partial.write_text("\n".join(lines))
@@ -538,7 +548,8 @@ def write_table(output: Path, docs: Path, inception: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiments", help="comma-separated experiment names, run in this order (default: every row)")
+    parser.add_argument("--experiments",
+                        help="comma-separated experiment names, run in this order (default: every row)")
     parser.add_argument("--runs", default="reproduction", help="folder for runs and results (default: reproduction/)")
     parser.add_argument("--output", default=str(REPO / "RESULTS.md"))
     parser.add_argument("--docs", default=str(REPO / "docs" / "results"), help="where final grids and records go")
@@ -546,7 +557,8 @@ def main() -> None:
     parser.add_argument("--precision", help="training precision of every generative model, e.g. 32-true or bf16-mixed"
                         " (default: each row's own, 32-true where a row names none; classifiers always 32-true)")
     parser.add_argument("--set", action="append", default=[], metavar="ARG",
-                        help="an extra genlab argument for every run (e.g. --set=--trainer.max_epochs=1 for a smoke run)")
+                        help="an extra genlab argument for every run"
+                             " (e.g. --set=--trainer.max_epochs=1 for a smoke run)")
     args = parser.parse_args()
     runs, docs, output = Path(args.runs).resolve(), Path(args.docs).resolve(), Path(args.output).resolve()
     inception = official_inception_weights()

@@ -4,7 +4,7 @@ writes for them, digit for digit).
 
     python benchmarks/same_weights.py --against 5f155a3
     python benchmarks/same_weights.py --against 5f155a3 --experiments dcgan_mnist --steps 60 \
-        --classifiers /path/to/lightning_logs          # a folder holding classifier_mnist/ and classifier_mnist_reference/
+        --classifiers /path/to/lightning_logs  # a folder holding classifier_mnist/ and classifier_mnist_reference/
 
 Each side runs in fp32 and contiguous memory (the automatic precision and layout depend on the machine's load) with
 seed 0, in a temporary folder; the other commit is checked out into a temporary git worktree, removed afterwards.
@@ -42,8 +42,8 @@ def train_and_score(tree: Path, runs: Path, experiment: str, steps: int, classif
         for folder in classifiers.iterdir():
             (runs / "lightning_logs" / folder.name).symlink_to(folder.resolve())
     config = ["--config", str(tree / "experiments" / f"{experiment}.yaml"), "--seed_everything=0",
-              "--trainer.precision=32-true", "--memory_format=contiguous", f"--trainer.logger.init_args.name={experiment}",
-              "--trainer.enable_progress_bar=false"]
+              "--trainer.precision=32-true", "--memory_format=contiguous",
+              f"--trainer.logger.init_args.name={experiment}", "--trainer.enable_progress_bar=false"]
     genlab(tree, runs, "fit", *config, f"--trainer.max_steps={steps}", "--evaluate=false")
     checkpoint = runs / "lightning_logs" / experiment / "version_0" / "checkpoints" / "last.ckpt"
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]

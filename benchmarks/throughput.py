@@ -363,7 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     bf16 = bf16_peak(fp32)
     print(f"machine: {torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()},"
           f" oneDNN bf16 {'supported' if bf16_native else 'not supported'}")
-    restricted = {name: os.environ[name] for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if name in os.environ}
+    restricted = {name: os.environ[name] for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+                  if name in os.environ}
     if restricted:  # e.g. an AVX-512 CPU made to run the AVX2 kernels, to measure that path without such a CPU
         print("kernels restricted by " + ", ".join(f"{name}={value}" for name, value in restricted.items()))
     print(f"matmul peak: fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s")

@@ -301,7 +301,8 @@ class GenlabCLI(CLIHooks):
             check_checkpoint_file(Path(config.ckpt_path))
         checkpoint = Path(config.ckpt_path)
         run = checkpoint.parent.parent
-        if self.subcommand == "fit" and checkpoint.parent.name == "checkpoints" and run.parent.resolve() == experiment_dir.resolve():
+        if (self.subcommand == "fit" and checkpoint.parent.name == "checkpoints"
+                and run.parent.resolve() == experiment_dir.resolve()):
             logger.init_args.version = version_number(run) if version_number(run) >= 0 else run.name
         elif claims:  # a test, a predict, or a fit starting from other weights
             logger.init_args.version = RunClaim.claim(experiment_dir)

@@ -29,7 +29,8 @@ from typing_extensions import Self
 from genlab.runtime import HOST_READ_OP
 
 HOST_COPIES = {torch.Tensor.tolist, torch.Tensor.numpy, torch.Tensor.cpu}
-WRAPPERS = ("genlab/host_syncs.py", "/torch/utils/", "/torch/_dynamo/", "/torch/_compile.py")  # frames that only pass through
+# frames that only pass through
+WRAPPERS = ("genlab/host_syncs.py", "/torch/utils/", "/torch/_dynamo/", "/torch/_compile.py")
 
 
 class _ScalarReads(TorchDispatchMode):

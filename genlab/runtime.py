@@ -295,7 +295,8 @@ def summarize_parser_error(message: str) -> str:
             owner = match[1]
         elif line and not line.startswith(_PARSER_NOISE) and detail is None:
             detail = line
-    choices = next((match[1] for line in lines if (match := re.match(r"Expected a typing\.Literal\[(.*)\]", line))), None)
+    choices = next((match[1] for line in lines if (match := re.match(r"Expected a typing\.Literal\[(.*)\]", line))),
+                   None)
     given = next((match[1] for line in lines if (match := re.match(r"Given value: (?!NestedArg)(.*)", line))), None)
     if choices and given is not None:  # a name outside a Literal (e.g. a loss name): say the names
         detail = f"{given!r} is not one of {choices}"

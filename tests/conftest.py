@@ -58,7 +58,8 @@ def _fp32_unless_a_test_measures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     so its probe reports every path equally fast (fp32, contiguous wins) unless a test (tests/test_precision.py)
     replaces it, and its cache of measurements lives in the test's own folder."""
     monkeypatch.setattr("genlab.precision.measure_paths", lambda model, batch_size, bf16: {
-        f"{precision} {layout}": 1.0 for precision in ("32-true", "bf16-mixed") for layout in ("contiguous", "channels_last")})
+        f"{precision} {layout}": 1.0
+        for precision in ("32-true", "bf16-mixed") for layout in ("contiguous", "channels_last")})
     monkeypatch.setenv("GENLAB_CACHE_DIR", str(tmp_path / "genlab-cache"))
     monkeypatch.delenv("GENLAB_AUTO_PRECISION", raising=False)
     monkeypatch.setattr("genlab.precision.busy_load", lambda: None)  # the test machine's load must not decide

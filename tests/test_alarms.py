@@ -164,8 +164,9 @@ def test_a_saturated_discriminator_in_a_real_fit_trips_the_stalled_loss_alarm_an
     from genlab.nets.mlp import MLPDiscriminator
 
     # a critic that answers 20 whatever it sees (its weights still in the graph): the minimax loss/d freezes
-    monkeypatch.setattr(MLPDiscriminator, "forward",
-                        lambda self, x, labels=None: 20.0 + 0.0 * sum(p.sum() for p in self.parameters()) * x[:, :1, 0, 0])
+    monkeypatch.setattr(
+        MLPDiscriminator, "forward",
+        lambda self, x, labels=None: 20.0 + 0.0 * sum(p.sum() for p in self.parameters()) * x[:, :1, 0, 0])
     config = tmp_path / "stall.yaml"
     config.write_text("trainer:\n  callbacks:\n    - class_path: genlab.callbacks.StalledLossAlarm\n"
                       "      init_args: {loss: loss/d, window: 10, tolerance: 1.0e-6, stop: true}\n")

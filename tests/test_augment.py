@@ -115,7 +115,8 @@ def test_a_bad_policy_is_one_line_naming_the_families(policy, message):
 
 
 def test_no_policy_means_no_augmentation():
-    assert parse_policy("") == () and parse_policy(None) == () and parse_policy(" color , cutout ") == ("color", "cutout")
+    assert (parse_policy("") == () and parse_policy(None) == ()
+            and parse_policy(" color , cutout ") == ("color", "cutout"))
 
 
 def test_a_gan_of_points_refuses_augmentation_in_one_line():

@@ -218,7 +218,8 @@ def test_a_resume_with_a_changed_learning_rate_trains_with_it_and_says_so(run_cl
     run_cli("fit", *common, "--trainer.max_epochs=2", "--ckpt_path=last",
             "--model.init_args.generator_optimizer.init_args.lr=0.5")
     changed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("genlab: resumed with model")]
-    assert changed == ["genlab: resumed with model.generator_optimizer lr = 0.5 as configured; the checkpoint had 0.001"]
+    assert changed == [("genlab: resumed with model.generator_optimizer lr = 0.5 as configured;"
+                        " the checkpoint had 0.001")]
     state = load_checkpoint(tmp_path / "lightning_logs" / "changed" / "version_0" / "checkpoints" / "last.ckpt")
     discriminator, generator = state["optimizer_states"]
     assert generator["param_groups"][0]["lr"] == 0.5 and discriminator["param_groups"][0]["lr"] == 0.001

@@ -245,7 +245,8 @@ def test_a_labelled_folder_trains_its_classifier_and_a_conditional_gan_scored_pe
             "--model.init_args.discriminator.init_args.base_channels=8", "--trainer.max_steps=4")
     record = json.loads((tmp_path / "lightning_logs" / "cgan_folder" / "version_0" / "metrics.jsonl")
                         .read_text().splitlines()[-1])
-    assert {"classifier/label_accuracy", "classifier/label_accuracy_worst_class", "classifier/fd"} <= set(record["scores"])
+    assert ({"classifier/label_accuracy", "classifier/label_accuracy_worst_class", "classifier/fd"}
+            <= set(record["scores"]))
     assert record["data"]["class_names"] == ["cats", "dogs"] and record["data"]["train"] == 36  # 40 - 4 held out
     assert record["data"]["skipped_files"] == 0 and record["data"]["data_module"] == "ImageFolderDataModule"
 

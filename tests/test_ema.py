@@ -79,7 +79,8 @@ def test_the_average_does_not_change_training_and_resumes_exactly(run_cli, tiny_
     run_cli("fit", *common, *EMA, "--trainer.logger.init_args.name=resumed", "--trainer.max_epochs=2",
             "--ckpt_path=last")
     plain, straight, resumed = (load_checkpoint(tmp_path / "lightning_logs" / name / "version_0" / "checkpoints"
-                                                / "last.ckpt")["state_dict"] for name in ("plain", "straight", "resumed"))
+                                                / "last.ckpt")["state_dict"]
+                                for name in ("plain", "straight", "resumed"))
     averaged = [key for key in straight if key.startswith("generator_average.")]
     assert averaged and straight.keys() == resumed.keys() == set(plain) | set(averaged)
     for key in plain:  # the same training with and without the average
@@ -142,7 +143,8 @@ def test_sample_grids_show_the_average_beside_the_generator_from_the_same_noise(
     raw = sorted(p.name for p in (run / "samples").glob("iteration_*.png"))
     assert raw == ["iteration_0000005.png", "iteration_0000010.png"]
     assert sorted(p.name for p in (run / "samples" / "ema").glob("*.png")) == raw
-    model = GenlabCLI(args=[*TINY_GAN, *LAGGING, f"--data.data_dir={tiny_data}", "--trainer.logger=false"], run=False).model
+    model = GenlabCLI(args=[*TINY_GAN, *LAGGING, f"--data.data_dir={tiny_data}", "--trainer.logger=false"],
+                      run=False).model
     model.load_state_dict(load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"])
     grid = SampleGrid(every_n_iterations=5)
     with model.sampler("ema"):

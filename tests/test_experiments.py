@@ -13,8 +13,8 @@ def test_there_are_experiments():
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_experiment_runs_one_batch(config, run_cli, tiny_data):
-    run_cli("fit", "--config", str(config), *tiny_data_arguments(config, tiny_data), "--data.batch_size=8", "--trainer.fast_dev_run=true",
-            "--trainer.enable_progress_bar=false")
+    run_cli("fit", "--config", str(config), *tiny_data_arguments(config, tiny_data), "--data.batch_size=8",
+            "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false")
 
 
 @pytest.mark.parametrize("base", ["dcgan_fashion_small", "dcgan_emoji"])

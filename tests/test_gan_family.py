@@ -92,7 +92,8 @@ def _sgd(lr: float):
 def _fit(model: GAN, samples: Tensor, labels: Tensor, batch_size: int, iterations: int) -> L.Trainer:
     trainer = L.Trainer(
         max_steps=-1, max_epochs=1, limit_train_batches=iterations, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, accelerator="cpu", log_every_n_steps=1,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, accelerator="cpu",
+        log_every_n_steps=1,
     )
     trainer.fit(model, DataLoader(TensorDataset(samples, labels), batch_size=batch_size))
     return trainer
@@ -131,8 +132,8 @@ def test_penalty_of_a_quadratic_critic_follows_the_interpolates_and_the_labels()
 
 def test_a_batchnorm_critic_is_refused_with_a_gradient_penalty():
     with pytest.raises(GenlabError, match="gradient_penalty needs a critic without BatchNorm.*DCGANDiscriminator"):
-        GAN(DCGANGenerator(latent_dim=8, base_channels=4, image_size=16), DCGANDiscriminator(base_channels=4, image_size=16),
-            loss="wasserstein", gradient_penalty=10.0)
+        GAN(DCGANGenerator(latent_dim=8, base_channels=4, image_size=16),
+            DCGANDiscriminator(base_channels=4, image_size=16), loss="wasserstein", gradient_penalty=10.0)
 
 
 # --- weight clipping ----------------------------------------------------------------------------------------
@@ -279,7 +280,8 @@ def test_experiment_runs_and_logs_the_mode_collapse_signals(config, tiny_data, t
     if "inputs" in expect:
         first = [next(m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
                  for net in (model.generator, model.discriminator)]
-        assert (first[0].in_features, getattr(first[1], "in_features", None) or first[1].in_channels) == expect["inputs"]
+        assert ((first[0].in_features, getattr(first[1], "in_features", None) or first[1].in_channels)
+                == expect["inputs"])
     if "generator_scale" in expect:  # the reference's Algorithm 1: E[(D(G(z)) - 1)²], no ½
         scores = torch.tensor([0.0, 0.5, 2.0])
         assert model.loss.generator(scores).item() == pytest.approx(((scores - 1) ** 2).mean().item())
@@ -377,7 +379,8 @@ def test_without_npm_the_error_says_where_to_put_the_pngs(tmp_path, monkeypatch)
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     root = tmp_path / "data"
-    with pytest.raises(GenlabError, match=r"holds no PNGs and npm is not on PATH to fetch them: put the EmojiOne") as error:
+    with pytest.raises(GenlabError,
+                       match=r"holds no PNGs and npm is not on PATH to fetch them: put the EmojiOne") as error:
         EmojiDataModule(data_dir=str(root)).prepare_data()
     assert "\n" not in str(error.value) and str((root / "EmojiOne" / "png" / "32").resolve()) in str(error.value)
 

@@ -124,7 +124,8 @@ def test_frechet_distance_equals_the_closed_form_for_known_gaussians():
     # diagonal covariances: |mu1 - mu2|^2 + sum(s1 + s2 - 2 sqrt(s1 s2))
     expected = float((mu1 - mu2).square().sum() + (var1 + var2 - 2 * (var1 * var2).sqrt()).sum())
     assert frechet_distance(mu1, torch.diag(var1), mu2, torch.diag(var2)) == pytest.approx(expected, rel=1e-10)
-    rotation = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64))[0]  # basis-free
+    # basis-free
+    rotation = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64))[0]
     rotated = frechet_distance(rotation @ mu1, rotation @ torch.diag(var1) @ rotation.T,
                                rotation @ mu2, rotation @ torch.diag(var2) @ rotation.T)
     assert rotated == pytest.approx(expected, rel=1e-8)
@@ -283,10 +284,12 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
     run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={mnist_400}")
     metrics_config = tmp_path / "metrics.yaml"
     metrics_config.write_text(METRICS_YAML)
-    run_cli("fit", *SCORED_TINY_GAN, "--config", str(metrics_config), f"--data.data_dir={mnist_400}", "--trainer.max_epochs=2")
+    run_cli("fit", *SCORED_TINY_GAN, "--config", str(metrics_config), f"--data.data_dir={mnist_400}",
+            "--trainer.max_epochs=2")
     run = tmp_path / "lightning_logs" / "gan_mnist" / "version_0"
     fit_records = _records(run)
-    assert [(r["stage"], r["epoch"], r["iteration"]) for r in fit_records] == [("fit", 0, 10), ("fit", 1, 20)]  # 300 images, batches of 32, the last kept
+    # 300 images, batches of 32, the last kept
+    assert [(r["stage"], r["epoch"], r["iteration"]) for r in fit_records] == [("fit", 0, 10), ("fit", 1, 20)]
     for record in fit_records:
         scores = record["scores"]
         assert 1.0 <= scores["classifier/is"] <= 10.0 and scores["classifier/fd"] >= 0
@@ -316,7 +319,8 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
     assert settings["splits"] == 10 and settings["split_seed"] == 2020 and settings["epsilon"] == 0.0
 
     capsys.readouterr()
-    run_cli("test", *SCORED_TINY_GAN, "--config", str(metrics_config), f"--data.data_dir={mnist_400}", "--ckpt_path=last")
+    run_cli("test", *SCORED_TINY_GAN, "--config", str(metrics_config), f"--data.data_dir={mnist_400}",
+            "--ckpt_path=last")
     printed = capsys.readouterr().out
     test_runs = sorted((tmp_path / "lightning_logs" / "gan_mnist").glob("version_*"))
     test_record = _records(test_runs[-1])[-1]
@@ -415,11 +419,12 @@ def test_under_ddp_every_process_evaluates_with_the_batchnorm_statistics_the_che
 
     run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={mnist_400}")
     metrics_config = tmp_path / "metrics.yaml"
-    metrics_config.write_text(METRICS_YAML.replace("every_n_epochs: 1", "every_n_epochs: 1\n        samplers: [running]"))
+    metrics_config.write_text(METRICS_YAML.replace("every_n_epochs: 1",
+                                                   "every_n_epochs: 1\n        samplers: [running]"))
     command = [sys.executable, "-m", "genlab.cli", "fit", "--config", str(EXPERIMENTS / "dcgan_mnist.yaml"),
                "--config", str(metrics_config), "--trainer.callbacks+=tests.pause.SaveAveragePerRank",
-               f"--trainer.callbacks.folder={tmp_path}", f"--data.data_dir={mnist_400}", "--data.init_args.batch_size=32",
-               "--data.init_args.val_size=100",
+               f"--trainer.callbacks.folder={tmp_path}", f"--data.data_dir={mnist_400}",
+               "--data.init_args.batch_size=32", "--data.init_args.val_size=100",
                "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--trainer.strategy=ddp",
                "--trainer.devices=2", "--trainer.accelerator=cpu"]
     done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
@@ -440,7 +445,8 @@ def test_a_second_sampler_is_scored_in_the_same_evaluation_under_its_own_names(r
     """vae_mnist samples N(0, I) as the reference does; the fitted mixture is scored beside it as `…@mixture`."""
     run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={mnist_400}")
     metrics_config = tmp_path / "metrics.yaml"
-    metrics_config.write_text(METRICS_YAML.replace("every_n_epochs: 1", "every_n_epochs: 1\n        samplers: [mixture]"))
+    metrics_config.write_text(METRICS_YAML.replace("every_n_epochs: 1",
+                                                   "every_n_epochs: 1\n        samplers: [mixture]"))
     run_cli("fit", "--config", str(EXPERIMENTS / "vae_mnist.yaml"), "--config", str(metrics_config),
             "--model.init_args.encoder.init_args.hidden=[32]", "--model.init_args.decoder.init_args.hidden=[32]",
             "--model.init_args.mixture_components=3", f"--data.data_dir={mnist_400}", "--data.init_args.val_size=100",
@@ -462,7 +468,8 @@ def test_a_conditional_gan_is_scored_per_class_with_real_images_of_each_class(ru
     run_cli("fit", *TINY_CLASSIFIER, f"--data.data_dir={mnist_400}")
     metrics_config = tmp_path / "metrics.yaml"
     metrics_config.write_text(METRICS_YAML)
-    run_cli("fit", "--config", str(EXPERIMENTS / "cgan_mnist.yaml"), "--model.init_args.generator.init_args.hidden=[16]", "--model.init_args.discriminator.init_args.hidden=[8]",
+    run_cli("fit", "--config", str(EXPERIMENTS / "cgan_mnist.yaml"),
+            "--model.init_args.generator.init_args.hidden=[16]", "--model.init_args.discriminator.init_args.hidden=[8]",
             "--data.init_args.batch_size=32", "--data.init_args.val_size=100", "--trainer.max_epochs=1",
             "--trainer.enable_progress_bar=false", f"--data.data_dir={mnist_400}", "--trainer.callbacks=[]",
             "--config", str(metrics_config))  # the YAML's callbacks replaced by the metrics alone

@@ -42,7 +42,8 @@ def test_a_plan_the_model_cannot_draw_is_one_line(run_cli, tiny_data, capsys, ex
     with pytest.raises(SystemExit) as exit_status:
         draw(run_cli, tiny_data, experiment, plan)
     error = capsys.readouterr().err.strip().splitlines()
-    assert exit_status.value.code == 2 and len(error) == 1 and error[0].startswith("genlab: error: ") and message in error[0]
+    assert (exit_status.value.code == 2 and len(error) == 1 and error[0].startswith("genlab: error: ")
+            and message in error[0])
 
 
 def test_an_unconditional_model_draws_any_number_of_colour_samples(run_cli, tiny_data, tmp_path):

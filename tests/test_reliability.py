@@ -156,7 +156,8 @@ def test_sigterm_or_sigint_finishes_the_iteration_saves_last_and_resume_is_exact
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == status, stderr[-2000:]
     last_line = [line for line in stderr.splitlines() if line.startswith("genlab: stopped")]
-    assert last_line == [(f"genlab: stopped by {name} after iteration 8; saved {Path('lightning_logs/stopped/version_0/checkpoints/last.ckpt')};"
+    assert last_line == [(f"genlab: stopped by {name} after iteration 8;"
+                         f" saved {Path('lightning_logs/stopped/version_0/checkpoints/last.ckpt')};"
                          f" resume with: {' '.join(last_line[0].split('resume with: ')[1:])}")]
     assert last_line[0].endswith("--ckpt_path last") and "fit --config" in last_line[0]
     assert load_checkpoint(stopped / "last.ckpt")["global_step"] == 16  # 8 iterations, not the 14 of iteration 7
@@ -252,7 +253,8 @@ def test_sigterm_to_the_first_ddp_process_stops_all_at_one_iteration_and_resume_
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 143, stderr[-2000:]
     stop = 5 + DECISION_LAG
-    assert sum(line.startswith(f"genlab: stopped by SIGTERM after iteration {stop}") for line in stderr.splitlines()) == 1
+    assert sum(line.startswith(f"genlab: stopped by SIGTERM after iteration {stop}")
+               for line in stderr.splitlines()) == 1
     checkpoint = load_checkpoint(stopped / "last.ckpt")
     assert checkpoint["global_step"] == 2 * stop and len(checkpoint["genlab_rng_states"]["per_rank"]) == 2
     _resumed_equals_unbroken(tmp_path, env, ddp, "stopped", steps=2 * 12)
@@ -281,7 +283,8 @@ def test_vae_trains_and_validates_under_ddp_on_two_cpu_processes(tmp_path):
         predict = [arg for arg in vae if "strategy" not in arg and "devices" not in arg and "max_epochs" not in arg]
         done = subprocess.run([*GENLAB, "predict", *predict, f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
                                f"--trainer.devices={devices}", *strategy, "--trainer.limit_predict_batches=1",
-                               "--trainer.logger.init_args.name=predict", f"--trainer.logger.init_args.version={devices}"],
+                               "--trainer.logger.init_args.name=predict",
+                               f"--trainer.logger.init_args.version={devices}"],
                               cwd=tmp_path, env=_subprocess_env(data), capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr[-2000:]
         folder = tmp_path / "lightning_logs" / "predict" / f"version_{devices}" / "predictions"
@@ -350,7 +353,8 @@ def small_disk(tmp_path):
     """A 2 MB file system (tmpfs), where a run soon fills the disk; skipped where mounting is not allowed."""
     mount = tmp_path / "small_disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True, check=False)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                          capture_output=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip()[:80]})")
     yield mount
@@ -383,8 +387,9 @@ def test_a_full_disk_stops_the_run_in_one_line_with_every_written_file_whole(sma
     subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)  # space freed: the run
     # continues from its newest whole checkpoint
     resumed = subprocess.run(
-        [*GENLAB, "fit", *TINY_GAN, f"--trainer.max_epochs={epochs}", f"--trainer.logger.init_args.save_dir={small_disk}",
-         "--ckpt_path=last"], cwd=tmp_path, env=_subprocess_env(data), capture_output=True, text=True, timeout=300, check=False)
+        [*GENLAB, "fit", *TINY_GAN, f"--trainer.max_epochs={epochs}",
+         f"--trainer.logger.init_args.save_dir={small_disk}", "--ckpt_path=last"],
+        cwd=tmp_path, env=_subprocess_env(data), capture_output=True, text=True, timeout=300, check=False)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] > newest
 
@@ -447,7 +452,8 @@ def test_a_slurm_job_signalled_before_its_time_limit_requeues_and_continues_its_
     assert (tmp_path / "scontrol.calls").read_text() == "requeue 4242\n"
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 16
     requeued = subprocess.run(_fit_command("--trainer.logger.init_args.name=job"), cwd=tmp_path,
-                              env={**slurm_env, "SLURM_RESTART_COUNT": "1"}, capture_output=True, text=True, check=False)
+                              env={**slurm_env, "SLURM_RESTART_COUNT": "1"}, capture_output=True, text=True,
+                              check=False)
     assert requeued.returncode == 0, requeued.stderr[-2000:]
     assert sorted(path.name for path in run.parent.iterdir()) == ["slurm-4242"]  # the same run, not a new one
     straight = load_checkpoint(tmp_path / "lightning_logs" / "straight" / "version_0" / "checkpoints" / "last.ckpt")

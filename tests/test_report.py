@@ -26,8 +26,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # an attribute of <html>, which --dump-dom prints
 CHECKER = """<script>
 window.__errors = [];
-window.addEventListener('error', e => window.__errors.push(String(e.message || (e.target && e.target.src || '').slice(0, 60))), true);
-const __consoleError = console.error; console.error = (...a) => { window.__errors.push(a.join(' ')); __consoleError(...a); };
+window.addEventListener('error', e => \
+window.__errors.push(String(e.message || (e.target && e.target.src || '').slice(0, 60))), true);
+const __consoleError = console.error; \
+console.error = (...a) => { window.__errors.push(a.join(' ')); __consoleError(...a); };
 window.addEventListener('load', () => {
   const images = [...document.images].map(i => ({alt: i.alt, width: i.naturalWidth, complete: i.complete}));
   document.documentElement.setAttribute('data-check', JSON.stringify({images, errors: window.__errors}));
@@ -377,7 +379,8 @@ def test_a_scored_run_shows_one_row_per_score_with_a_column_per_sampler_and_scor
     page = render([run])
     last_table = page[page.index("Scores: fit evaluation at iteration 20"):]
     last_table = last_table[:last_table.index("Protocol of these scores")]
-    assert last_table.count('data-score="classifier/fd') == 3 and last_table.count("<tr>") - 1 == 4  # fd, is_std, is, tv
+    # fd, is_std, is, tv
+    assert last_table.count('data-score="classifier/fd') == 3 and last_table.count("<tr>") - 1 == 4
     assert "<th>configured sampler</th><th>@ema</th><th>@running</th>" in last_table
     curves = score_series(run.records)
     assert curves["classifier/fd"].steps == [10, 20] and curves["classifier/fd"].values == [50.0, 40.0]
@@ -393,10 +396,12 @@ def test_a_new_callbacks_figures_reach_the_report_without_editing_it(tmp_path):
     run = fabricated_run(tmp_path / "exp" / "version_0", 0, (score_record(10, 8.0, 40.0),))
     (run / "my_callback").mkdir()
     for iteration in (5, 10):
-        Image.new("RGB", (8, 8), (iteration * 20, 0, 0)).save(run / "my_callback" / f"plot-iteration_{iteration:07d}.png")
+        Image.new("RGB", (8, 8), (iteration * 20, 0, 0)).save(
+            run / "my_callback" / f"plot-iteration_{iteration:07d}.png")
     (run / "checkpoints").mkdir(exist_ok=True)
     Image.new("RGB", (8, 8)).save(run / "checkpoints" / "not-a-figure.png")
     found = figure_files(run)
-    assert [path.name for path in found["my_callback"][0]] == ["plot-iteration_0000005.png", "plot-iteration_0000010.png"]
+    assert ([path.name for path in found["my_callback"][0]]
+            == ["plot-iteration_0000005.png", "plot-iteration_0000010.png"])
     assert "checkpoints" not in found and "samples" not in found
     assert "my_callback" in render([read_run(run)])

@@ -1,7 +1,8 @@
 """Scores against independent references, each built so that one specific evaluation bug makes it fail.
 
-- Inception IS/FID/KID and precision/recall of PNG samples written the way `genlab predict` writes them, against torch-fidelity's
-  own `calculate_metrics` on the same folders (different real and fake images: no score is trivially 0 or 1).
+- Inception IS/FID/KID and precision/recall of PNG samples written the way `genlab predict` writes them, against
+  torch-fidelity's own `calculate_metrics` on the same folders (different real and fake images: no score is trivially
+  0 or 1).
 - The Fréchet distance of small, unevenly batched feature sets against NumPy/SciPy (`np.cov`, `sqrtm`), with
   non-commuting covariances and few samples, so a biased (/n) covariance or a commuting shortcut shows.
 - `ClassifierMetrics`' label total variation, label accuracy and histograms on hand-counted predictions.

@@ -230,7 +230,8 @@ def test_baselines_are_enqueued_first_once_and_must_be_in_the_space(tmp_path):
 
     from genlab.sweep.command import enqueue_baselines
 
-    lr = parse_dimension("model.init_args.generator_optimizer.init_args.lr", {"low": 1e-4, "high": 1e-2, "log": True}, "s")
+    lr = parse_dimension("model.init_args.generator_optimizer.init_args.lr",
+                         {"low": 1e-4, "high": 1e-2, "log": True}, "s")
     betas = parse_dimension("model.init_args.generator_optimizer.init_args.betas",
                             {"choices": [[0.5, 0.999], [0.5, 0.4999]]}, "s")
     (tmp_path / "baselines.yaml").write_text(f"- {{{lr.key}: 0.001, {betas.key}: [0.5, 0.4999]}}\n")

@@ -100,14 +100,16 @@ def test_distance_to_the_curve_matches_a_dense_search():
 
 # --- sliced Wasserstein ---------------------------------------------------------------------------------------
 def gaussian(n: int, mean: tuple[float, float], std: float, seed: int) -> torch.Tensor:
-    return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * std + torch.tensor(mean)
+    return (torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * std
+            + torch.tensor(mean))
 
 
 def test_sliced_wasserstein_identical_and_shifted_samples():
     x = gaussian(500, (0.0, 0.0), 1.0, seed=0)
     assert sliced_wasserstein(x, x) == 0.0
     # the same sample shifted by μ: every projection moves by θ·μ, and the mean of cos² over the directions is ½
-    assert sliced_wasserstein(x, x + torch.tensor([3.0, 4.0], dtype=torch.float64)) == pytest.approx(5 / math.sqrt(2), rel=1e-9)
+    assert (sliced_wasserstein(x, x + torch.tensor([3.0, 4.0], dtype=torch.float64))
+            == pytest.approx(5 / math.sqrt(2), rel=1e-9))
 
 
 def test_sliced_wasserstein_between_known_gaussians():

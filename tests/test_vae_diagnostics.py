@@ -39,7 +39,8 @@ def test_importance_weighted_nll_converges_to_the_exact_likelihood_from_above():
     assert estimates[100000] == pytest.approx(truth, abs=3e-3)
     # one draw of k=1 is the negative ELBO's single-sample estimate; on average over draws the bound is looser
     k1 = torch.stack([iwae_nll(mean, logvar, log_likelihood, 1, torch.Generator().manual_seed(s)) for s in range(300)])
-    k10 = torch.stack([iwae_nll(mean, logvar, log_likelihood, 10, torch.Generator().manual_seed(s)) for s in range(300)])
+    k10 = torch.stack([iwae_nll(mean, logvar, log_likelihood, 10, torch.Generator().manual_seed(s))
+                       for s in range(300)])
     assert float(k1.mean()) > float(k10.mean()) > truth - 1e-3
 
 

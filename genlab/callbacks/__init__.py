@@ -12,5 +12,6 @@ from genlab.callbacks.test_results import TestResults
 from genlab.callbacks.toy_plots import ToyGANPlots
 from genlab.training.checkpoints import RunCheckpoint, SafeCheckpointIO
 
-__all__ = ["DenoisingTriplets", "GenerativeMetrics", "LatentInterpolation", "Memorisation", "RunCheckpoint", "RunReport",
-           "SafeCheckpointIO", "SampleGrid", "StalledLossAlarm", "TestResults", "ToyGANPlots", "WriteSamples"]
+__all__ = ["DenoisingTriplets", "GenerativeMetrics", "LatentInterpolation", "Memorisation", "RunCheckpoint",
+           "RunReport", "SafeCheckpointIO", "SampleGrid", "StalledLossAlarm", "TestResults", "ToyGANPlots",
+           "WriteSamples"]

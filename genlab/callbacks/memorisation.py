@@ -54,7 +54,8 @@ class Memorisation(ScheduledEvaluation):
     def __init__(self, num_samples: int = 1000, num_train: int | None = None,
                  held_out_split: Literal["val", "test"] | None = None, classifier: str | None = None,
                  every_n_epochs: int = 0, batch_size: int = 500, seed: int = 0, num_pairs: int = 8) -> None:
-        if min(num_samples, batch_size, num_pairs) < 1 or every_n_epochs < 0 or (num_train is not None and num_train < 1):
+        if (min(num_samples, batch_size, num_pairs) < 1 or every_n_epochs < 0
+                or (num_train is not None and num_train < 1)):
             raise GenlabError("Memorisation num_samples, num_train, batch_size and num_pairs must be at least 1,"
                               " every_n_epochs 0 or more")
         self.num_samples, self.num_train, self.held_out_split = num_samples, num_train, held_out_split
@@ -74,7 +75,8 @@ class Memorisation(ScheduledEvaluation):
 
         train = split("train")
         if train.dim() != 4:
-            raise GenlabError(f"Memorisation compares images, but the data's samples have shape {tuple(train.shape[1:])}")
+            raise GenlabError("Memorisation compares images, but the data's samples have shape"
+                              f" {tuple(train.shape[1:])}")
         held = self.held_out_split or ("val" if len(split("val")) else "test")
         held_out = split(held)[: self.num_samples]
         if len(held_out) == 0 or len(train) == 0:

@@ -20,7 +20,8 @@ from genlab.callbacks.run_files import run_dir, to_unit_range
 
 # Lightning looks for a DataLoader's batch sampler to hand writers the item indices; genlab's loader sends them
 # in the batch itself (the third tensor), so that lookup's warning says nothing a user should act on.
-warnings.filterwarnings("ignore", message="Couldn't infer the batch indices fetched from your dataloader: `TensorLoader")
+warnings.filterwarnings("ignore",
+                        message="Couldn't infer the batch indices fetched from your dataloader: `TensorLoader")
 
 
 class WriteSamples(BasePredictionWriter):
@@ -37,7 +38,8 @@ class WriteSamples(BasePredictionWriter):
     is drawn (default: one sample per test-split item, with its label).
     """
 
-    def __init__(self, grid_size: int = 64, folder: str = run_layout.PREDICTIONS, sample_format: Literal["png", "npz"] = "png") -> None:
+    def __init__(self, grid_size: int = 64, folder: str = run_layout.PREDICTIONS,
+                 sample_format: Literal["png", "npz"] = "png") -> None:
         super().__init__(write_interval="batch")
         self.grid_size, self.folder, self.sample_format = grid_size, folder, sample_format
         self.written = 0

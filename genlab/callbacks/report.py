@@ -53,7 +53,8 @@ class RunReport(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage in ("fit", "test"):
             self._quietly("recording the environment", trainer,
-                          lambda: append_jsonl(run_dir(trainer) / run_layout.ENVIRONMENT_RECORDS, environment(trainer, stage)))
+                          lambda: append_jsonl(run_dir(trainer) / run_layout.ENVIRONMENT_RECORDS,
+                                               environment(trainer, stage)))
 
     def write(self, trainer: L.Trainer) -> None:
         from genlab.report import write_report

@@ -28,7 +28,8 @@ class SampleGrid(L.Callback):
     generator: `…@ema`) gets that sampler's grid from the same noise beside it, in `samples/<sampler>/`.
 
     Args:
-        every_n_iterations: batches between grids (a batch = one discriminator step; docs/guide.md: Iterations and steps).
+        every_n_iterations: batches between grids (a batch = one discriminator step; docs/guide.md: Iterations and
+            steps).
         num_samples: images in the grid (rounded down to whole rows per class when conditional).
         nrow: images per row (default: the square root, or the images per class when conditional).
         seed: seed of the fixed noise.

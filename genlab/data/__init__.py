@@ -1,5 +1,5 @@
-"""`LightningDataModule`s: MNIST, Fashion-MNIST, CIFAR-10, EmojiOne, a folder of one's own images and synthetic quadratic
-points."""
+"""`LightningDataModule`s: MNIST, Fashion-MNIST, CIFAR-10, EmojiOne, a folder of one's own images and synthetic
+quadratic points."""
 
 from genlab.data.base import DATA_DIR_ENV, Split, Splits, TensorDataModule, resolve_data_dir
 from genlab.data.cifar import CIFAR10DataModule

@@ -16,7 +16,8 @@ from genlab.errors import GenlabError
 class Corruption:
     """A random, batched image corruption; `generator` makes it reproducible (the global RNG otherwise)."""
 
-    def corrupt_with_region(self, images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
+    def corrupt_with_region(self, images: Tensor,
+                            generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
         """The corrupted images and a boolean mask (broadcastable to them) of the region the corruption
         touched, or None when it may touch every pixel."""
         raise NotImplementedError

@@ -135,9 +135,9 @@ class EmojiDataModule(ImageFolderDataModule):
         files = sorted(path for path in self.folder.glob("*") if is_image(path) and path.suffix.lower() == ".png")
         if not files:
             state = "has no top-level .png files" if self.folder.is_dir() else "does not exist"
-            raise GenlabError(f"{self.folder.resolve()} {state} (EmojiDataModule reads the PNGs directly in its folder):"
-                              " for a folder of your own images, of any format or with class sub-folders, use"
-                              " data.class_path: genlab.data.ImageFolderDataModule")
+            raise GenlabError(f"{self.folder.resolve()} {state} (EmojiDataModule reads the PNGs directly in its"
+                              " folder): for a folder of your own images, of any format or with class sub-folders,"
+                              " use data.class_path: genlab.data.ImageFolderDataModule")
         return files, [0] * len(files), []
 
     def check_folder(self) -> None:

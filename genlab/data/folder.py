@@ -59,7 +59,8 @@ def find_images(folder: Path) -> tuple[list[Path], list[int], list[str]]:
     per_class = {name: files for name, files in per_class.items() if files}
     if top and per_class:
         raise GenlabError(f"{folder} mixes images at its top ({top[0].name}, …) with class sub-folders"
-                          f" ({', '.join(list(per_class)[:3])}): put every image in a class sub-folder, or all at the top")
+                          f" ({', '.join(list(per_class)[:3])}): put every image in a class sub-folder,"
+                          " or all at the top")
     if top:
         return top, [0] * len(top), []
     if not per_class:

@@ -27,7 +27,8 @@ class ByteImages:
     @classmethod
     def encode(cls, samples: Tensor) -> ByteImages | None:
         """The samples as bytes, or None when any value is not exactly `bytes_to_symmetric_range` of a byte (e.g.
-        toy points, values off the 256-step grid): the check compares bits, so a split that encodes decodes to itself."""
+        toy points, values off the 256-step grid): the check compares bits, so a split that encodes decodes to
+        itself."""
         if samples.dtype != torch.float32 or samples.device.type != "cpu":
             return None
         table = bytes_to_symmetric_range(torch.arange(256, dtype=torch.uint8))

@@ -80,7 +80,8 @@ class ClassifierMetrics(MetricSuite):
             raise GenlabError(f"ClassifierMetrics manifold_k must be at least 1 (or null: off), got {manifold_k}")
         if epsilon < 0 or not name:
             raise GenlabError("ClassifierMetrics epsilon must be 0 or more and name not empty")
-        self.checkpoint, self.splits, self.split_seed, self.epsilon, self.name = checkpoint, splits, split_seed, epsilon, name
+        self.checkpoint, self.splits, self.split_seed, self.epsilon, self.name = (checkpoint, splits, split_seed,
+                                                                                  epsilon, name)
         self.manifold_k, self.scores = manifold_k, list(scores or [])
         self.manifold_counts: dict[str, int] | None = None
         self.loaded: LoadedClassifier | None = None

@@ -81,7 +81,8 @@ def _build(spec: dict[str, Any], file: Path, hint: str) -> ClassifierNet:
     except (ImportError, AttributeError, ValueError):
         cls = None
     if not (isinstance(cls, type) and issubclass(cls, ClassifierNet)):
-        raise GenlabError(f"{file} names an unknown classifier network {spec.get('class_path')!r}: retrain it with {hint}")
+        raise GenlabError(f"{file} names an unknown classifier network {spec.get('class_path')!r}:"
+                          f" retrain it with {hint}")
     try:
         return cls(**spec.get("init_args", {}))
     except TypeError as error:

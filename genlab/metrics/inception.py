@@ -214,8 +214,8 @@ class InceptionMetrics(MetricSuite):
             raise GenlabError(
                 f"Inception IS over {self.is_splits} splits needs {INCEPTION_CLASSES} samples per split (IS cannot"
                 f" exceed the samples per split), i.e. {self.is_splits * INCEPTION_CLASSES}, but the plan has"
-                f" {plan.num_fake}: raise num_samples or lower is_splits to {max(plan.num_fake // INCEPTION_CLASSES, 0)}"
-                " (0 turns IS off)"
+                f" {plan.num_fake}: raise num_samples or lower is_splits to"
+                f" {max(plan.num_fake // INCEPTION_CLASSES, 0)} (0 turns IS off)"
             )
         if min(plan.num_fake, plan.num_real) <= self.fid_features:
             raise GenlabError(

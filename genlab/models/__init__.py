@@ -6,6 +6,6 @@ from genlab.models.classifier import Classifier
 from genlab.models.dae import DenoisingAutoencoder
 from genlab.models.gan import GAN
 from genlab.models.vae import VAE
-from genlab.training import GenlabModule
+from genlab.training import TrainingModule
 
-__all__ = ["GAN", "VAE", "BetaVAE", "Classifier", "DenoisingAutoencoder", "GenerativeModule", "GenlabModule"]
+__all__ = ["GAN", "VAE", "BetaVAE", "Classifier", "DenoisingAutoencoder", "GenerativeModule", "TrainingModule"]

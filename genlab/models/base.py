@@ -17,10 +17,10 @@ from torch import Tensor
 
 from genlab.errors import GenlabError
 from genlab.models.evaluation import evaluation_mode
-from genlab.training import GenlabModule
+from genlab.training import TrainingModule
 
 
-class GenerativeModule(GenlabModule):
+class GenerativeModule(TrainingModule):
     """A model that can draw samples; see the module docstring for the interface callbacks rely on."""
 
     latent_dim: int

@@ -18,14 +18,15 @@ from torchmetrics.classification import MulticlassAccuracy
 from genlab.errors import GenlabError
 from genlab.nets.classifier import CHECKPOINT_KEY, ClassifierNet, classifier_spec
 from genlab.runtime import attached_trainer
-from genlab.training import DivergenceGuard, GenlabModule
+from genlab.training import DivergenceGuard, TrainingModule
 
 
-class Classifier(GenlabModule):
+class Classifier(TrainingModule):
     """Trains a `ClassifierNet` with cross-entropy; logs `loss/train`, `val/loss`, `val/acc`, `test/loss`, `test/acc`.
 
     Args:
-        network: e.g. `genlab.nets.ConvClassifier` (the metrics' default) or `genlab.nets.MLPClassifier` (the reference).
+        network: e.g. `genlab.nets.ConvClassifier` (the metrics' default) or `genlab.nets.MLPClassifier` (the
+            reference).
         optimizer: optimizer class and settings (the reference: RMSprop, lr 1e-3, alpha 0.9).
         on_divergence: when the loss, gradients or weights turn NaN or infinite, "stop" saves the last good
             state as checkpoints/diverged-iteration_N.ckpt and ends the run with one line naming the iteration;
@@ -69,7 +70,8 @@ class Classifier(GenlabModule):
         images, labels = batch
         logits = self.network(images)
         accuracy.update(logits, labels)
-        self.log(f"{prefix}/loss", F.cross_entropy(logits, labels), on_epoch=True, batch_size=len(labels), sync_dist=True)
+        self.log(f"{prefix}/loss", F.cross_entropy(logits, labels), on_epoch=True, batch_size=len(labels),
+                 sync_dist=True)
         self.log(f"{prefix}/acc", accuracy, on_epoch=True, batch_size=len(labels))
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

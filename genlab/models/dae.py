@@ -11,10 +11,10 @@ from torch import Tensor, nn
 
 from genlab.data.corruption import Corruption, PatchNoise
 from genlab.metrics.functional import psnr
-from genlab.training import DivergenceGuard, GenlabModule
+from genlab.training import DivergenceGuard, TrainingModule
 
 
-class DenoisingAutoencoder(GenlabModule):
+class DenoisingAutoencoder(TrainingModule):
     """Trains `network` to map corrupted images back to the clean ones by mean squared error.
 
     Training batches are corrupted with the global RNG (seeded by seed_everything and restored on resume);

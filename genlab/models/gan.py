@@ -207,7 +207,8 @@ class GAN(GenerativeModule):
         return ("raw",) if self.sampling_weights == "ema" else ("ema",)
 
     def batch_statistics_layers(self) -> list[nn.Module]:
-        """The generator's BatchNorm layers when samples use batch statistics (see `genlab.models.base.evaluation_mode`)."""
+        """The generator's BatchNorm layers when samples use batch statistics (see
+        `genlab.models.base.evaluation_mode`)."""
         return self._generator_norms() if self.sampling_batchnorm == "batch" else []
 
     def sampler_settings(self) -> dict[str, Any]:
@@ -215,7 +216,8 @@ class GAN(GenerativeModule):
         if not norms:
             batchnorm = "none (the generator has no BatchNorm)"
         elif self.sampling_batchnorm == "batch":
-            batchnorm = "batch statistics of each sampling batch (training-mode BatchNorm, running statistics untouched)"
+            batchnorm = ("batch statistics of each sampling batch (training-mode BatchNorm,"
+                         " running statistics untouched)")
         else:
             batchnorm = "running statistics (eval mode)"
         weights = "the trained generator"

@@ -123,8 +123,9 @@ class VAE(GenerativeModule):
         if self.sampling_prior == "standard":
             return {"latent_dim": self.latent_dim, "prior": "N(0, I)"}
         return {"latent_dim": self.latent_dim,
-                "prior": f"{self.mixture.components}-component Gaussian mixture (EM, seed {self.mixture.seed}) fitted to"
-                         f" the posterior means of at most {self.mixture.max_points} training images (genlab.priors)",
+                "prior": f"{self.mixture.components}-component Gaussian mixture (EM, seed {self.mixture.seed})"
+                         f" fitted to the posterior means of at most {self.mixture.max_points} training images"
+                         " (genlab.priors)",
                 "mixture_fitted_to_iteration": int(self.mixture_iteration)}
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:

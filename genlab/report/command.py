@@ -23,7 +23,8 @@ def parser() -> argparse.ArgumentParser:
     made.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
                       help="run folders, lightning_logs/<experiment>/version_N, or a sweep's study folder (its trials)")
     made.add_argument("-o", "--output", type=Path, default=None,
-                      help="the HTML file to write (default: RUN_DIR/report.html for one run, ./report.html for several)")
+                      help="the HTML file to write (default: RUN_DIR/report.html for one run,"
+                           " ./report.html for several)")
     return made
 
 

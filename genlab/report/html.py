@@ -170,7 +170,8 @@ def curves_section(run: Run) -> str:
     """The losses and signals of the event files, and the scores of every evaluation, over iterations."""
     scores = score_series(run.records)
     scalars = {**{tag: series for tag, series in run.events.scalars.items() if tag not in scores}, **scores}
-    drawn = curves_png(scalars, layout.equilibrium_lines(run.config), first=[tag for tag in scalars if tag.startswith("loss/")])
+    drawn = curves_png(scalars, layout.equilibrium_lines(run.config),
+                       first=[tag for tag in scalars if tag.startswith("loss/")])
     if drawn is None:
         return '<p class="muted">No curves: the event files hold no scalars.</p>'
     png, width, height, left_out = drawn
@@ -208,7 +209,8 @@ def grids_section(run: Run, problems: list[str]) -> str:
         return ""
     last = run.grids[-1]
     return (f"<h3>Fixed-noise samples ({min(len(run.grids), FILMSTRIP_FRAMES)} of {len(run.grids)} grids)</h3>"
-            f"{filmstrip(run.grids, problems)}<h3>Last grid</h3>{_figure(last, problems, caption=f'samples/{last.name}')}")
+            f"{filmstrip(run.grids, problems)}<h3>Last grid</h3>"
+            f"{_figure(last, problems, caption=f'samples/{last.name}')}")
 
 
 def figures_section(run: Run, problems: list[str]) -> str:

@@ -16,8 +16,9 @@ from genlab.report.reading import Run
 
 # record fields that are the numbers or the position, not the protocol
 NOT_PROTOCOL = {"scores", "real_values", "iteration", "step", "epoch", "label_histogram", "alarms"}
-# settings that change how a score is computed but not its value (checked on 1 vs N processes, docs/guide.md: Evaluation); also
-# `fast_path.*`, how the weights were trained (like trained_in_precision: a property of the model scored)
+# settings that change how a score is computed but not its value (checked on 1 vs N processes,
+# docs/guide.md: Evaluation); also `fast_path.*`, how the weights were trained (like trained_in_precision: a
+# property of the model scored)
 NOT_IDENTITY = {"sampling.device", "sampling.processes", "sampling.precision", "trained_in_precision"}
 COLLAPSE_TV = 0.9
 
@@ -78,7 +79,8 @@ def versions(run: Run) -> str:
     """genlab / torch / lightning versions as recorded by the run (RunReport's environment.jsonl), else what
     the config and checkpoint name."""
     if run.environments:
-        seen = dict.fromkeys(", ".join(f"{name} {env[name]}" for name in ("genlab", "torch", "lightning") if name in env)
+        seen = dict.fromkeys(", ".join(f"{name} {env[name]}" for name in ("genlab", "torch", "lightning")
+                                       if name in env)
                              for env in run.environments)
         return "; then ".join(seen)
     known = [run.config_header] if run.config_header else []
@@ -115,14 +117,16 @@ def header(run: Run) -> list[tuple[str, str]]:
     if run.checkpoint_name:
         epoch = (run.checkpoint or {}).get("epoch")
         at = checkpoint_iterations(run)
-        checkpoint = f"checkpoints/{run.checkpoint_name}" + (f" (epoch {epoch}, iteration {at})" if at is not None else "")
+        checkpoint = f"checkpoints/{run.checkpoint_name}" + (f" (epoch {epoch}, iteration {at})"
+                                                             if at is not None else "")
     rows = [
         ("experiment", run.folder.parent.name), ("run folder", run.name),
         ("model", str(_get(run.config, "model.class_path") or "unknown")),
         ("data", str(_get(run.config, "data.class_path") or "unknown")),
         ("seed", str(run.config.get("seed_everything", "unknown"))),
         ("iterations done", f"{done:,}" if done is not None else "unknown"),
-        ("wall time", f"{duration(sum(s.seconds for s in sessions))} over {len(sessions)} session(s)" if sessions else "unknown"),
+        ("wall time", f"{duration(sum(s.seconds for s in sessions))} over {len(sessions)} session(s)"
+                      if sessions else "unknown"),
         ("speed", f"{speed:.2f} it/s (from the event files' wall times)" if speed else "unknown"),
         ("device and precision", device_and_precision(run)),
         ("versions", versions(run)),

@@ -72,8 +72,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     stray = [item for item in passed if item.startswith("-") and not item.startswith(("--trainer", "--model",
                                                                                        "--data", "--checkpoint"))]
     if stray:
-        raise GenlabError(f"genlab sweep does not know {stray[0].split('=')[0]}: settings for the trials start with --trainer,"
-                          " --model, --data or --checkpoint")
+        raise GenlabError(f"genlab sweep does not know {stray[0].split('=')[0]}: settings for the trials start with"
+                          " --trainer, --model, --data or --checkpoint")
     if arguments.trials < 1:
         raise GenlabError(f"--trials must be at least 1, got {arguments.trials}")
     try:
@@ -145,7 +145,8 @@ class TrialRunner:
         scores = [self.run_seed(trial, folder, values, seed) for seed in self.arguments.seeds]
         write_bytes(folder / "trial.json", json.dumps({
             "study": self.arguments.study, "trial": trial.number, "values": values, "seeds": self.arguments.seeds,
-            "objective": self.arguments.objective, "scores": scores, "mean": statistics.mean(scores)}, indent=1).encode())
+            "objective": self.arguments.objective, "scores": scores, "mean": statistics.mean(scores)},
+            indent=1).encode())
         trial.set_user_attr("scores", scores)
         return statistics.mean(scores)
 
@@ -218,7 +219,8 @@ def enqueue_baselines(study: Any, path: Path | None, dimensions: list[Dimension]
     try:
         baselines = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
-        raise GenlabError(f"cannot read --enqueue {path} ({type(error).__name__}): give a YAML list of settings") from None
+        raise GenlabError(f"cannot read --enqueue {path} ({type(error).__name__}):"
+                          " give a YAML list of settings") from None
     keys = {dimension.key: dimension for dimension in dimensions}
     if not isinstance(baselines, list) or not all(isinstance(b, dict) and set(b) <= set(keys) for b in baselines):
         raise GenlabError(f"--enqueue {path} must be a YAML list of {{key: value}} settings whose keys are in the"

@@ -46,7 +46,8 @@ def evaluations(run: Path, objective: str) -> list[tuple[int, float]]:
     found = []
     for record in records(run / layout.SCORE_RECORDS):
         value = record.get("scores", {}).get(objective)
-        if record.get("stage") == "fit" and isinstance(record.get("iteration"), int) and isinstance(value, (int, float)):
+        if (record.get("stage") == "fit" and isinstance(record.get("iteration"), int)
+                and isinstance(value, (int, float))):
             found.append((record["iteration"], float(value)))
     return found
 

@@ -90,7 +90,8 @@ def check_checkpoint_file(path: Path) -> None:
     if not os.access(path, os.R_OK):
         raise GenlabError(f"checkpoint {path} cannot be read (permission denied): fix its permissions or {fix}")
     if not looks_complete(path):
-        raise GenlabError(f"checkpoint {path} is truncated or corrupt, or not a PyTorch checkpoint at all: {damaged_fix}")
+        raise GenlabError(f"checkpoint {path} is truncated or corrupt, or not a PyTorch checkpoint at all:"
+                          f" {damaged_fix}")
     try:
         checkpoint = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)  # torch 2.2: str only
     except pickle.UnpicklingError:
@@ -121,7 +122,8 @@ class RunCheckpoint(CheckpointHooks):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any, **kwargs: Any) -> None:
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
-        if self.every_n_iterations and iterations_done(trainer) % self.every_n_iterations == 0 and self.may_save(trainer):
+        if (self.every_n_iterations and iterations_done(trainer) % self.every_n_iterations == 0
+                and self.may_save(trainer)):
             self.save_now(trainer)
 
     def before_saving_last(self, trainer: L.Trainer) -> None:

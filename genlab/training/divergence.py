@@ -1,7 +1,7 @@
 """The divergence guard: what a non-finite loss, gradient or weight does to a run, decided without a host sync.
 
 Every genlab model holds one (`self.divergence = DivergenceGuard(on_divergence)`, a line in its constructor).
-Under automatic optimization `GenlabModule`'s hooks drive it; a manual-optimization model calls
+Under automatic optimization `TrainingModule`'s hooks drive it; a manual-optimization model calls
 `remember_buffers` before each update's forward pass and `step` in place of `optimizer.step()`.
 
 How it stays off the host. Each update's checks (loss, gradient norm, weight norm finite) are computed on the

@@ -1,4 +1,4 @@
-"""`GenlabModule`: the LightningModule every genlab model builds on. It wires the training machinery in
+"""`TrainingModule`: the LightningModule every genlab model builds on. It wires the training machinery in
 (`genlab.training.resume`, `genlab.training.divergence`) so that a model only writes its networks, its
 `training_step` and its optimizers."""
 
@@ -33,7 +33,7 @@ from genlab.training.fused import fused_when_unset
 from genlab.training.optimizer_settings import Settings, configured_settings, reapply
 
 
-class GenlabModule(L.LightningModule):
+class TrainingModule(L.LightningModule):
     """A LightningModule with exact resume, a divergence guard and an iteration counter.
 
     A model sets `self.divergence = DivergenceGuard(on_divergence)` in its constructor (the default stops on
@@ -85,11 +85,12 @@ class GenlabModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         """The optimizers' settings as configured, before a checkpoint's optimizer state replaces them."""
-        self.configured_optimizers = [(optimizer, configured_settings(optimizer)) for optimizer in self.trainer.optimizers]
+        self.configured_optimizers = [(optimizer, configured_settings(optimizer))
+                                      for optimizer in self.trainer.optimizers]
 
     def on_train_start(self) -> None:
         self.lean_updates = not self.automatic_optimization and updates_need_no_hooks(
-            self.trainer, self, GenlabModule, own_strategies=(AlternatingUpdatesDDP,))
+            self.trainer, self, TrainingModule, own_strategies=(AlternatingUpdatesDDP,))
         if self.trainer.ckpt_path:  # resumed: the configured settings win over the checkpoint's, and say so
             for optimizer, settings in self.configured_optimizers:
                 for line in reapply(optimizer, settings, self.optimizer_keys.get(id(optimizer), "an optimizer")):
