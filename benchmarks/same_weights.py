@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -55,6 +56,12 @@ def train_and_score(tree: Path, runs: Path, experiment: str, steps: int, classif
     return {"state": state, "scores": scores}
 
 
+def same_number(a: object, b: object) -> bool:
+    """Equal, or NaN on both sides (a score undefined for these samples is undefined either way)."""
+    nan = [isinstance(x, float) and math.isnan(x) for x in (a, b)]
+    return all(nan) or (not any(nan) and a == b)
+
+
 def compare(before: dict, after: dict) -> list[str]:
     """What differs: tensors by name, scores by name (exact comparisons)."""
     differences = [name for name in sorted(set(before["state"]) | set(after["state"]))
@@ -62,7 +69,7 @@ def compare(before: dict, after: dict) -> list[str]:
                    or not torch.equal(before["state"][name], after["state"][name])]
     differences += [f"{name}: {before['scores'].get(name)} against {after['scores'].get(name)}"
                     for name in sorted(set(before["scores"]) | set(after["scores"]))
-                    if before["scores"].get(name) != after["scores"].get(name)]
+                    if not same_number(before["scores"].get(name), after["scores"].get(name))]
     return differences
 
 
