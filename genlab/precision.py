@@ -113,7 +113,7 @@ def measure_paths(model: torch.nn.Module, batch_size: int, bf16: bool, passes: i
     layouts = [CONTIGUOUS, CHANNELS_LAST] if _is_convolutional(model) else [CONTIGUOUS]
     paths = [(precision, layout) for precision in precisions for layout in layouts]
     times: dict[tuple[str, str], list[float]] = {path: [] for path in paths}
-    with isolated_rng():
+    with isolated_rng(), torch.enable_grad():  # training passes, even when the CLI is built under no_grad
         contiguous = copy.deepcopy(model).cpu().train()
         probes = {CONTIGUOUS: contiguous}
         if CHANNELS_LAST in layouts:

@@ -419,3 +419,14 @@ def test_deterministic_is_honoured_and_cublas_gets_its_workspace(own, determinis
     said = [line for line in announced if "CUBLAS_WORKSPACE_CONFIG" in line]
     assert said == ([] if own else [("genlab: CUBLAS_WORKSPACE_CONFIG=:4096:8 set for --trainer.deterministic (cuBLAS"
                                     " needs it for deterministic algorithms on CUDA)")])
+
+
+def test_the_timing_runs_its_training_passes_even_when_called_under_no_grad(monkeypatch):
+    """A notebook or benchmark that builds the CLI inside `torch.no_grad()` (benchmarks/evaluation.py did) must not
+    crash in the probe's backward pass."""
+    monkeypatch.undo()  # the real probe
+    model = GAN(generator=MLPGenerator(latent_dim=4, hidden=[8], out_shape=[1, 4, 4]),
+                discriminator=MLPDiscriminator(in_shape=[1, 4, 4], hidden=[8]))
+    with torch.no_grad():
+        times = precision.measure_paths(model, batch_size=5, bf16=False)
+    assert set(times) == {"32-true contiguous"} and times["32-true contiguous"] > 0
