@@ -52,6 +52,7 @@ class Row:
     filmstrip: bool = False  # also keep 5 evenly spaced grids of the run side by side
     observed: str = ""  # what a person saw in the grids (written after looking at them; shown under the table)
     observed_grid: str = ""  # the SHA-256 prefix of the seed-0 grid looked at: a newer run's grid is not described
+    history: tuple[str, ...] = ()  # scores shown at every evaluation during training, seed by seed
 
     def run_name(self, seed: int) -> str:
         """The logger name of a run: the experiment's own for single-seed rows (so the generators' configs find
@@ -94,7 +95,7 @@ ROWS = [
     Row("toy_quadratic", reference="plots only", headline=("curve_distance", "sliced_wasserstein")),
     Row("dcgan_mnist", seeds=(0, 1, 2), reference="IS 9.3821 (bar 8.5)",
         protocol=f"001 cell [28]: 10,000 samples in one batch, BatchNorm in training mode; {REF_PROTOCOL}",
-        headline=(*REFERENCE_IS, "reference/is@running"), needs=MNIST),
+        headline=(*REFERENCE_IS, "reference/is@running"), needs=MNIST, history=("reference/is", "classifier/fd")),
     Row("vae_mnist", seeds=(0, 1, 2), reference="IS 9.0851 (bar 9.0)",
         protocol=f"001 cell [261]: 100,000 N(0, I) samples; {REF_PROTOCOL}",
         headline=(*REFERENCE_IS, "reference/is@mixture", "classifier/is@mixture", "test/loss/recon"), needs=MNIST),
@@ -356,11 +357,37 @@ class Reproduction:
             "fit_seconds": fit["seconds"],
             "genlab_commit": "/".join(dict.fromkeys(fit.get("commits", []))) or source_version(),
             "scores": scores, "record": record, "evaluated": evaluate, "trained_in_precision": trained_in,
+            "fit_history": fit_history(run_dir),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
             **({"checkpoint_sha256": file_sha256(checkpoint)[:12]} if not row.needs else {}),
         }, indent=1)
         (docs / f"{row.name}-seed{seed}.json").write_text(result)
         result_file.write_text(result)
+
+
+def fit_history(run_dir: Path) -> list[dict]:
+    """The scores of every evaluation during the fit (iteration and scores), from the run's `metrics.jsonl`."""
+    records = run_dir / "metrics.jsonl"
+    if not records.is_file():
+        return []
+    lines = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
+    return [{"iteration": line["iteration"], "scores": line["scores"]} for line in lines if line.get("stage") == "fit"]
+
+
+def add_fit_histories(runs: Path, docs: Path) -> None:
+    """Records written before they carried their fit's score history get it from the run folder, when the folder
+    is the record's own run (the same fit seconds)."""
+    by_name = {row.name: row for row in ROWS}
+    for path in sorted(docs.glob("*-seed*.json")):
+        entry = json.loads(path.read_text())
+        row = by_name.get(entry.get("experiment", ""))
+        if row is None or "fit_history" in entry:
+            continue
+        run_dir = runs / "lightning_logs" / row.run_name(entry["seed"]) / "version_0"
+        timing = run_dir / "reproduce_fit_seconds.json"
+        if timing.is_file() and json.loads(timing.read_text())["seconds"] == entry["fit_seconds"]:
+            entry["fit_history"] = fit_history(run_dir)
+            path.write_text(json.dumps(entry, indent=1))
 
 
 def write_filmstrip(grids: list[Path], output: Path) -> None:
@@ -484,6 +511,50 @@ def observation(row: Row, docs: Path) -> str:
     return "not yet looked at: the seed-0 grid is a newer run's than the description written for this row."
 
 
+def history_table(row: Row, docs: Path) -> list[str]:
+    """The row's `history` scores at every evaluation of each seed's fit, when its records carry them."""
+    found = [json.loads(path.read_text()) for path in sorted(docs.glob(f"{row.name}-seed*.json"))]
+    found = [entry for entry in found if entry["experiment"] == row.name and entry.get("fit_history")]
+    if not row.history or not found:
+        return []
+    iterations = sorted({point["iteration"] for entry in found for point in entry["fit_history"]})
+    lines = ["", (f"**{row.name} during training** (each evaluation of the fit, as the run's `metrics.jsonl`"
+                  " holds it; the last column is the final checkpoint's `genlab test`):"), "",
+             "| seed | score | " + " | ".join(f"iteration {i}" for i in iterations) + " | test |",
+             "|---|---|" + "---|" * (len(iterations) + 1)]
+    for entry in found:
+        at = {point["iteration"]: point["scores"] for point in entry["fit_history"]}
+        for name in row.history:
+            cells = [f"{at[i][name]:.4g}" if name in at.get(i, {}) else "" for i in iterations]
+            final = entry["scores"].get(name)
+            lines.append(f"| {entry['seed']} | {name} | " + " | ".join(cells)
+                         + f" | {'' if final is None else f'{final:.4g}'} |")
+    return lines
+
+
+def real_data_values(docs: Path, known: dict[str, str]) -> list[str]:
+    """Each classifier set's scores of real images (another split scored as if generated), from the records: the
+    ceiling of an IS, the floor of a distance."""
+    groups: dict[tuple, tuple[dict, list[str]]] = {}
+    for path in sorted(docs.glob("*-seed*.json")):
+        entry = json.loads(path.read_text())
+        real = (entry.get("record") or {}).get("real_values") or {}
+        if real.get("scores") and scored_by(entry):
+            key = (scored_by(entry), real["split"], real["count"], entry["record"].get("real_split"))
+            rows = groups.setdefault(key, (real["scores"], []))[1]
+            rows += [] if entry["experiment"] in rows else [entry["experiment"]]
+    lines = ["", "## Real-data values, from the records", "",
+             ("Real images of one split scored as if generated, against the split the rows are scored against:"
+              " what a generator that drew the data itself would get."), ""]
+    for (classifiers, split, count, reference), (scores, rows) in groups.items():
+        shown = "; ".join(f"{name} {value:.4g}" for name, value in scores.items()
+                          if name.split("/")[-1] in ("is", "fd", "label_tv", "precision", "recall"))
+        names = ", ".join(f"{known.get(sha, 'a classifier not in this table')} {sha}" for sha in classifiers)
+        lines.append(f"- scored by {names}: {count:,} {split} images against the {reference} split"
+                     f" (rows {', '.join(rows)}): {shown}")
+    return lines if groups else []
+
+
 def write_table(output: Path, docs: Path, inception: bool) -> None:
     """The table from the records in `docs` (committed with it), so a row run on another day or machine stays."""
     lines = [
@@ -533,6 +604,9 @@ def write_table(output: Path, docs: Path, inception: bool) -> None:
         if row.observed and any(docs.glob(f"{row.name}-seed*.json")):  # rows run, with what a person saw
             lines += ["", f"**{row.name}, the grids looked at.** {observation(row, docs)}"]
             lines += [f"![]({os.path.relpath(strip, output.parent)})" for strip in strips]
+    for row in ROWS:
+        lines += history_table(row, docs)
+    lines += real_data_values(docs, known)
     lines += ["", "## Comparisons, written from the records", ""]
     lines += [compare(comparison, docs) + "\n" for comparison in COMPARISONS]
     entries = [json.loads(path.read_text()) for path in docs.glob("*.json")]
@@ -562,6 +636,8 @@ def main() -> None:
     args = parser.parse_args()
     runs, docs, output = Path(args.runs).resolve(), Path(args.docs).resolve(), Path(args.output).resolve()
     inception = official_inception_weights()
+    if runs.is_dir():
+        add_fit_histories(runs, docs)
     if not args.table_only:
         reproduction = Reproduction(runs, docs, args.set, args.precision)
         by_name = {row.name: row for row in ROWS}

@@ -134,3 +134,38 @@ def test_a_description_of_a_grid_is_shown_only_beside_that_grid(tmp_path):
     (docs / "lsgan_mnist-seed0.png").write_bytes(described.read_bytes())
     reproduce.write_table(tmp_path / "RESULTS.md", docs, inception=False)
     assert row.observed in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_scores_during_training_and_real_data_values_are_written_from_the_records(tmp_path):
+    reproduce = _table_module()
+    docs = tmp_path / "docs"
+    history = [{"iteration": 469, "scores": {"reference/is": 9.1, "classifier/fd": 90.0}},
+               {"iteration": 938, "scores": {"reference/is": 9.3, "classifier/fd": 80.0}}]
+    real = {"split": "train", "count": 10000, "scores": {"classifier/is": 9.8, "classifier/m_is": 1.1}}
+    _record(docs, "dcgan_mnist", 0, 75.0, fit_history=history, scores={"reference/is": 9.2})
+    entry = json.loads((docs / "dcgan_mnist-seed0.json").read_text())
+    entry["record"] |= {"real_values": real, "real_split": "test"}
+    (docs / "dcgan_mnist-seed0.json").write_text(json.dumps(entry))
+    reproduce.write_table(tmp_path / "RESULTS.md", docs, inception=False)
+    table = (tmp_path / "RESULTS.md").read_text()
+    assert "| seed | score | iteration 469 | iteration 938 | test |" in table
+    assert "| 0 | reference/is | 9.1 | 9.3 | 9.2 |" in table and "| 0 | classifier/fd | 90 | 80 | 75 |" in table
+    assert ("10,000 train images against the test split (rows dcgan_mnist): classifier/is 9.8" in table
+            and "m_is" not in table.split("Real-data values")[1].split("\n\n")[2])
+
+
+def test_an_older_record_gets_its_fit_history_only_from_its_own_run_folder(tmp_path):
+    reproduce = _table_module()
+    docs, runs = tmp_path / "docs", tmp_path / "runs"
+    run_dir = runs / "lightning_logs" / "dcgan_mnist-seed0" / "version_0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"iteration": 5, "stage": "fit", "scores": {"a": 1.0}}) + "\n"
+                                           + json.dumps({"iteration": 5, "stage": "test", "scores": {"a": 2.0}}) + "\n")
+    (run_dir / "reproduce_fit_seconds.json").write_text(json.dumps({"seconds": 2.0}))
+    _record(docs, "dcgan_mnist", 0, 75.0)  # fit_seconds 1.0: another run's record
+    reproduce.add_fit_histories(runs, docs)
+    assert "fit_history" not in json.loads((docs / "dcgan_mnist-seed0.json").read_text())
+    _record(docs, "dcgan_mnist", 0, 75.0, fit_seconds=2.0)
+    reproduce.add_fit_histories(runs, docs)
+    assert json.loads((docs / "dcgan_mnist-seed0.json").read_text())["fit_history"] == [
+        {"iteration": 5, "scores": {"a": 1.0}}]
