@@ -13,6 +13,7 @@ What genlab adds to LightningCLI:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import sys
@@ -88,9 +89,10 @@ class SaveRunConfig(SaveConfigCallback):
         super().setup(trainer, pl_module, stage)
 
 
-def check_batch_fits(datamodule: Any) -> None:
-    """One line when a training batch would be larger than the training split (a mistyped batch size would
-    otherwise be timed, allocated and tried before anything says so)."""
+def check_batch_fits(datamodule: Any, processes: int = 1) -> None:
+    """One line when a training batch would be larger than the training split, or than each process's share of it
+    under DDP (a mistyped batch size would otherwise be timed, allocated and tried before anything says so, and a
+    share smaller than a batch trains nothing at all when the last batch is dropped)."""
     if not isinstance(datamodule, TensorDataModule):
         return
     datamodule.prepare_data()  # downloads what is missing (Lightning's own call later finds it there)
@@ -98,6 +100,22 @@ def check_batch_fits(datamodule: Any) -> None:
     if datamodule.batch_size > count:
         raise GenlabError(f"data.batch_size {datamodule.batch_size:,} is larger than the {count:,} training samples:"
                           f" lower data.batch_size (to {count:,} for full-batch training)")
+    share = math.ceil(count / processes)
+    if processes > 1 and datamodule.drop_last and datamodule.batch_size > share:
+        raise GenlabError(f"data.batch_size {datamodule.batch_size:,} is larger than the {share:,} training samples"
+                          f" each of the {processes} processes gets ({count:,} in all), so no batch would be trained:"
+                          f" lower data.batch_size to {share:,} or less, or use fewer devices")
+
+
+def planned_processes(trainer_config: Any) -> int:
+    """How many training processes the trainer settings ask for (devices x nodes) when they say it as numbers;
+    1 when they leave it to Lightning ("auto")."""
+    devices, nodes = trainer_config.get("devices"), trainer_config.get("num_nodes") or 1
+    if isinstance(devices, (list, tuple)):
+        devices = len(devices)
+    elif isinstance(devices, str) and devices.strip().isdigit():
+        devices = int(devices)
+    return devices * int(nodes) if isinstance(devices, int) and devices > 0 else 1
 
 
 def flat(config: Any, prefix: str = "") -> dict[str, Any]:
@@ -231,7 +249,7 @@ class GenlabCLI(CLIHooks):
             trainer_config[name] = count
         own_workspace = deterministic_cublas(trainer_config.get("deterministic"))
         if self.subcommand == "fit" and first_process():  # before the precision timing, which runs at the batch size
-            check_batch_fits(self.datamodule)
+            check_batch_fits(self.datamodule, planned_processes(trainer_config))
         self._choose_fast_path(trainer_config)
         if self.setting("trainer.plugins") is None:
             kwargs.setdefault("plugins", [SafeCheckpointIO()])

@@ -250,6 +250,26 @@ def test_a_batch_larger_than_the_data_is_refused_before_anything_slow(run_cli, t
                                                " samples: lower data.batch_size (to 80 for full-batch training)")
 
 
+def test_under_ddp_a_batch_larger_than_each_process_share_is_refused_before_anything_starts(run_cli, tiny_data,
+                                                                                            capsys, monkeypatch):
+    monkeypatch.setattr("genlab.precision.measure_paths", lambda *args: pytest.fail("timed before the check"))
+    with pytest.raises(SystemExit):  # 80 training images over 4 processes: 20 each, fewer than a batch of 32
+        run_cli("fit", *TINY_GAN, f"--data.data_dir={tiny_data}", "--data.init_args.batch_size=32",
+                "--data.init_args.drop_last=true", "--trainer.strategy=ddp", "--trainer.devices=4",
+                "--trainer.accelerator=cpu")
+    assert capsys.readouterr().err.strip() == (
+        "genlab: error: data.batch_size 32 is larger than the 20 training samples each of the 4 processes gets (80 in"
+        " all), so no batch would be trained: lower data.batch_size to 20 or less, or use fewer devices")
+
+
+@pytest.mark.parametrize(("settings", "processes"), [({"devices": 4, "num_nodes": 2}, 8), ({"devices": [0, 1]}, 2),
+                                                      ({"devices": "3"}, 3), ({"devices": "auto"}, 1), ({}, 1)])
+def test_the_planned_process_count_is_read_from_the_trainer_settings(settings, processes):
+    from genlab.cli import planned_processes
+
+    assert planned_processes(settings) == processes
+
+
 def assert_same_tensors(a: object, b: object, where: str = "checkpoint") -> None:
     """Every tensor (and number) of two nested checkpoint structures equal, bit for bit."""
     if isinstance(a, torch.Tensor):
