@@ -4,6 +4,8 @@ The key is a SHA-256 over the conversion settings and, for every image file, its
 modification time: adding, removing, replacing or touching a file, or changing `image_size`, `channels`,
 `background` or `on_bad_file`, makes a new entry (the old one is left; delete the folder to reclaim it). The
 entry lives in `<genlab cache>/image_folders/<key>.npz` (`genlab.cache.cache_root`), never in the user's folder.
+The folder's location is left out of the key on purpose: a moved folder, or a copy that keeps the files' times,
+finds its entry (a file whose bytes change keeps neither its size and nanosecond time in practice).
 A cache that cannot be read or written is skipped with a warning: it only ever saves time.
 """
 
