@@ -224,8 +224,8 @@ ROWS = [
         observed_grid="9d27f143feee"),
     Row("vae_mnist_bf16", experiment="vae_mnist", seeds=(0, 1, 2), fit_arguments=BF16,
         headline=(*REFERENCE_IS, "test/loss/recon"), needs=MNIST, reference="(fast path, issue 17)",
-        protocol="vae_mnist trained in bf16-mixed (scored in fp32): compare with vae_mnist's fp32 seeds; genlab keeps"
-                 " the VAE in fp32 unless asked",
+        protocol="vae_mnist trained in bf16-mixed (scored in fp32): compare with vae_mnist's fp32 seeds; the evidence"
+                 " for letting genlab's automatic precision choose bf16 for the MLP VAE",
         observed="The grids look like the fp32 runs' (smooth, slightly blurred digits of every class); the"
                  " comparison below gives the scores, and decides whether the VAE's fp32 default holds. (Speed:"
                  " benchmarks/throughput.py measures fp32 and bf16 side by side; the wall times"

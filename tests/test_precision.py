@@ -15,11 +15,11 @@ from lightning.pytorch import Callback
 from genlab import precision, runtime
 from genlab.cli import GenlabCLI
 from genlab.data.corruption import PatchNoise
-from genlab.models import GAN, VAE, DenoisingAutoencoder
+from genlab.models import GAN, VAE, BetaVAE, DenoisingAutoencoder
 from genlab.models.classifier import Classifier
 from genlab.nets import MLPAutoencoder, MLPDiscriminator, MLPGenerator
 from genlab.nets.classifier import MLPClassifier
-from genlab.nets.vae import MLPDecoder, MLPEncoder
+from genlab.nets.vae import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from tests.helpers import EXPERIMENTS, TINY_GAN
 
 SHORT_GAN = [*TINY_GAN, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"]
@@ -225,8 +225,7 @@ def test_timing_leaves_the_model_and_the_random_streams_untouched(build, monkeyp
 
 def test_a_model_whose_bf16_scores_are_not_validated_stays_fp32_even_where_bf16_is_faster(native_bf16, monkeypatch):
     _measured(monkeypatch, 100.0)
-    vae = VAE(encoder=MLPEncoder(in_shape=[1, 4, 4], hidden=[8], latent_dim=3),
-              decoder=MLPDecoder(latent_dim=3, hidden=[8], out_shape=[1, 4, 4]))
+    vae = MODELS["conv VAE"]()  # the MLP VAE's bf16 runs are on record, a convolutional VAE's are not
     chosen = precision.choose_fast_path("cpu", "fit", vae, 8)
     assert chosen.precision == "32-true" and "not shown to match fp32" in chosen.reason
     assert precision.choose_fast_path("cpu", "fit", vae, 8, precision="bf16-mixed").precision == "bf16-mixed"
@@ -267,8 +266,12 @@ MODELS = {
     "least-squares GAN": lambda: _gan(loss="least_squares"),
     "WGAN clipping": lambda: _gan(loss="wasserstein", clip_weights=0.01),
     "WGAN-GP": lambda: _gan(loss="wasserstein", gradient_penalty=10.0),
-    "VAE": lambda: VAE(MLPEncoder(in_shape=SHAPE, hidden=[8], latent_dim=2),
-                       MLPDecoder(latent_dim=2, hidden=[8], out_shape=SHAPE)),
+    "MLP VAE": lambda: VAE(MLPEncoder(in_shape=SHAPE, hidden=[8], latent_dim=2),
+                           MLPDecoder(latent_dim=2, hidden=[8], out_shape=SHAPE)),
+    "conv VAE": lambda: VAE(ConvEncoder(in_shape=SHAPE, channels=[4], hidden=8, latent_dim=2),
+                            ConvDecoder(latent_dim=2, channels=[4], hidden=8, out_shape=SHAPE)),
+    "β-VAE": lambda: BetaVAE(MLPEncoder(in_shape=SHAPE, hidden=[8], latent_dim=2),
+                             MLPDecoder(latent_dim=2, hidden=[8], out_shape=SHAPE), beta=4.0),
     "DAE": lambda: DenoisingAutoencoder(MLPAutoencoder(in_shape=SHAPE, hidden=[8], code_dim=2),
                                         PatchNoise(patch_size=2)),
     "classifier": lambda: Classifier(MLPClassifier(in_shape=SHAPE, hidden=[8], num_classes=10)),
@@ -281,7 +284,9 @@ EXPECTED = {  # model: the automatic precision on each of DEVICES
     "least-squares GAN": [BF16, FP32, BF16, FP32],
     "WGAN clipping":     [FP32, FP32, FP32, FP32],
     "WGAN-GP":           [FP32, FP32, FP32, FP32],
-    "VAE":               [FP32, FP32, FP32, FP32],
+    "MLP VAE":           [BF16, FP32, BF16, FP32],  # vae_mnist's bf16 seeds are on record (one classifier pair)
+    "conv VAE":          [FP32, FP32, FP32, FP32],  # no bf16 runs
+    "β-VAE":             [FP32, FP32, FP32, FP32],  # another objective, no bf16 runs
     "DAE":               [FP32, FP32, FP32, FP32],
     "classifier":        [FP32, FP32, FP32, FP32],
 }
@@ -317,12 +322,12 @@ def test_on_a_gpu_with_native_bf16_the_reason_names_the_gpu_the_model_and_why_no
     _fake_device(monkeypatch, "CUDA native bf16")
     chosen = precision.choose_fast_path("gpu", "fit", MODELS["least-squares GAN"](), 8)
     assert chosen.reason.startswith("NVIDIA A100 has native bf16 and GAN's bf16 runs score like fp32 (not timed")
-    refused = precision.choose_fast_path("gpu", "fit", MODELS["VAE"](), 8)
+    refused = precision.choose_fast_path("gpu", "fit", MODELS["conv VAE"](), 8)
     assert "NVIDIA A100 has native bf16 but VAE's scores in bf16 are not shown to match fp32" in refused.reason
 
 
 @pytest.mark.parametrize("given", ["32-true", "16-mixed", "bf16-mixed"])
-@pytest.mark.parametrize("kind", ["minimax GAN", "WGAN-GP", "VAE", "classifier"])
+@pytest.mark.parametrize("kind", ["minimax GAN", "WGAN-GP", "conv VAE", "classifier"])
 def test_an_explicit_precision_wins_on_cuda(kind, given, monkeypatch):
     _fake_device(monkeypatch, "CUDA native bf16")
     chosen = precision.choose_fast_path("auto", "fit", MODELS[kind](), 8, precision=given)
@@ -345,7 +350,7 @@ def test_evaluation_is_fp32_with_tf32_off_on_a_gpu_where_training_would_use_bf16
 
 def test_tf32_is_off_on_cuda_unless_asked_for_and_applied_to_matmuls_and_convolutions_alike(monkeypatch):
     _fake_device(monkeypatch, "CUDA native bf16")
-    asked = precision.choose_fast_path("auto", "fit", MODELS["VAE"](), 8, tf32=True)
+    asked = precision.choose_fast_path("auto", "fit", MODELS["conv VAE"](), 8, tf32=True)
     assert asked.tf32 is True and asked.describe().startswith("genlab: precision 32-true, memory format contiguous,"
                                                               " TF32 on (automatic:")
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
