@@ -472,13 +472,16 @@ def _spread(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def records_of(docs: Path, row: str) -> list[dict]:
+    """The records of `row`'s seeds in `docs`, in seed order (another row whose name `row` begins is left out)."""
+    found = [json.loads(path.read_text()) for path in sorted(docs.glob(f"{row}-seed*.json"))]
+    return [entry for entry in found if entry["experiment"] == row]
+
+
 def compare(comparison: Comparison, docs: Path) -> str:
     """One sentence: n, mean ± std on each side, and "not distinguishable" where the mean ± std intervals overlap;
     refused when the two sides were scored by different classifiers."""
-    sides = [[json.loads(path.read_text()) for path in sorted(docs.glob(f"{name}-seed*.json"))]
-             for name in (comparison.row, comparison.baseline)]
-    sides = [[entry for entry in side if entry["experiment"] == name]
-             for side, name in zip(sides, (comparison.row, comparison.baseline))]
+    sides = [records_of(docs, name) for name in (comparison.row, comparison.baseline)]
     head = (f"**{comparison.row}: {comparison.what}**" if comparison.row == comparison.baseline
             else f"**{comparison.row} against {comparison.baseline}** ({comparison.what})")
     if not all(sides):
@@ -516,8 +519,7 @@ def classifier_coverage(docs: Path, known: dict[str, str]) -> str:
     """How many scored rows this table's own classifiers scored, and which rows older classifiers did."""
     scored: dict[str, bool] = {}
     for row in ROWS:
-        found = [json.loads(path.read_text()) for path in sorted(docs.glob(f"{row.name}-seed*.json"))]
-        sets = {scored_by(entry) for entry in found if entry["experiment"] == row.name} - {()}
+        sets = {scored_by(entry) for entry in records_of(docs, row.name)} - {()}
         if sets:
             scored[row.name] = all(sha in known for classifiers in sets for sha in classifiers)
     older = [name for name, own in scored.items() if not own]
@@ -528,8 +530,7 @@ def classifier_coverage(docs: Path, known: dict[str, str]) -> str:
 
 def history_table(row: Row, docs: Path) -> list[str]:
     """The row's `history` scores at every evaluation of each seed's fit, when its records carry them."""
-    found = [json.loads(path.read_text()) for path in sorted(docs.glob(f"{row.name}-seed*.json"))]
-    found = [entry for entry in found if entry["experiment"] == row.name and entry.get("fit_history")]
+    found = [entry for entry in records_of(docs, row.name) if entry.get("fit_history")]
     if not row.history or not found:
         return []
     iterations = sorted({point["iteration"] for entry in found for point in entry["fit_history"]})
@@ -590,8 +591,7 @@ def write_table(output: Path, docs: Path, inception: bool) -> None:
     ]
     known = known_classifiers(docs)
     for row in ROWS:
-        found = [json.loads(path.read_text()) for path in sorted(docs.glob(f"{row.name}-seed*.json"))]
-        found = [entry for entry in found if entry["experiment"] == row.name]
+        found = records_of(docs, row.name)
         if not found:
             lines.append(f"| {row.name} | {row.reference} | {row.protocol} | not run yet | | | | | | | |")
             continue

@@ -51,7 +51,11 @@ class MetricSuite(nn.Module):
 
     name: str = "suite"
     download: bool = False  # whether `prepare` may fetch files (`genlab doctor` turns it off)
-    scores: list[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scores: list[str] = []  # the registered feature scores asked for (a suite's `scores` setting)
+        self.feature_scores = nn.ModuleDict()  # built from them in `prepare_feature_scores`
 
     def prepare(self, plan: EvaluationPlan) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -80,7 +84,7 @@ class MetricSuite(nn.Module):
         """The scores named in `self.scores`, on `num_features`-d features; unknown names and too few samples are
         refused here, before training. `module:name` imports `module` first (where a score of one's own is
         registered), so a YAML can name it."""
-        names = [register_from(entry) for entry in getattr(self, "scores", [])]
+        names = [register_from(entry) for entry in self.scores]
         unknown = [name for name in names if name not in FEATURE_SCORES]
         if unknown:
             raise GenlabError(f"{type(self).__name__} scores {unknown} are not registered feature scores; known:"
@@ -93,15 +97,15 @@ class MetricSuite(nn.Module):
                                   f" the plan has {plan.num_fake} generated and {plan.num_real} real: use more samples")
 
     def update_feature_scores(self, features: Tensor, real: bool) -> None:
-        for score in getattr(self, "feature_scores", {}).values():
+        for score in self.feature_scores.values():
             score.update(features, real)
 
     def feature_score_results(self) -> dict[str, float]:
         return {f"{self.name}/{name}": float(score.compute())
-                for name, score in getattr(self, "feature_scores", {}).items()}
+                for name, score in self.feature_scores.items()}
 
     def feature_score_settings(self) -> dict[str, Any]:
-        return {name: type(score).description for name, score in getattr(self, "feature_scores", {}).items()}
+        return {name: type(score).description for name, score in self.feature_scores.items()}
 
 
 def register_from(entry: str) -> str:

@@ -170,13 +170,12 @@ def curves_section(run: Run) -> str:
     """The losses and signals of the event files, and the scores of every evaluation, over iterations."""
     scores = score_series(run.records)
     scalars = {**{tag: series for tag, series in run.events.scalars.items() if tag not in scores}, **scores}
-    drawn = curves_png(scalars, layout.equilibrium_lines(run.config),
-                       first=[tag for tag in scalars if tag.startswith("loss/")])
+    lines = layout.equilibrium_lines(run.config)
+    drawn = curves_png(scalars, lines, first=[tag for tag in scalars if tag.startswith("loss/")])
     if drawn is None:
         return '<p class="muted">No curves: the event files hold no scalars.</p>'
     png, width, height, left_out = drawn
     extra = f'<p class="muted">{left_out} more curves are in TensorBoard.</p>' if left_out else ""
-    lines = layout.equilibrium_lines(run.config)
     note = (f'<p class="muted">Dashed: the value when the discriminator cannot tell real from generated'
             f' ({", ".join(sorted(lines))}).</p>' if lines else "")
     return "<h3>Curves over iterations</h3>" + image_tag(png, width, height, "training curves") + note + extra
