@@ -87,6 +87,11 @@ def test_a_folder_relative_to_the_data_root_and_held_out_splits(tmp_path):
                                  test_size=1)
     data.setup()
     assert [len(data.split(name).labels) for name in ("train", "val", "test")] == [4, 1, 1]
+    too_many = ImageFolderDataModule("mine", data_dir=str(tmp_path), image_size=8, batch_size=2, val_size=2,
+                                     test_size=4)
+    with pytest.raises(GenlabError, match=r"^data.val_size 2 \+ data.test_size 4 hold out 6 images, but .*mine has 6:"
+                                          r" lower them"):
+        too_many.setup()
 
 
 @pytest.mark.parametrize("layout, message", [

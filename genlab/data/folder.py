@@ -230,6 +230,10 @@ class ImageFolderDataModule(TensorDataModule):
         files, labels, self.class_names = self.images()
         everything = self._read(files, labels)
         held_out = self.val_size + self.test_size
+        if held_out >= len(everything.labels):  # split_off would name only val_size, and call all images training ones
+            raise GenlabError(f"data.val_size {self.val_size} + data.test_size {self.test_size} hold out {held_out}"
+                              f" images, but {self.folder} has {len(everything.labels)}: lower them (about a tenth"
+                              " of the folder each is usual)")
         if held_out == 0:
             train, val, test = everything, everything, everything
         else:
