@@ -13,7 +13,7 @@ Prints, for the MNIST evaluation classifier (a folder such as lightning_logs/cla
      depend on the weights; the scores then mean nothing). Inception-v3 is slow on a CPU, so
      `--inception-images N` feeds N images per side and extrapolates to the full run.
 
-    python benchmarks/evaluation.py --classifier /work/runs/lightning_logs/classifier_mnist
+    python benchmarks/evaluation.py --classifier lightning_logs/classifier_mnist
     python benchmarks/evaluation.py --generator-ckpt lightning_logs/dcgan_mnist/version_0/checkpoints/last.ckpt \
         --config experiments/dcgan_mnist.yaml --inception-images 300
 """
