@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
 from genlab.atomic_files import file_sha256
 from genlab.training.checkpoints import last_checkpoint
@@ -48,7 +49,6 @@ class Row:
     reference: str = "no number in the reference"
     protocol: str = ""
     headline: tuple[str, ...] = ()  # score names shown, in order
-    needs: tuple[str, ...] = ()  # classifier experiments it is scored with
     filmstrip: bool = False  # also keep 5 evenly spaced grids of the run side by side
     observed: str = ""  # what a person saw in the grids (written after looking at them; shown under the table)
     observed_grid: str = ""  # the SHA-256 prefix of the seed-0 grid looked at: a newer run's grid is not described
@@ -63,9 +63,26 @@ class Row:
     def yaml(self) -> str:
         return self.experiment or self.name
 
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The classifier experiments it is scored with: those its YAML names (`lightning_logs/<name>`), read from the
+        YAML so the pins checked before and after a run are the ones the run really loads."""
+        return classifiers_named(yaml.safe_load((REPO / "experiments" / f"{self.yaml}.yaml").read_text()))
 
-MNIST = ("classifier_mnist", "classifier_mnist_reference")
-FASHION = ("classifier_fashion",)
+
+def classifiers_named(config: object) -> tuple[str, ...]:
+    """The run names under `lightning_logs/` a parsed YAML loads, in order of appearance (each once)."""
+    if isinstance(config, dict):
+        found = [name for value in config.values() for name in classifiers_named(value)]
+    elif isinstance(config, list):
+        found = [name for value in config for name in classifiers_named(value)]
+    elif isinstance(config, str) and config.startswith("lightning_logs/"):
+        found = [config.removeprefix("lightning_logs/").strip("/")]
+    else:
+        found = []
+    return tuple(dict.fromkeys(found))
+
+
 REFERENCE_IS = ("reference/is", "classifier/is", "classifier/fd", "classifier/label_tv")
 CNN_SCORES = ("classifier/is", "classifier/fd", "classifier/label_tv")
 SMALL_DATA_OBSERVED = {  # seed 0's final grids, looked at side by side: (the grid's SHA-256 prefix, what was seen)
@@ -95,11 +112,11 @@ ROWS = [
     Row("toy_quadratic", reference="plots only", headline=("curve_distance", "sliced_wasserstein")),
     Row("dcgan_mnist", seeds=(0, 1, 2), reference="IS 9.3821 (bar 8.5)",
         protocol=f"001 cell [28]: 10,000 samples in one batch, BatchNorm in training mode; {REF_PROTOCOL}",
-        headline=(*REFERENCE_IS, "reference/is@running"), needs=MNIST, history=("reference/is", "classifier/fd")),
+        headline=(*REFERENCE_IS, "reference/is@running"), history=("reference/is", "classifier/fd")),
     Row("vae_mnist", seeds=(0, 1, 2), reference="IS 9.0851 (bar 9.0)",
         protocol=f"001 cell [261]: 100,000 N(0, I) samples; {REF_PROTOCOL}",
-        headline=(*REFERENCE_IS, "reference/is@mixture", "classifier/is@mixture", "test/loss/recon"), needs=MNIST),
-    Row("gan_mnist", seeds=(0, 1, 2), headline=REFERENCE_IS, needs=MNIST,
+        headline=(*REFERENCE_IS, "reference/is@mixture", "classifier/is@mixture", "test/loss/recon")),
+    Row("gan_mnist", seeds=(0, 1, 2), headline=REFERENCE_IS,
         reference="no number (the cell's output is hidden)",
         observed="All three seeds collapse under the notebook's setting (noise U(-1, 1) of dimension 10, Adam 1e-3"
                  " with betas (0.5, 0.4999), 10 epochs): seed 0's final grid is one thin stroke (a 1) in all 64 tiles,"
@@ -122,7 +139,7 @@ ROWS = [
                  " tile in eight is a washed-out fragment; between 10,000 and 20,000 the quality changes little"
                  " while tiles keep changing identity (the generator has not settled).",
         observed_grid="ab363a8ec3bc"),
-    Row("lsgan_mnist", headline=REFERENCE_IS, needs=MNIST, reference="no number (the cell's output is hidden)",
+    Row("lsgan_mnist", headline=REFERENCE_IS, reference="no number (the cell's output is hidden)",
         observed="Collapses like gan_mnist under the same optimizer setting: every tile of the final grid is the"
                  " same speckle pattern.",
         observed_grid="9ac8d94c8d89"),
@@ -130,44 +147,44 @@ ROWS = [
         headline=("test/psnr/noisy_region", "test/psnr/restored_region", "test/psnr/noisy", "test/psnr/restored")),
     Row("gan_fashion", reference="IS 17.09 (not comparable)",
         protocol="000: ImageNet Inception-v3 on 10 samples, KL to the uniform distribution (a known mistake)",
-        headline=CNN_SCORES, needs=FASHION),
-    Row("dcgan_fashion", headline=CNN_SCORES, needs=FASHION, fit_arguments=BF16,
+        headline=CNN_SCORES),
+    Row("dcgan_fashion", headline=CNN_SCORES, fit_arguments=BF16,
         observed="Trained in bf16 (5 epochs): 64 varied garments - sneakers, ankle boots, shirts, pullovers,"
                  " trousers, dresses, bags, a few sandals - with plausible shading and some texture; several tiles are"
                  " dark or fragmentary (the first tile of the fourth row, the third of the sixth); no collapse.",
         observed_grid="200f1b9b52b6"),
-    Row("wgan_mnist", headline=CNN_SCORES, needs=MNIST,
+    Row("wgan_mnist", headline=CNN_SCORES,
         observed="After 20 epochs (17,180 critic steps with weight clipping, 3,436 generator steps) the tiles are"
                  " blurred, ring- and hook-shaped strokes; a few read as 0, 1, 3 or 9, most as none; varied, but"
                  " less finished than WGAN-GP's (one seed each: not a measured difference), as clipping is known to"
                  " train more slowly; longer runs were not measured.",
         observed_grid="84fb24a7f695"),
-    Row("wgan_gp_mnist", headline=CNN_SCORES, needs=MNIST,
+    Row("wgan_gp_mnist", headline=CNN_SCORES,
         observed="After 20 epochs (17,180 critic steps, 3,436 generator steps) the 64 tiles are varied but"
                  " unfinished: about half are recognisable digits (0, 1, 3, 7, 9 most often), the rest broken strokes"
                  " and blobs, with grey haze around them; no collapse but far from the data."
                  " With n_critic 5 the generator made only 3,436 updates; whether"
                  " longer training closes the gap was not measured.",
         observed_grid="0d87f2ff9921"),
-    Row("wgan_fashion", headline=CNN_SCORES, needs=FASHION,
+    Row("wgan_fashion", headline=CNN_SCORES,
         observed="After 20 epochs (17,180 critic steps with weight clipping, 3,436 generator steps, fp32): soft,"
                  " blurred garment silhouettes - pullovers and shirts most, some trousers, sneakers, boots and bags -"
                  " without"
                  " texture, with ghostly grey halos; classes vary but each is drawn in few ways (the"
                  " recall in the record), as clipping trains slowly.",
         observed_grid="86aceca206f2"),
-    Row("wgan_gp_fashion", headline=CNN_SCORES, needs=FASHION,
+    Row("wgan_gp_fashion", headline=CNN_SCORES,
         observed="After 20 epochs (fp32) the garments are recognisable by outline only - shirts, trousers, boots, bags"
                  " - blurred and blocky, with vertical streaks; classes vary but each is drawn in a"
                  " narrow range: with 5 critic steps per generator step the generator made 3,436 updates.",
         observed_grid="21a34582dbe5"),
-    Row("cgan_mnist", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=MNIST,
+    Row("cgan_mnist", headline=(*CNN_SCORES, "classifier/label_accuracy"),
         observed="One row per requested class (fixed noise, labels 0-9 down the rows): every row shows its digit,"
                  " in varied slants and widths, with speckle noise around the strokes (the MLP generator's tanh"
                  " output); a few 2s, 4s and 8s are malformed and one tile of the 5 row reads as a 0, which the"
                  " label accuracy counts.",
         observed_grid="1d0deeffae56"),
-    Row("cgan_fashion", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=FASHION,
+    Row("cgan_fashion", headline=(*CNN_SCORES, "classifier/label_accuracy"),
         observed="One row per requested class (T-shirt, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag,"
                  " ankle boot down the rows): T-shirts, trousers and dresses are clear silhouettes, sneakers and"
                  " boots recognisable; the pullover, coat and shirt rows draw similar long-sleeved shapes (the"
@@ -175,13 +192,13 @@ ROWS = [
                  " are dim fragments and bags vague blobs; every tile carries the MLP generator's speckle, and"
                  " within a row the tiles vary little.",
         observed_grid="f7d295721cc4"),
-    Row("cgan_conv_mnist", headline=(*CNN_SCORES, "classifier/label_accuracy"), needs=MNIST, fit_arguments=BF16,
+    Row("cgan_conv_mnist", headline=(*CNN_SCORES, "classifier/label_accuracy"), fit_arguments=BF16,
         observed="One row per requested class (fixed noise, labels 0-9 down the rows, 10 tiles each): every tile is a"
                  " clean digit of its row's class, in varied slants and stroke widths, without the MLP generator's"
                  " speckle; a few carry small blots (a 1 in the second row, a 4 and a 5 in the fifth and sixth),"
                  " which the label accuracy leaves room for.",
         observed_grid="cc1871bab5eb"),
-    Row("dcgan_mnist_ema", experiment="dcgan_mnist", seeds=(0, 1, 2), arguments=EMA, headline=EMA_SCORES, needs=MNIST,
+    Row("dcgan_mnist_ema", experiment="dcgan_mnist", seeds=(0, 1, 2), arguments=EMA, headline=EMA_SCORES,
         fit_arguments=BF16,
         reference="(genlab's generator EMA, issue 16)",
         protocol="dcgan_mnist with an EMA of the generator (decay 0.999, 1,000 warm-up iterations), in genlab's"
@@ -197,14 +214,14 @@ ROWS = [
         observed_grid="d661d228e76e"),
     *(Row(f"dcgan_fashion_{size // 1000}k{'_diffaugment' if augmented else ''}", experiment="dcgan_fashion_small",
           seeds=(0, 1, 2), overlays=("diffaugment",) * augmented, arguments=(f"--data.init_args.train_subset={size}",),
-          fit_arguments=BF16, headline=SMALL_DATA_SCORES, needs=FASHION, reference="(DiffAugment, issue 24)",
+          fit_arguments=BF16, headline=SMALL_DATA_SCORES, reference="(DiffAugment, issue 24)",
           protocol=f"dcgan_fashion's DCGAN on {size:,} Fashion-MNIST training images (data.train_subset, the same"
                    f" images for every seed), 2,000 iterations in bf16-mixed (scored in fp32)"
                    + (", DiffAugment color,translation,cutout" if augmented else ", no augmentation"),
           observed=SMALL_DATA_OBSERVED[size, augmented][1], observed_grid=SMALL_DATA_OBSERVED[size, augmented][0])
       for size in (1000, 5000) for augmented in (False, True)),
     Row("gan_mnist_beta2_0999_ema", experiment="gan_mnist", seeds=(0, 1, 2), overlays=("adam_beta2_0999",),
-        arguments=EMA, headline=EMA_SCORES, needs=MNIST, reference="(genlab's generator EMA, issue 16)",
+        arguments=EMA, headline=EMA_SCORES, reference="(genlab's generator EMA, issue 16)",
         protocol="gan_mnist with Adam betas (0.5, 0.999) (the reference's 0.4999 collapses, see gan_mnist) and an EMA"
                  " of the generator (decay 0.999, 1,000 warm-up iterations); `@ema` scores the average",
         observed="Raw generator (first grid) and its average (second), seed 0, from the same fixed noise: varied"
@@ -214,7 +231,7 @@ ROWS = [
                  " shapes in the sixth and seventh) are malformed in both.",
         observed_grid="ea6e17faa628"),
     Row("gan_mnist_beta2_0999_bf16", experiment="gan_mnist", seeds=(0, 1, 2), overlays=("adam_beta2_0999",),
-        fit_arguments=BF16, headline=REFERENCE_IS, needs=MNIST,
+        fit_arguments=BF16, headline=REFERENCE_IS,
         reference="(fast path, issue 17)",
         protocol="gan_mnist with Adam betas (0.5, 0.999), trained in bf16-mixed (scored in fp32): compare with the raw"
                  " scores of gan_mnist_beta2_0999_ema, the same runs in fp32 (the average does not change training)",
@@ -223,7 +240,7 @@ ROWS = [
                  " scores.",
         observed_grid="b62369e562ce"),
     Row("vae_mnist_bf16", experiment="vae_mnist", seeds=(0, 1, 2), fit_arguments=BF16,
-        headline=(*REFERENCE_IS, "test/loss/recon"), needs=MNIST, reference="(fast path, issue 17)",
+        headline=(*REFERENCE_IS, "test/loss/recon"), reference="(fast path, issue 17)",
         protocol="vae_mnist trained in bf16-mixed (scored in fp32): compare with vae_mnist's fp32 seeds; the evidence"
                  " for letting genlab's automatic precision choose bf16 for the MLP VAE",
         observed="Seed 0's grid looks like the fp32 runs' (smooth, slightly blurred digits of most classes, a few"
@@ -232,7 +249,7 @@ ROWS = [
                  " benchmarks/throughput.py measures fp32 and bf16 side by side; the wall times"
                  " of these rows come from different days and loads.)",
         observed_grid="c96bd424caf1"),
-    Row("vae_conv_mnist", needs=MNIST,
+    Row("vae_conv_mnist",
         headline=("classifier/is", "classifier/fd", "classifier/label_tv", "test/loss/recon", "test/nll_iwae100",
                   "test/active_units"),
         protocol="its YAML's sampler: a 50-Gaussian mixture fitted to the training codes; NLL: IWAE bound with 100"

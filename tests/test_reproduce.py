@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers import REPO
 
@@ -119,6 +120,24 @@ def test_the_table_scores_every_row_by_the_classifiers_it_trained_and_stops_when
     checkpoint.write_bytes(b"retrained weights")  # e.g. the classifier trained again in the same folder
     with pytest.raises(SystemExit, match=f"not the one this table is scored by \\({pinned}\\)"):
         table.pinned_classifiers(row)
+
+
+def test_a_row_is_pinned_to_exactly_the_classifiers_its_yaml_loads_and_comments_do_not_count():
+    reproduce = _table_module()
+    config = yaml.safe_load("""
+    trainer:
+      callbacks:  # needs lightning_logs/classifier_mnist_reference (a comment, not a setting)
+        - init_args:
+            suites:
+              - init_args: {checkpoint: lightning_logs/classifier_mnist}
+        - init_args: {classifier: lightning_logs/classifier_mnist/, num_samples: 1000}
+    """)
+    assert reproduce.classifiers_named(config) == ("classifier_mnist",)
+    rows = {row.name: row for row in reproduce.ROWS}
+    # a WGAN is scored by the CNN alone: pinning it to the pair stopped the table after its test (seen)
+    assert rows["wgan_gp_mnist"].needs == ("classifier_mnist",)
+    assert rows["dcgan_mnist_ema"].needs == ("classifier_mnist", "classifier_mnist_reference")
+    assert rows["toy_quadratic"].needs == ()
 
 
 def test_a_description_of_a_grid_is_shown_only_beside_that_grid(tmp_path):
