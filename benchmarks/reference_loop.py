@@ -3,22 +3,27 @@
     python benchmarks/reference_loop.py train --seeds 0,1,2            # ~3 min per seed and part on 2 cores
     python benchmarks/reference_loop.py gan --seeds 0 --epochs 10      # the vanilla GAN: grids per epoch
     python benchmarks/reference_loop.py dcgan --seeds 0 --epochs 5 \
-        --genlab-classifier lightning_logs/classifier_mnist_reference   # the DCGAN's own loop, its IS on cell [28]
+        --genlab-classifier lightning_logs/classifier_mnist_reference \
+        --record docs/results/notebook-loop-dcgan.json                  # the DCGAN's own loop, its IS on cell [28]
+    python benchmarks/reproduce.py --table-only                         # RESULTS.md shows the records written
     python benchmarks/reference_loop.py score --genlab-vae lightning_logs/vae_mnist/version_0 \
         --genlab-classifier lightning_logs/classifier_mnist_reference \
-        --genlab-classifier lightning_logs/classifier_mnist
+        --genlab-classifier lightning_logs/classifier_mnist --record docs/results/notebook-loop-vae.json
 
 `train` runs the code of reference/001 cells [247]-[256] as written there (MLP VAE with z = 20, encoder fed
 2x - 1, BCE + KL, Adam 1e-3, batch 128, 20 epochs; MLP classifier 784-512-512-10 with F.dropout, RMSprop 1e-3
 alpha 0.9, 20 epochs), on all 60,000 MNIST training images read from the idx files of $GENLAB_DATA_DIR.
 `score` prints the notebook's IS (N(0, I) samples, one split, +1e-10) of every VAE (the loop's, and genlab
 `vae_mnist` runs) under every classifier (the loop's with dropout off, and genlab classifier runs), for the same
-latents: the table in docs/reproduction.md.
+latents. `--record FILE` also writes what was printed as a JSON record (networks by SHA-256, protocol, machine,
+commit): `benchmarks/reproduce.py` writes RESULTS.md's notebook-loop sections from those records.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -26,8 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.atomic_files import file_sha256, write_bytes
 from genlab.data.base import resolve_data_dir
 from genlab.data.idx import read_idx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # reproduce.py, beside this file
+from reproduce import source_version
 
 Z_DIM = 20
 
@@ -80,6 +89,17 @@ def reference_is(probs: torch.Tensor, eps: float = 1e-10) -> float:
     return float(torch.exp((probs * (torch.log(probs + eps) - torch.log(p_y + eps))).sum(1).mean()))
 
 
+def write_record(path: Path | None, content: dict) -> None:
+    """The printed figures as a record, with what they rest on (machine, torch, commit, the command)."""
+    if path is None:
+        return
+    record = {"command": " ".join(["python benchmarks/reference_loop.py", *sys.argv[1:]]),
+              "genlab_commit": source_version(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), **content}
+    write_bytes(path, (json.dumps(record, indent=1) + "\n").encode())
+    print(f"wrote {path}", flush=True)
+
+
 def train(seed: int, out: Path, epochs: int) -> None:
     torch.manual_seed(seed)
     images, labels = mnist("train")
@@ -128,11 +148,13 @@ def genlab_decoder(run: Path) -> nn.Module:
 
 
 @torch.no_grad()
-def score(out: Path, genlab_vaes: list[Path], genlab_classifiers: list[Path], samples: list[int]) -> None:
+def score(out: Path, genlab_vaes: list[Path], genlab_classifiers: list[Path], samples: list[int],
+          record: Path | None = None) -> None:
     from genlab.metrics.classifier_checkpoint import load_classifier
 
     decoders: dict[str, nn.Module] = {}
     classifiers: dict[str, object] = {}
+    networks: dict[str, dict] = {}  # name -> what it is and its weights' SHA-256 prefix
     for path in sorted(out.glob("seed*.pt")):
         state = torch.load(path, weights_only=True)
         decoders[f"loop VAE {path.stem}"] = Decoder()
@@ -140,12 +162,19 @@ def score(out: Path, genlab_vaes: list[Path], genlab_classifiers: list[Path], sa
         classifier = MLPClassifier(dropout_at_eval=False)
         classifier.load_state_dict(state["classifier"])
         classifiers[f"loop MLP {path.stem}"] = classifier.eval()
+        for part in ("VAE", "MLP"):
+            networks[f"loop {part} {path.stem}"] = {"kind": f"loop {part}", "sha256": file_sha256(path)[:12]}
     for run in genlab_vaes:
         decoders[f"genlab {run}"] = genlab_decoder(run)
+        networks[f"genlab {run}"] = {"kind": "genlab VAE",
+                                     "sha256": file_sha256(run / "checkpoints" / "last.ckpt")[:12]}
     for folder in genlab_classifiers:
-        network = load_classifier(folder).network
+        loaded = load_classifier(folder)
+        network = loaded.network
         classifiers[f"genlab {folder}"] = lambda x01, network=network: network(x01.view(-1, 1, 28, 28) * 2 - 1)
+        networks[f"genlab {folder}"] = {"kind": f"genlab {type(network).__name__}", "sha256": loaded.sha256}
     print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}; columns: " + " | ".join(classifiers))
+    cells = []
     for count in samples:
         z = torch.randn(count, Z_DIM, generator=torch.Generator().manual_seed(0))
         for name, decoder in decoders.items():
@@ -153,6 +182,13 @@ def score(out: Path, genlab_vaes: list[Path], genlab_classifiers: list[Path], sa
             row = [reference_is(torch.cat([classify(chunk).double().softmax(1) for chunk in images.split(10_000)]))
                    for classify in classifiers.values()]
             print(f"| {count} | {name} | " + " | ".join(f"{value:.3f}" for value in row) + " |", flush=True)
+            cells += [{"samples": count, "vae": name, "classifier": column, "is": value}
+                      for column, value in zip(classifiers, row)]
+    write_record(record, {
+        "what": "the notebook's IS of N(0, I) VAE samples under every classifier, the same latents for every cell",
+        "protocol": "one split, +1e-10 inside the log, classifiers deterministic (dropout off), latents"
+                    " torch.randn from a Generator seeded 0",
+        "vaes": list(decoders), "classifiers": list(classifiers), "networks": networks, "cells": cells})
 
 
 def train_gan(seed: int, out: Path, epochs: int) -> None:
@@ -194,7 +230,7 @@ def train_gan(seed: int, out: Path, epochs: int) -> None:
         print(f"gan seed {seed} epoch {epoch + 1}: D loss {d_loss.item():.3f}, G loss {g_loss.item():.3f}", flush=True)
 
 
-def train_dcgan(seed: int, out: Path, epochs: int, classifiers: list[Path]) -> None:
+def train_dcgan(seed: int, out: Path, epochs: int, classifiers: list[Path]) -> dict:
     """reference/001's DCGAN cells [22]-[28] as a plain loop (its networks are genlab's InfoGAN nets with PyTorch's
     default init, checked against the notebook's parameter counts in tests/test_nets.py): uniform noise of
     dimension 10, least squares with the ½ factors, Adam 1e-3 betas (0.5, 0.4999), batch 128 with the last
@@ -233,11 +269,15 @@ def train_dcgan(seed: int, out: Path, epochs: int, classifiers: list[Path]) -> N
         samples = generator(torch.rand(10_000, 10, generator=torch.Generator().manual_seed(0)) * 2 - 1)
         out.mkdir(parents=True, exist_ok=True)
         save_image((samples[:64] + 1) / 2, out / f"dcgan-seed{seed}.png")
+        scores = []
         for folder in classifiers:
-            network = load_classifier(folder).network.eval()
+            loaded = load_classifier(folder)
+            network = loaded.network.eval()
             probs = torch.cat([network(chunk).double().softmax(1) for chunk in samples.split(1000)])
-            print(f"dcgan seed {seed}: notebook IS (one split, +1e-10) under {folder}: {reference_is(probs):.3f}",
-                  flush=True)
+            value = reference_is(probs)
+            print(f"dcgan seed {seed}: notebook IS (one split, +1e-10) under {folder}: {value:.3f}", flush=True)
+            scores.append({"classifier": str(folder), "sha256": loaded.sha256, "is": value})
+    return {"seed": seed, "epochs": epochs, "seconds": time.perf_counter() - start, "scores": scores}
 
 
 def main() -> None:
@@ -252,10 +292,16 @@ def main() -> None:
     parser.add_argument("--genlab-classifier", action="append", default=[], type=Path,
                         help="score, dcgan: a genlab classifier run or experiment folder")
     parser.add_argument("--samples", default="10000,100000", help="score: sample counts (the notebook: 100000)")
+    parser.add_argument("--record", type=Path, help="score, dcgan: also write the figures as a JSON record here")
     args = parser.parse_args()
     if args.command == "dcgan":
-        for seed in (int(s) for s in args.seeds.split(",")):
-            train_dcgan(seed, Path(args.out), args.epochs, args.genlab_classifier)
+        runs = [train_dcgan(seed, Path(args.out), args.epochs, args.genlab_classifier)
+                for seed in (int(s) for s in args.seeds.split(","))]
+        write_record(args.record, {
+            "what": "reference/001's DCGAN cells as a plain loop, scored as cell [28]",
+            "protocol": "10,000 samples of U(-1, 1) noise (a Generator seeded 0) in one batch, the generator in"
+                        " training mode (BatchNorm batch statistics), IS over one split with +1e-10",
+            "runs": runs})
     elif args.command == "gan":
         for seed in (int(s) for s in args.seeds.split(",")):
             train_gan(seed, Path(args.out), args.epochs)
@@ -263,7 +309,8 @@ def main() -> None:
         for seed in (int(s) for s in args.seeds.split(",")):
             train(seed, Path(args.out), args.epochs)
     else:
-        score(Path(args.out), args.genlab_vae, args.genlab_classifier, [int(n) for n in args.samples.split(",")])
+        score(Path(args.out), args.genlab_vae, args.genlab_classifier, [int(n) for n in args.samples.split(",")],
+              args.record)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -589,6 +590,118 @@ def real_data_values(docs: Path, known: dict[str, str]) -> list[str]:
     return lines if groups else []
 
 
+NOTEBOOK_LOOP_VAE = "notebook-loop-vae.json"  # benchmarks/reference_loop.py score --record
+NOTEBOOK_LOOP_DCGAN = "notebook-loop-dcgan.json"  # benchmarks/reference_loop.py dcgan --record
+
+
+def _span(values: list[float]) -> str:
+    return f"{min(values):.3f}-{max(values):.3f}"
+
+
+def notebook_loop_vae(docs: Path, known: dict[str, str]) -> list[str]:
+    """The notebook's VAE loop and genlab's VAE under every classifier (the record of `reference_loop.py score`),
+    and what the table says, each figure computed here: why a VAE's IS is a statement about its classifier too."""
+    path = docs / NOTEBOOK_LOOP_VAE
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    networks, columns = record["networks"], record["classifiers"]
+    value = {(cell["samples"], cell["vae"], cell["classifier"]): cell["is"] for cell in record["cells"]}
+    counts = sorted({cell["samples"] for cell in record["cells"]})
+
+    def label(name: str) -> str:  # genlab's classifiers by their table name and hash, every other network as named
+        sha = networks[name]["sha256"]
+        genlab_classifier = name in columns and not name.startswith("loop")
+        return f"{known.get(sha, 'a classifier not in this table')} {sha}" if genlab_classifier else name
+
+    lines = ["", "## The notebook's VAE loop under every classifier, from its record", "",
+             (f"`{record['command']}` ({record['date']}, commit {record['genlab_commit']}, CPU capability"
+              f" {record['cpu_capability']}): {record['what']}; {record['protocol']}. Rows: the VAE (the notebook's"
+              " cells as a plain loop, three training seeds, and genlab's); columns: the classifier. The record:"
+              f" `docs/results/{NOTEBOOK_LOOP_VAE}`."), "",
+             "| samples | VAE | " + " | ".join(label(column) for column in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for count in counts:
+        for vae in record["vaes"]:
+            lines.append(f"| {count:,} | {label(vae)} | "
+                         + " | ".join(f"{value[count, vae, column]:.3f}" for column in columns) + " |")
+    facts = notebook_loop_vae_facts(record, value, label)
+    return lines + ["", "What the table says (computed from the record): " + "; ".join(facts) + "."]
+
+
+def notebook_loop_vae_facts(record: dict, value: dict, label: Callable[[str], str]) -> list[str]:
+    """The spreads the cross table shows: by classifier kind, classifier seed, VAE seed, sample count; where genlab's
+    VAE falls among the loop's; how often the loop's VAEs reach the notebook's bar of 9.0."""
+    columns, networks = record["classifiers"], record["networks"]
+    counts = sorted({cell["samples"] for cell in record["cells"]})
+    loop_vaes = [vae for vae in record["vaes"] if vae.startswith("loop")]
+    genlab_vaes = [vae for vae in record["vaes"] if not vae.startswith("loop")]
+    loop_mlps = [column for column in columns if column.startswith("loop")]
+    kinds = {column: "CNN" if "Conv" in networks[column]["kind"] else "MLP" for column in columns}
+    first = counts[0]
+    facts = []
+    for kind in ("MLP", "CNN"):
+        cells = [value[first, vae, column] for vae in record["vaes"] for column in columns if kinds[column] == kind]
+        if cells:
+            facts.append(f"at {first:,} samples every {kind} classifier gives {_span(cells)}")
+    if len(loop_mlps) > 1:
+        by_vae = {vae: max(value[first, vae, c] for c in loop_mlps) - min(value[first, vae, c] for c in loop_mlps)
+                 for vae in record["vaes"]}
+        widest = max(by_vae, key=by_vae.get)
+        facts.append(f"the classifier's training seed alone (the loop MLP columns) moves one VAE's score by up to"
+                     f" {by_vae[widest]:.3f} ({label(widest)})")
+    if len(loop_vaes) > 1:
+        moves = [max(value[first, vae, c] for vae in loop_vaes) - min(value[first, vae, c] for vae in loop_vaes)
+                 for c in columns]
+        facts.append(f"the VAE's training seed (the loop VAE rows) by up to {max(moves):.3f} in one column")
+    if len(counts) > 1:
+        gap = max(abs(value[counts[0], vae, c] - value[counts[-1], vae, c]) for vae in record["vaes"] for c in columns)
+        facts.append(f"{counts[0]:,} against {counts[-1]:,} samples by at most {gap:.3f}")
+    for vae in genlab_vaes if len(loop_vaes) > 1 else ():
+        spans = [(min(value[first, v, c] for v in loop_vaes), max(value[first, v, c] for v in loop_vaes),
+                  value[first, vae, c]) for c in columns]
+        inside = sum(low <= own <= high for low, high, own in spans)
+        above = sum(own > high for low, high, own in spans)
+        facts.append(f"{label(vae)} lies within the loop VAEs' range in {inside} of {len(columns)} columns"
+                     f" (above it in {above})")
+    for column in loop_mlps:
+        cells = [value[count, vae, column] for count in counts for vae in loop_vaes]
+        facts.append(f"under {column} {sum(cell >= 9.0 for cell in cells)} of the loop VAEs' {len(cells)} cells"
+                     " reach 9.0")
+    return facts
+
+
+def notebook_loop_dcgan(docs: Path, known: dict[str, str]) -> list[str]:
+    """The notebook's DCGAN loop scored as cell [28] (the record of `reference_loop.py dcgan`), set beside
+    dcgan_mnist's `genlab test` scores by the same classifier on the same protocol (one split) only."""
+    path = docs / NOTEBOOK_LOOP_DCGAN
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    genlab = records_of(docs, "dcgan_mnist")
+    lines = ["", "## The notebook's DCGAN loop, from its record", "",
+             (f"`{record['command']}` ({record['date']}, commit {record['genlab_commit']}, CPU capability"
+              f" {record['cpu_capability']}): {record['what']}; {record['protocol']}. The record:"
+              f" `docs/results/{NOTEBOOK_LOOP_DCGAN}`."), ""]
+    for run in record["runs"]:
+        for score in run["scores"]:
+            who = f"{known.get(score['sha256'], 'a classifier not in this table')} {score['sha256']}"
+            suites = {name for entry in genlab for name, suite in entry["record"]["settings"].items()
+                      if isinstance(suite, dict) and suite.get("checkpoint_sha256") == score["sha256"]
+                      and suite.get("splits") == 1}
+            values = [entry["scores"][f"{name}/is"] for entry in genlab for name in suites
+                      if entry["scores"].get(f"{name}/is") is not None]
+            if len(suites) == 1 and len(values) == len(genlab) > 1:
+                mean, std = _spread(values)
+                beside = (f"dcgan_mnist's `{next(iter(suites))}/is` by the same classifier on the same protocol:"
+                          f" {mean:.4g} ± {std:.2g} over {len(values)} training seeds, range {_span(values)}")
+            else:
+                beside = "no dcgan_mnist score by this classifier over one split to set beside it"
+            lines.append(f"- loop seed {run['seed']}, {run['epochs']} epochs, under {who}: IS {score['is']:.3f};"
+                         f" {beside}.")
+    return lines
+
+
 def write_table(output: Path, docs: Path, inception: bool) -> None:
     """The table from the records in `docs` (committed with it), so a row run on another day or machine stays."""
     lines = [
@@ -641,6 +754,7 @@ def write_table(output: Path, docs: Path, inception: bool) -> None:
     for row in ROWS:
         lines += history_table(row, docs)
     lines += real_data_values(docs, known)
+    lines += notebook_loop_vae(docs, known) + notebook_loop_dcgan(docs, known)
     lines += ["", "## Comparisons, written from the records", ""]
     lines += [compare(comparison, docs) + "\n" for comparison in COMPARISONS]
     entries = [json.loads(path.read_text()) for path in docs.glob("*.json")]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tests.helpers import REPO
@@ -188,3 +189,48 @@ def test_an_older_record_gets_its_fit_history_only_from_its_own_run_folder(tmp_p
     reproduce.add_fit_histories(runs, docs)
     assert json.loads((docs / "dcgan_mnist-seed0.json").read_text())["fit_history"] == [
         {"iteration": 5, "scores": {"a": 1.0}}]
+
+
+def _reference_loop_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reference_loop", REPO / "benchmarks" / "reference_loop.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_notebook_loops_is_matches_closed_forms():
+    loop = _reference_loop_module()
+    assert loop.reference_is(torch.full((6, 10), 0.1, dtype=torch.float64)) == pytest.approx(1.0)  # no information
+    one_hot = torch.eye(4, dtype=torch.float64).repeat(3, 1)  # sure of each of 4 classes, equally often
+    assert loop.reference_is(one_hot) == pytest.approx(4.0)
+
+
+def test_the_cross_table_and_what_it_says_are_written_from_the_loops_record(tmp_path):
+    loop, reproduce = _reference_loop_module(), _table_module()
+    weights = tmp_path / "loop"
+    weights.mkdir()
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        decoder, classifier = loop.Decoder(), loop.MLPClassifier()
+        with torch.no_grad():  # sure classifiers and varied images: IS values far apart, not all near 1
+            classifier.fc3.weight.mul_(300)
+            decoder.fc4.weight.mul_(30)
+        torch.save({"decoder": decoder.state_dict(), "classifier": classifier.state_dict()}, weights / f"seed{seed}.pt")
+    docs = tmp_path / "docs"
+    loop.score(weights, [], [], [50, 200], record=docs / reproduce.NOTEBOOK_LOOP_VAE)
+    record = json.loads((docs / reproduce.NOTEBOOK_LOOP_VAE).read_text())
+    assert {cell["classifier"] for cell in record["cells"]} == {"loop MLP seed0", "loop MLP seed1"}
+    assert record["networks"]["loop VAE seed1"]["sha256"] == hashlib.sha256(
+        (weights / "seed1.pt").read_bytes()).hexdigest()[:12]
+    reproduce.write_table(tmp_path / "RESULTS.md", docs, inception=False)
+    table = (tmp_path / "RESULTS.md").read_text()
+    cell = {(c["samples"], c["vae"], c["classifier"]): c["is"] for c in record["cells"]}
+    assert f"| 200 | loop VAE seed1 | {cell[200, 'loop VAE seed1', 'loop MLP seed0']:.3f} |" in table
+    by_classifier_seed = max(abs(cell[50, vae, "loop MLP seed0"] - cell[50, vae, "loop MLP seed1"])
+                             for vae in ("loop VAE seed0", "loop VAE seed1"))
+    assert f"moves one VAE's score by up to {by_classifier_seed:.3f}" in table
+    by_count = max(abs(cell[50, vae, mlp] - cell[200, vae, mlp]) for vae in ("loop VAE seed0", "loop VAE seed1")
+                   for mlp in ("loop MLP seed0", "loop MLP seed1"))
+    assert f"50 against 200 samples by at most {by_count:.3f}" in table
