@@ -19,7 +19,7 @@ fp32: opt-in, a new model is fp32 until shown. fp16 is never chosen automaticall
   (on a CPU without native bf16, AVX2 only, bf16 matmuls are ~70x slower, so it is never timed); channels-last
   only where it beats contiguous by `MIN_LAYOUT_GAIN`. Measured once per CPU model, torch version, network and
   batch size and kept in `~/.cache/genlab`, so one command makes the same choice on one machine every time; a
-  timing taken on a busy machine is not kept. Models without a `timing_pass` are not timed: fp32, contiguous.
+  timing taken on a busy machine (another task wanting a CPU, or a high load average) is not kept. Models without a `timing_pass` are not timed: fp32, contiguous.
 - Anything else (MPS, XLA …): fp32, contiguous.
 
 | model                                 | CPU: native bf16, 1.5x faster | other CPU | CUDA: native bf16 | other CUDA |
@@ -139,21 +139,42 @@ def cache_file() -> Path:
     return cache_root() / "fast_paths.json"
 
 
-def busy_load() -> float | None:
-    """The 1-minute load average when more tasks want the CPU than it has cores (a timing taken then says more
-    about the neighbours than about bf16), else None."""
+def runnable_neighbours(samples: int = 5) -> int | None:
+    """Tasks besides this one that want a CPU now (Linux's `procs_running`, its fewest over a few samples 20 ms
+    apart, after this process's own worker threads have gone idle), or None where the system does not say."""
+    def running() -> int | None:
+        try:
+            with open("/proc/stat") as stat:
+                return next((int(line.split()[1]) for line in stat if line.startswith("procs_running")), None)
+        except (OSError, ValueError):
+            return None
+
+    counts = []
+    for _ in range(samples):
+        time.sleep(0.02)
+        counts.append(running())
+    return None if None in counts else max(min(counts) - 1, 0)  # less this thread, which is reading
+
+
+def busy_load() -> str | None:
+    """Why a timing taken now says more about the neighbours than about bf16: another task wanting a CPU (a
+    neighbour on a core changes the measured bf16 gain itself, not only its noise: benchmarks/precision_under_load.py),
+    or a 1-minute load above the core count; None when the machine is quiet."""
+    cores = os.cpu_count() or 1
+    if neighbours := runnable_neighbours():
+        return f"{neighbours} other task{'s' if neighbours > 1 else ''} wanting a CPU of {cores}"
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
         return None
-    return load if load > (os.cpu_count() or 1) else None
+    return f"load {load:.1f} on {cores} cores" if load > cores else None
 
 
-def remembered_paths(model: torch.nn.Module, batch_size: int, bf16: bool) -> dict[str, float]:
+def remembered_paths(model: torch.nn.Module, batch_size: int, bf16: bool) -> dict[str, float | str]:
     """`measure_paths`, measured once per CPU model, its bf16 support, torch version, network and batch size, then
     read back: a model near a threshold would otherwise train one way one day and the other way the next, from one
     command. A measurement taken on a busy machine is used once and not remembered (its result then carries
-    "busy_load"), so one loaded moment does not decide every later run."""
+    "busy", why), so one loaded moment does not decide every later run."""
     fingerprint = (f"{cpu_model()} {cpu_has_native_bf16()} {torch.backends.cpu.get_cpu_capability()}"
                    f" {torch.get_num_threads()} threads {torch.__version__} {batch_size} {bf16} {model!r}")
     key = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
@@ -168,8 +189,8 @@ def remembered_paths(model: torch.nn.Module, batch_size: int, bf16: bool) -> dic
                    " for the automatic precision and layout (once per machine and setting; --trainer.precision with"
                    " --memory_format skips it)")
     measured = measure_paths(model, batch_size, bf16)
-    if (load := busy_load()) is not None:
-        return {**measured, "busy_load": load}
+    if (busy := busy_load()) is not None:
+        return {**measured, "busy": busy}
     try:  # a cache that cannot be written only means measuring again next time
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.partial")
@@ -180,7 +201,7 @@ def remembered_paths(model: torch.nn.Module, batch_size: int, bf16: bool) -> dic
     return measured
 
 
-def _fastest_layout(times: dict[str, float], precision: str) -> tuple[str, float]:
+def _fastest_layout(times: dict[str, float | str], precision: str) -> tuple[str, float]:
     contiguous = times[f"{precision} {CONTIGUOUS}"]
     channels_last = times.get(f"{precision} {CHANNELS_LAST}", float("inf"))
     if channels_last * MIN_LAYOUT_GAIN <= contiguous:
@@ -270,13 +291,13 @@ def _cpu_path(model: torch.nn.Module | None, batch_size: int, precision: str | N
     bf16_allowed = native and refusal is None  # may be chosen when no precision is given
     times = remembered_paths(model, batch_size, bf16=(bf16_allowed and precision is None) or wanted == BF16)
     choice = _timed_choice(times, capability, native, refusal, precision, wanted)
-    if "busy_load" in times:
-        return replace(choice, reason=f"{choice.reason}; timed while the machine was busy (load"
-                                      f" {times['busy_load']:.1f} on {os.cpu_count()} cores), so not remembered")
+    if "busy" in times:
+        return replace(choice, reason=f"{choice.reason}; timed while the machine was busy ({times['busy']}), so not"
+                                      " remembered")
     return choice
 
 
-def _timed_choice(times: dict[str, float], capability: str, native: bool, refusal: str | None,
+def _timed_choice(times: dict[str, float | str], capability: str, native: bool, refusal: str | None,
                   precision: str | None, wanted: str | None) -> FastPath:
     if precision is not None:
         layout, _ = _fastest_layout(times, wanted or FP32)

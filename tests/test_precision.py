@@ -5,6 +5,9 @@ wins, and the choice is printed and kept with the run. `--trainer.deterministic`
 
 import copy
 import os
+import subprocess
+import sys
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -152,11 +155,11 @@ def test_an_avx512_cpu_that_only_emulates_bf16_is_not_native_although_onednn_sup
 
 def test_a_timing_taken_on_a_busy_machine_is_used_once_said_so_and_not_remembered(native_bf16, monkeypatch):
     calls = _measured(monkeypatch, 2.0)
-    monkeypatch.setattr(precision, "busy_load", lambda: 5.0)
+    monkeypatch.setattr(precision, "busy_load", lambda: "load 5.0 on 2 cores")
     model = GAN(generator=MLPGenerator(latent_dim=4, hidden=[8], out_shape=[1, 4, 4]),
                 discriminator=MLPDiscriminator(in_shape=[1, 4, 4], hidden=[8]))
     chosen = precision.choose_fast_path("cpu", "fit", model, 16)
-    assert chosen.precision == "bf16-mixed" and "busy (load 5.0 on" in chosen.reason
+    assert chosen.precision == "bf16-mixed" and "busy (load 5.0 on 2 cores), so not remembered" in chosen.reason
     precision.choose_fast_path("cpu", "fit", model, 16)
     monkeypatch.setattr(precision, "busy_load", lambda: None)
     assert "busy" not in precision.choose_fast_path("cpu", "fit", model, 16).reason
@@ -435,3 +438,46 @@ def test_the_timing_runs_its_training_passes_even_when_called_under_no_grad(monk
     with torch.no_grad():
         times = precision.measure_paths(model, batch_size=5, bf16=False)
     assert set(times) == {"32-true contiguous"} and times["32-true contiguous"] > 0
+
+
+MEASURE_PATHS, BUSY_LOAD = precision.measure_paths, precision.busy_load  # the real ones (conftest replaces them)
+
+
+class _ClockedNetwork(torch.nn.Module):
+    """A network whose training pass costs 1.0 s of a fake clock in fp32 and 0.5 s in bf16, and on every other pass
+    3.0 s more: a busy neighbour's time slice landing in the middle of the timing."""
+
+    clock: ClassVar[list[float]] = [0.0]  # shared with the copies measure_paths times
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer, self.passes = torch.nn.Linear(2, 2), 0
+
+    def timing_pass(self, n: int) -> torch.Tensor:
+        self.passes += 1
+        self.clock[0] += (0.5 if torch.is_autocast_enabled("cpu") else 1.0) + (3.0 if self.passes % 2 else 0.0)
+        return self.layer(torch.ones(n, 2))
+
+
+def test_a_busy_neighbour_slowing_some_timed_passes_does_not_change_the_measured_speedup(monkeypatch):
+    monkeypatch.setattr(precision, "time", SimpleNamespace(perf_counter=lambda: _ClockedNetwork.clock[0]))
+    times = MEASURE_PATHS(_ClockedNetwork(), 4, bf16=True)
+    # each path's quiet passes count, not its interrupted ones: the idle machine's 2x, far from the 1.5x threshold
+    assert times == {"32-true contiguous": 1.0, "bf16-mixed contiguous": 0.5}
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/stat"), reason="the runnable-task count is Linux's")
+def test_a_timing_beside_a_busy_core_is_said_to_be_busy_used_once_and_not_remembered(native_bf16, monkeypatch):
+    calls = _measured(monkeypatch, 2.0)
+    monkeypatch.setattr(precision, "busy_load", BUSY_LOAD)
+    monkeypatch.setattr(precision.os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # the neighbour alone must tell
+    model = GAN(generator=MLPGenerator(latent_dim=4, hidden=[8], out_shape=[1, 4, 4]),
+                discriminator=MLPDiscriminator(in_shape=[1, 4, 4], hidden=[8]))
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # always wants a CPU
+    try:
+        reasons = [precision.choose_fast_path("cpu", "fit", model, 16).reason for _ in range(2)]
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+    assert all("timed while the machine was busy (" in reason for reason in reasons), reasons
+    assert calls == [16, 16]  # timed again: the busy timing was not remembered
