@@ -19,7 +19,8 @@ fp32: opt-in, a new model is fp32 until shown. fp16 is never chosen automaticall
   (on a CPU without native bf16, AVX2 only, bf16 matmuls are ~70x slower, so it is never timed); channels-last
   only where it beats contiguous by `MIN_LAYOUT_GAIN`. Measured once per CPU model, torch version, network and
   batch size and kept in `~/.cache/genlab`, so one command makes the same choice on one machine every time; a
-  timing taken on a busy machine (another task wanting a CPU, or a high load average) is not kept. Models without a `timing_pass` are not timed: fp32, contiguous.
+  timing taken on a busy machine (another task wanting a CPU, or a high load average) is not kept. Models without
+  a `timing_pass` are not timed: fp32, contiguous.
 - Anything else (MPS, XLA …): fp32, contiguous.
 
 | model                                 | CPU: native bf16, 1.5x faster | other CPU | CUDA: native bf16 | other CUDA |
