@@ -276,8 +276,10 @@ def train_dcgan(seed: int, out: Path, epochs: int, classifiers: list[Path]) -> d
             probs = torch.cat([network(chunk).double().softmax(1) for chunk in samples.split(1000)])
             value = reference_is(probs)
             print(f"dcgan seed {seed}: notebook IS (one split, +1e-10) under {folder}: {value:.3f}", flush=True)
-            scores.append({"classifier": str(folder), "sha256": loaded.sha256, "is": value})
-    return {"seed": seed, "epochs": epochs, "seconds": time.perf_counter() - start, "scores": scores}
+            scores.append({"classifier": folder.name, "sha256": loaded.sha256, "is": value})
+    iterations = epochs * -(-len(images) // 128)  # batches of 128, the last incomplete one kept
+    return {"seed": seed, "epochs": epochs, "iterations": iterations, "seconds": time.perf_counter() - start,
+            "scores": scores}
 
 
 def main() -> None:

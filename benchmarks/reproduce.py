@@ -66,9 +66,13 @@ class Row:
 
     @property
     def needs(self) -> tuple[str, ...]:
-        """The classifier experiments it is scored with: those its YAML names (`lightning_logs/<name>`), read from the
-        YAML so the pins checked before and after a run are the ones the run really loads."""
-        return classifiers_named(yaml.safe_load((REPO / "experiments" / f"{self.yaml}.yaml").read_text()))
+        """The classifier experiments it is scored with: those its YAML and overlays name (`lightning_logs/<name>`),
+        read from them so the pins checked before and after a run are the ones the run loads (a classifier named
+        only in `arguments` is caught by the check after its test)."""
+        files = [REPO / "experiments" / f"{self.yaml}.yaml",
+                 *(REPO / "experiments" / "overlays" / f"{overlay}.yaml" for overlay in self.overlays)]
+        named = [name for file in files for name in classifiers_named(yaml.safe_load(file.read_text()))]
+        return tuple(dict.fromkeys(named))
 
 
 def classifiers_named(config: object) -> tuple[str, ...]:
@@ -77,8 +81,8 @@ def classifiers_named(config: object) -> tuple[str, ...]:
         found = [name for value in config.values() for name in classifiers_named(value)]
     elif isinstance(config, list):
         found = [name for value in config for name in classifiers_named(value)]
-    elif isinstance(config, str) and config.startswith("lightning_logs/"):
-        found = [config.removeprefix("lightning_logs/").strip("/")]
+    elif isinstance(config, str) and config.removeprefix("./").startswith("lightning_logs/"):
+        found = [config.removeprefix("./").split("/")[1]]  # the run name, whatever file inside it is named
     else:
         found = []
     return tuple(dict.fromkeys(found))
@@ -636,33 +640,33 @@ def notebook_loop_vae_facts(record: dict, value: dict, label: Callable[[str], st
     loop_vaes = [vae for vae in record["vaes"] if vae.startswith("loop")]
     genlab_vaes = [vae for vae in record["vaes"] if not vae.startswith("loop")]
     loop_mlps = [column for column in columns if column.startswith("loop")]
-    kinds = {column: "CNN" if "Conv" in networks[column]["kind"] else "MLP" for column in columns}
+    kinds = {column: "CNN" if "Conv" in networks[column]["kind"] else "MLP" if "MLP" in networks[column]["kind"]
+             else networks[column]["kind"] for column in columns}
     first = counts[0]
     facts = []
-    for kind in ("MLP", "CNN"):
+    for kind in dict.fromkeys(kinds.values()):
         cells = [value[first, vae, column] for vae in record["vaes"] for column in columns if kinds[column] == kind]
-        if cells:
-            facts.append(f"at {first:,} samples every {kind} classifier gives {_span(cells)}")
+        facts.append(f"at {first:,} samples the {kind} classifiers give {_span(cells)}")
     if len(loop_mlps) > 1:
         by_vae = {vae: max(value[first, vae, c] for c in loop_mlps) - min(value[first, vae, c] for c in loop_mlps)
                  for vae in record["vaes"]}
         widest = max(by_vae, key=by_vae.get)
-        facts.append(f"the classifier's training seed alone (the loop MLP columns) moves one VAE's score by up to"
-                     f" {by_vae[widest]:.3f} ({label(widest)})")
+        facts.append(f"at {first:,} samples the classifier's training seed alone (the loop MLP columns) moves one"
+                     f" VAE's score by up to {by_vae[widest]:.3f} ({label(widest)})")
     if len(loop_vaes) > 1:
         moves = [max(value[first, vae, c] for vae in loop_vaes) - min(value[first, vae, c] for vae in loop_vaes)
                  for c in columns]
-        facts.append(f"the VAE's training seed (the loop VAE rows) by up to {max(moves):.3f} in one column")
+        facts.append(f"the VAE's training seed (the loop VAE rows) moves it by up to {max(moves):.3f} in one column")
     if len(counts) > 1:
         gap = max(abs(value[counts[0], vae, c] - value[counts[-1], vae, c]) for vae in record["vaes"] for c in columns)
-        facts.append(f"{counts[0]:,} against {counts[-1]:,} samples by at most {gap:.3f}")
+        facts.append(f"the sample count ({counts[0]:,} against {counts[-1]:,}) moves a cell by at most {gap:.3f}")
     for vae in genlab_vaes if len(loop_vaes) > 1 else ():
         spans = [(min(value[first, v, c] for v in loop_vaes), max(value[first, v, c] for v in loop_vaes),
                   value[first, vae, c]) for c in columns]
         inside = sum(low <= own <= high for low, high, own in spans)
         above = sum(own > high for low, high, own in spans)
-        facts.append(f"{label(vae)} lies within the loop VAEs' range in {inside} of {len(columns)} columns"
-                     f" (above it in {above})")
+        facts.append(f"at {first:,} samples {label(vae)} lies within the loop VAEs' range in {inside} of"
+                     f" {len(columns)} columns (above it in {above})")
     for column in loop_mlps:
         cells = [value[count, vae, column] for count in counts for vae in loop_vaes]
         facts.append(f"under {column} {sum(cell >= 9.0 for cell in cells)} of the loop VAEs' {len(cells)} cells"
@@ -672,7 +676,8 @@ def notebook_loop_vae_facts(record: dict, value: dict, label: Callable[[str], st
 
 def notebook_loop_dcgan(docs: Path, known: dict[str, str]) -> list[str]:
     """The notebook's DCGAN loop scored as cell [28] (the record of `reference_loop.py dcgan`), set beside
-    dcgan_mnist's `genlab test` scores by the same classifier on the same protocol (one split) only."""
+    dcgan_mnist's `genlab test` scores only by the same classifier on the same protocol (one split, +1e-10) after
+    as many iterations."""
     path = docs / NOTEBOOK_LOOP_DCGAN
     if not path.is_file():
         return []
@@ -685,20 +690,32 @@ def notebook_loop_dcgan(docs: Path, known: dict[str, str]) -> list[str]:
     for run in record["runs"]:
         for score in run["scores"]:
             who = f"{known.get(score['sha256'], 'a classifier not in this table')} {score['sha256']}"
-            suites = {name for entry in genlab for name, suite in entry["record"]["settings"].items()
-                      if isinstance(suite, dict) and suite.get("checkpoint_sha256") == score["sha256"]
-                      and suite.get("splits") == 1}
-            values = [entry["scores"][f"{name}/is"] for entry in genlab for name in suites
-                      if entry["scores"].get(f"{name}/is") is not None]
-            if len(suites) == 1 and len(values) == len(genlab) > 1:
-                mean, std = _spread(values)
-                beside = (f"dcgan_mnist's `{next(iter(suites))}/is` by the same classifier on the same protocol:"
-                          f" {mean:.4g} ± {std:.2g} over {len(values)} training seeds, range {_span(values)}")
-            else:
-                beside = "no dcgan_mnist score by this classifier over one split to set beside it"
-            lines.append(f"- loop seed {run['seed']}, {run['epochs']} epochs, under {who}: IS {score['is']:.3f};"
-                         f" {beside}.")
+            lines.append(f"- loop seed {run['seed']}, {run['iterations']:,} iterations ({run['epochs']} epochs), under"
+                         f" {who}: IS {score['is']:.3f}; {beside_dcgan_mnist(score, run, genlab)}.")
     return lines
+
+
+def beside_dcgan_mnist(score: dict, run: dict, genlab: list[dict]) -> str:
+    """dcgan_mnist's scores by the classifier that gave the loop's `score`, on the loop's protocol, or why none."""
+    same = [entry for entry in genlab if entry["iterations"] == run["iterations"]]
+    if not same:
+        return f"dcgan_mnist trained another number of iterations ({genlab[0]['iterations']:,})" if genlab else \
+            "dcgan_mnist has no record"
+    values, suites = [], set()
+    for entry in same:
+        settings = (entry.get("record") or {}).get("settings") or {}
+        for name, suite in settings.items():
+            if (isinstance(suite, dict) and suite.get("checkpoint_sha256") == score["sha256"]
+                    and suite.get("splits") == 1 and suite.get("epsilon") == 1e-10
+                    and entry["scores"].get(f"{name}/is") is not None):
+                values.append(entry["scores"][f"{name}/is"])
+                suites.add(name)
+    if len(suites) != 1:
+        return "no dcgan_mnist score by this classifier over one split with +1e-10 to set beside it"
+    mean, std = _spread(values)
+    spread = f"{mean:.4g} ± {std:.2g} over {len(values)} training seeds, range {_span(values)}" if len(values) > 1 \
+        else f"{values[0]:.4g}, one training seed"
+    return f"dcgan_mnist's `{suites.pop()}/is` by the same classifier on the same protocol: {spread}"
 
 
 def write_table(output: Path, docs: Path, inception: bool) -> None:

@@ -56,7 +56,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from genlab.cache import cache_root
 from genlab.rng import isolated_rng
-from genlab.runtime import cpu_has_native_bf16, cpu_model, launched_by_first_process
+from genlab.runtime import cpu_has_native_bf16, cpu_model, launched_by_first_process, runnable_tasks
 
 #: bf16 on a CPU must pay clearly: a probe speedup of 1.5 was ~1.3x per whole training iteration on an
 #: AVX-512-BF16 CPU (benchmarks/throughput.py); below it the gain is small and not worth a second numerics
@@ -141,29 +141,37 @@ def cache_file() -> Path:
 
 
 def runnable_neighbours(samples: int = 5) -> int | None:
-    """Tasks besides this one that want a CPU now (Linux's `procs_running`, its fewest over a few samples 20 ms
-    apart, after this process's own worker threads have gone idle), or None where the system does not say."""
-    def running() -> int | None:
-        try:
-            with open("/proc/stat") as stat:
-                return next((int(line.split()[1]) for line in stat if line.startswith("procs_running")), None)
-        except (OSError, ValueError):
-            return None
-
+    """Tasks of other processes that want a CPU now: the fewest over a few samples 20 ms apart (a short-lived task
+    is not a neighbour), this process's own runnable threads left out; None where the system does not say."""
     counts = []
     for _ in range(samples):
         time.sleep(0.02)
-        counts.append(running())
-    return None if None in counts else max(min(counts) - 1, 0)  # less this thread, which is reading
+        tasks = runnable_tasks()
+        if tasks is None:
+            return None
+        counts.append(max(tasks[0] - tasks[1], 0))
+    return min(counts)
+
+
+def spare_cores() -> int:
+    """The cores this process may use beyond its own torch threads: neighbours up to that many take nothing from
+    a timing."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(cores - torch.get_num_threads(), 0)
 
 
 def busy_load() -> str | None:
-    """Why a timing taken now says more about the neighbours than about bf16: another task wanting a CPU (a
-    neighbour on a core changes the measured bf16 gain itself, not only its noise: benchmarks/precision_under_load.py),
-    or a 1-minute load above the core count; None when the machine is quiet."""
+    """Why a timing taken now says more about the neighbours than about bf16: more other tasks wanting a CPU than
+    there are spare cores (a neighbour on a core changes the measured bf16 gain itself, not only its noise:
+    benchmarks/precision_under_load.py), or a 1-minute load above the core count; None when the machine is quiet."""
     cores = os.cpu_count() or 1
-    if neighbours := runnable_neighbours():
-        return f"{neighbours} other task{'s' if neighbours > 1 else ''} wanting a CPU of {cores}"
+    neighbours, spare = runnable_neighbours(), spare_cores()
+    if neighbours is not None and neighbours > spare:
+        return (f"{neighbours} other task{'s' if neighbours > 1 else ''} wanting a CPU, {spare} core"
+                f"{'' if spare == 1 else 's'} spare beside this process's {torch.get_num_threads()} threads")
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
@@ -202,7 +210,9 @@ def remembered_paths(model: torch.nn.Module, batch_size: int, bf16: bool) -> dic
     return measured
 
 
-def _fastest_layout(times: dict[str, float | str], precision: str) -> tuple[str, float]:
+def fastest_layout(times: dict[str, float | str], precision: str) -> tuple[str, float]:
+    """The layout genlab would train `precision` in, and its time: channels-last only where it wins by
+    `MIN_LAYOUT_GAIN`."""
     contiguous = times[f"{precision} {CONTIGUOUS}"]
     channels_last = times.get(f"{precision} {CHANNELS_LAST}", float("inf"))
     if channels_last * MIN_LAYOUT_GAIN <= contiguous:
@@ -301,14 +311,14 @@ def _cpu_path(model: torch.nn.Module | None, batch_size: int, precision: str | N
 def _timed_choice(times: dict[str, float | str], capability: str, native: bool, refusal: str | None,
                   precision: str | None, wanted: str | None) -> FastPath:
     if precision is not None:
-        layout, _ = _fastest_layout(times, wanted or FP32)
+        layout, _ = fastest_layout(times, wanted or FP32)
         return FastPath(precision, layout, f"CPU {capability}, precision given")
-    fp32_layout, fp32_time = _fastest_layout(times, FP32)
+    fp32_layout, fp32_time = fastest_layout(times, FP32)
     if not native:
         return FastPath(FP32, fp32_layout, f"CPU {capability} without native bf16")
     if refusal is not None:
         return FastPath(FP32, fp32_layout, f"CPU {capability}: {refusal}")
-    bf16_layout, bf16_time = _fastest_layout(times, BF16)
+    bf16_layout, bf16_time = fastest_layout(times, BF16)
     speedup = fp32_time / bf16_time
     if speedup < MIN_SPEEDUP:
         return FastPath(FP32, fp32_layout, f"CPU {capability}: bf16 measured {speedup:.2f}x fp32, below {MIN_SPEEDUP}x")

@@ -229,6 +229,23 @@ def cpu_has_native_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and cpu_bf16_instructions() is not False
 
 
+def runnable_tasks() -> tuple[int, int] | None:
+    """Runnable tasks now (Linux's `procs_running`) on the whole machine and among this process's own threads
+    (state R in /proc/self/task), or None where /proc does not say: the difference is what else wants a CPU."""
+    try:
+        with open("/proc/stat") as stat:
+            machine = next(int(line.split()[1]) for line in stat if line.startswith("procs_running"))
+        own = 0
+        for task in Path("/proc/self/task").iterdir():
+            try:  # the state follows the command name, which may itself hold spaces or parentheses
+                own += (task / "stat").read_text().rsplit(")", 1)[1].split()[0] == "R"
+            except (OSError, IndexError):  # a thread that ended meanwhile
+                continue
+    except (OSError, ValueError, StopIteration):
+        return None
+    return machine, own
+
+
 class CheckpointHooks(ModelCheckpoint):
     """ModelCheckpoint with public names for what genlab's `RunCheckpoint` needs: a hook before every save of
     `last.ckpt` (whatever schedule triggers it) and saves outside the schedule."""

@@ -466,15 +466,42 @@ def test_a_busy_neighbour_slowing_some_timed_passes_does_not_change_the_measured
     assert times == {"32-true contiguous": 1.0, "bf16-mixed contiguous": 0.5}
 
 
+def test_neighbours_are_other_processes_runnable_tasks_in_every_sample(monkeypatch):
+    samples = iter([(3, 1), (2, 1), (5, 2), (2, 1), (4, 1)])  # (machine, own): a short-lived task in some samples
+    monkeypatch.setattr(precision, "runnable_tasks", lambda: next(samples))
+    monkeypatch.setattr(precision.time, "sleep", lambda seconds: None)
+    assert precision.runnable_neighbours() == 1
+    monkeypatch.setattr(precision, "runnable_tasks", lambda: (3, 3))  # this process's own three threads only
+    assert precision.runnable_neighbours() == 0
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/stat"), reason="the runnable-task count is Linux's")
+def test_this_process_counts_its_own_reading_thread_as_runnable():
+    machine, own = runtime.runnable_tasks()
+    assert 1 <= own <= machine
+
+
+@pytest.mark.parametrize(("neighbours", "spare", "busy"), [(0, 0, False), (1, 0, True), (1, 2, False), (3, 2, True)])
+def test_the_machine_is_busy_when_more_neighbours_want_a_cpu_than_there_are_spare_cores(neighbours, spare, busy,
+                                                                                      monkeypatch):
+    monkeypatch.setattr(precision, "runnable_neighbours", lambda: neighbours)
+    monkeypatch.setattr(precision, "spare_cores", lambda: spare)
+    monkeypatch.setattr(precision.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert (BUSY_LOAD() is not None) is busy
+
+
 @pytest.mark.skipif(not os.path.isfile("/proc/stat"), reason="the runnable-task count is Linux's")
 def test_a_timing_beside_a_busy_core_is_said_to_be_busy_used_once_and_not_remembered(native_bf16, monkeypatch):
     calls = _measured(monkeypatch, 2.0)
     monkeypatch.setattr(precision, "busy_load", BUSY_LOAD)
+    monkeypatch.setattr(precision, "spare_cores", lambda: 0)  # as on a machine whose cores torch's threads fill
     monkeypatch.setattr(precision.os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # the neighbour alone must tell
     model = GAN(generator=MLPGenerator(latent_dim=4, hidden=[8], out_shape=[1, 4, 4]),
                 discriminator=MLPDiscriminator(in_shape=[1, 4, 4], hidden=[8]))
-    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # always wants a CPU
+    neighbour = subprocess.Popen([sys.executable, "-c", "print('spinning', flush=True)\nwhile True: pass"],
+                                 stdout=subprocess.PIPE, text=True)  # always wants a CPU
     try:
+        assert neighbour.stdout.readline() == "spinning\n"
         reasons = [precision.choose_fast_path("cpu", "fit", model, 16).reason for _ in range(2)]
     finally:
         neighbour.kill()

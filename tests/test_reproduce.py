@@ -233,4 +233,27 @@ def test_the_cross_table_and_what_it_says_are_written_from_the_loops_record(tmp_
     assert f"moves one VAE's score by up to {by_classifier_seed:.3f}" in table
     by_count = max(abs(cell[50, vae, mlp] - cell[200, vae, mlp]) for vae in ("loop VAE seed0", "loop VAE seed1")
                    for mlp in ("loop MLP seed0", "loop MLP seed1"))
-    assert f"50 against 200 samples by at most {by_count:.3f}" in table
+    assert f"the sample count (50 against 200) moves a cell by at most {by_count:.3f}" in table
+
+
+def test_the_dcgan_loop_is_set_beside_dcgan_mnist_only_by_one_classifier_on_one_protocol_and_length(tmp_path):
+    reproduce, docs = _table_module(), tmp_path / "docs"
+    suites = {"reference": {"checkpoint_sha256": "aaaaaaaaaaaa", "splits": 1, "epsilon": 1e-10},
+              "classifier": {"checkpoint_sha256": "bbbbbbbbbbbb", "splits": 10, "epsilon": 1e-10}}
+    for seed, value in enumerate((9.0, 9.2)):
+        _record(docs, "dcgan_mnist", seed, 70.0, iterations=2345, record={"settings": suites},
+                scores={"reference/is": value, "classifier/is": 8.0})
+    run = {"seed": 0, "epochs": 5, "iterations": 2345, "seconds": 1.0,
+           "scores": [{"classifier": "a", "sha256": "aaaaaaaaaaaa", "is": 9.18},
+                      {"classifier": "b", "sha256": "bbbbbbbbbbbb", "is": 8.85}]}
+    record = {"command": "python benchmarks/reference_loop.py dcgan", "date": "today", "genlab_commit": "abc",
+              "cpu_capability": "AVX512", "what": "the loop", "protocol": "cell [28]", "runs": [run]}
+    (docs / reproduce.NOTEBOOK_LOOP_DCGAN).write_text(json.dumps(record))
+    lines = reproduce.notebook_loop_dcgan(docs, {})
+    assert ("IS 9.180; dcgan_mnist's `reference/is` by the same classifier on the same protocol: 9.1 ± 0.14 over 2"
+            " training seeds, range 9.000-9.200." in lines[-2])
+    assert lines[-1].endswith("IS 8.850; no dcgan_mnist score by this classifier over one split with +1e-10 to set"
+                              " beside it.")  # genlab's CNN IS uses 10 splits: another protocol
+    record["runs"][0] = {**run, "epochs": 10, "iterations": 4690}
+    (docs / reproduce.NOTEBOOK_LOOP_DCGAN).write_text(json.dumps(record))
+    assert "dcgan_mnist trained another number of iterations (2,345)" in reproduce.notebook_loop_dcgan(docs, {})[-2]
