@@ -36,7 +36,8 @@ checkpoint scores the same everywhere. Under bf16-mixed the matmuls and convolut
 `--tf32 true` asks for it (refused off CUDA, where it means nothing; the CPU records false).
 
 The choice is printed at start and written into the run's `config.yaml` (`trainer.precision`, `memory_format`,
-`tf32`); the precision also into the checkpoints and every score record (`trained_in_precision`). Processes
+`tf32`); the precision and the whole choice also into the checkpoints and every score record (`trained_in_precision`,
+`trained_with_fast_paths`). Processes
 that Lightning starts for DDP inherit the first process's choice (through `CHOICE_VARIABLE`), so all ranks train
 alike.
 """

@@ -48,6 +48,7 @@ ITERATIONS_KEY = "genlab_iterations"  # training batches behind the weights, for
 SKIPPED_KEY = "genlab_skipped_updates"
 DIVERGED_KEY = "genlab_diverged_at_iteration"  # in a diverged-iteration_N.ckpt: N, the first non-finite iteration
 PRECISIONS_KEY = "genlab_training_precisions"  # what the weights were trained in, for `genlab test` records
+FAST_PATHS_KEY = "genlab_training_fast_paths"  # each fit's precision, layout, TF32 and why, for `genlab test` records
 
 
 def resumed_config(resumes: int) -> str:

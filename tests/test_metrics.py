@@ -327,6 +327,8 @@ def test_generative_metrics_fit_test_and_predict_end_to_end(run_cli, mnist_400, 
     assert test_record["stage"] == "test" and test_record["real_split"] == "test" and test_record["num_real"] == 100
     assert test_record["iteration"] == 20  # the iteration of the checkpoint's weights
     assert test_record["trained_in_precision"] == ["32-true"]  # from the checkpoint, not the test's precision
+    assert test_record["trained_with_fast_paths"] == [fast_path]  # the fit's layout and reason, not the test's
+    assert test_record["fast_path"]["reason"] == "genlab test evaluates the same on every machine"
     assert "test/classifier/is" in printed
     printed_results = json.loads((test_runs[-1] / "test_results.json").read_text())  # the printed table, for scripts
     assert printed_results["iteration"] == 20

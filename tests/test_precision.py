@@ -141,6 +141,9 @@ def test_test_evaluates_in_fp32_even_where_training_would_use_bf16(native_bf16, 
     checkpoint = torch.load(tmp_path / "lightning_logs" / "gan_mnist" / "version_0" / "checkpoints" / "last.ckpt",
                             weights_only=True)
     assert checkpoint["genlab_training_precisions"] == ["bf16-mixed"]  # what score records quote
+    trained = checkpoint["genlab_training_fast_paths"]  # and how they were trained, with why
+    assert [(path["precision"], path["memory_format"]) for path in trained] == [("bf16-mixed", "contiguous")]
+    assert "measured 100.0x fp32" in trained[0]["reason"]
 
 
 def test_an_avx512_cpu_that_only_emulates_bf16_is_not_native_although_onednn_supports_it(monkeypatch):

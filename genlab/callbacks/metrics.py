@@ -128,13 +128,14 @@ class GenerativeMetrics(ScheduledEvaluation):
         """The evaluation on every process (each scores its share); returns the record with the run's place in it."""
         scored = self.evaluation.run(trainer.datamodule, model, split, trainer.global_rank, trainer.world_size)
         # the weights' precisions so far; during a fit, the one training them now too
-        trained_in = (model.precisions_trained_in(str(trainer.precision)) if stage == "fit"
-                      else model.training_precisions)
+        fit = stage == "fit"
+        trained_in = model.precisions_trained_in(str(trainer.precision)) if fit else model.training_precisions
         return {
             # in `genlab test` the loops start at 0: the iteration is that of the checkpoint's weights
             "iteration": iterations_done(trainer) if stage == "fit" else int(getattr(model, "trained_iterations", 0)),
             "step": trainer.global_step, "epoch": trainer.current_epoch, "stage": stage,
             "trained_in_precision": trained_in,
+            "trained_with_fast_paths": model.fast_paths_trained_in() if fit else model.training_fast_paths,
             # this run's precision, layout and TF32 and why (genlab.precision), when the CLI chose them
             "fast_path": getattr(model, "fast_path", None),
             **scored,

@@ -19,7 +19,8 @@ NOT_PROTOCOL = {"scores", "real_values", "iteration", "step", "epoch", "label_hi
 # settings that change how a score is computed but not its value (checked on 1 vs N processes,
 # docs/guide.md: Evaluation); also `fast_path.*`, how the weights were trained (like trained_in_precision: a
 # property of the model scored)
-NOT_IDENTITY = {"sampling.device", "sampling.processes", "sampling.precision", "trained_in_precision"}
+NOT_IDENTITY = {"sampling.device", "sampling.processes", "sampling.precision", "trained_in_precision",
+                "trained_with_fast_paths"}
 COLLAPSE_TV = 0.9
 
 

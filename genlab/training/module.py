@@ -48,6 +48,7 @@ class TrainingModule(L.LightningModule):
         self.divergence = DivergenceGuard()
         self.trained_iterations = 0  # iterations behind loaded weights (set by a checkpoint, e.g. in genlab test)
         self.training_precisions: list[str] = []  # the precisions the weights were trained in, in order
+        self.training_fast_paths: list[dict[str, Any]] = []  # each fit's precision, layout and why, in order
         self.saving_mid_batch = False
         self.diverged_at: int | None = None  # the first non-finite iteration, once the guard has stopped the run
         self.no_op_steps = 0
@@ -135,6 +136,8 @@ class TrainingModule(L.LightningModule):
         trainer = attached_trainer(self)
         self.training_precisions = self.precisions_trained_in(str(trainer.precision) if trainer else "32-true")
         checkpoint[resume.PRECISIONS_KEY] = self.training_precisions
+        self.training_fast_paths = self.fast_paths_trained_in()
+        checkpoint[resume.FAST_PATHS_KEY] = self.training_fast_paths
         if trainer is not None:
             keep_an_unfinished_epoch_running(checkpoint, trainer)
         if self.saving_mid_batch:
@@ -146,6 +149,7 @@ class TrainingModule(L.LightningModule):
         self.divergence.skipped_updates = int(checkpoint.get(resume.SKIPPED_KEY, 0))
         self.trained_iterations = int(checkpoint.get(resume.ITERATIONS_KEY, 0))
         self.training_precisions = list(checkpoint.get(resume.PRECISIONS_KEY, []))
+        self.training_fast_paths = list(checkpoint.get(resume.FAST_PATHS_KEY, []))
         resume.restore_this_process_rng(checkpoint)
 
     def save_diverged_state(self, iteration: int, no_op_steps: int = 0) -> Path:
@@ -175,6 +179,14 @@ class TrainingModule(L.LightningModule):
         if self.training_precisions[-1:] == [current]:
             return self.training_precisions
         return [*self.training_precisions, current]
+
+    def fast_paths_trained_in(self) -> list[dict[str, Any]]:
+        """`training_fast_paths` with the path of the fit now running (`fast_path`, set by the CLI) appended if it
+        differs: a `genlab test` record says the layout and reason the weights were trained with, not only its own."""
+        current = getattr(self, "fast_path", None)
+        if current is None or self.training_fast_paths[-1:] == [current]:
+            return self.training_fast_paths
+        return [*self.training_fast_paths, current]
 
     def build_optimizer(self, factory: Any, parameters: Any, key: str) -> torch.optim.Optimizer:
         """Instantiate a YAML-chosen optimizer, turning bad settings (a negative lr, …) into one line; fused where

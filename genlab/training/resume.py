@@ -15,7 +15,7 @@ from torch import Tensor
 
 from genlab.errors import GenlabError
 from genlab.rng import collect_rng_states, restore_rng_states
-from genlab.run_layout import DIVERGED_KEY, ITERATIONS_KEY, PRECISIONS_KEY, RNG_KEY, SKIPPED_KEY  # noqa: F401 (re-exported)
+from genlab.run_layout import DIVERGED_KEY, FAST_PATHS_KEY, ITERATIONS_KEY, PRECISIONS_KEY, RNG_KEY, SKIPPED_KEY  # noqa: F401 (re-exported)
 
 
 def rank_and_world_size() -> tuple[int, int]:
