@@ -206,11 +206,11 @@ ROWS = [
     Row("dcgan_mnist_ema", experiment="dcgan_mnist", seeds=(0, 1, 2), arguments=EMA, headline=EMA_SCORES,
         fit_arguments=BF16,
         reference="(genlab's generator EMA, issue 16)",
-        protocol="dcgan_mnist with an EMA of the generator (decay 0.999, 1,000 warm-up iterations), in genlab's"
-                 " automatic precision (bf16-mixed and channels-last on an AVX-512-BF16 CPU): the raw generator"
-                 " trains as"
-                 " dcgan_mnist would in that precision (its scores are the fast path's, to set beside dcgan_mnist's"
-                 " fp32 seeds), `@ema` scores the average in the same evaluation",
+        protocol="dcgan_mnist with an EMA of the generator (decay 0.999, 1,000 warm-up iterations), trained in"
+                 " bf16-mixed (what genlab's automatic precision picks for the DCGAN where bf16 is native and timed"
+                 " faster; the layout as timed on the machine): the raw generator trains as dcgan_mnist would in"
+                 " that precision (its scores are the fast path's, to set beside dcgan_mnist's fp32 seeds), `@ema`"
+                 " scores the average in the same evaluation",
         observed="Raw generator (first grid) and its average (second), seed 0, same noise: the same clean digits tile"
                  " for tile, the average's a little smoother at stroke ends; the differences are slight, as after"
                  " 2,345 iterations the average spans only the last ~1,300 (1,000 warm-up iterations); the"
