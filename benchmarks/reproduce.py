@@ -262,9 +262,9 @@ ROWS = [
                  " samples on grey-level MNIST under the Bernoulli likelihood (not comparable to binarized-MNIST"
                  " figures), active units of 20",
         observed="Mixture samples from fixed noise: 64 well-formed digits of every class, strokes smooth and a little"
-                 " soft at the edges as VAE samples are, no speckle; a few shapes are ambiguous (a 6 that leans"
-                 " towards a 2 in the fourth row, a thin 4 in the last).",
-        observed_grid="a2ec9ae308c1"),
+                 " soft at the edges as VAE samples are, no speckle; a few shapes are faint or ambiguous (the first"
+                 " tile of the third row, the fifth of the seventh).",
+        observed_grid="58622d933088"),
 ]
 
 
@@ -676,29 +676,34 @@ def notebook_loop_vae_facts(record: dict, value: dict, label: Callable[[str], st
 
 
 def notebook_loop_dcgan(docs: Path, known: dict[str, str]) -> list[str]:
-    """The notebook's DCGAN loop scored as cell [28] (the record of `reference_loop.py dcgan`), set beside
-    dcgan_mnist's `genlab test` scores only by the same classifier on the same protocol (one split, +1e-10) after
-    as many iterations."""
-    path = docs / NOTEBOOK_LOOP_DCGAN
-    if not path.is_file():
+    """The notebook's DCGAN loop scored as cell [28] (the records of `reference_loop.py dcgan`, one file per
+    command), set beside dcgan_mnist's `genlab test` scores only by the same classifier on the same protocol (one
+    split, +1e-10) after as many iterations."""
+    paths = sorted(docs.glob(NOTEBOOK_LOOP_DCGAN.replace(".json", "*.json")))
+    records = [json.loads(path.read_text()) for path in paths]
+    if not records:
         return []
-    record = json.loads(path.read_text())
     genlab = records_of(docs, "dcgan_mnist")
-    lines = ["", "## The notebook's DCGAN loop, from its record", "",
-             (f"`{record['command']}` ({record['date']}, commit {record['genlab_commit']}, CPU capability"
-              f" {record['cpu_capability']}): {record['what']}; {record['protocol']}. The record:"
-              f" `docs/results/{NOTEBOOK_LOOP_DCGAN}`."), ""]
-    for run in record["runs"]:
-        for score in run["scores"]:
-            who = f"{known.get(score['sha256'], 'a classifier not in this table')} {score['sha256']}"
-            lines.append(f"- loop seed {run['seed']}, {run['iterations']:,} iterations ({run['epochs']} epochs), under"
-                         f" {who}: IS {score['is']:.3f}; {beside_dcgan_mnist(score, run, genlab)}.")
+    lines = ["", "## The notebook's DCGAN loop, from its records", ""]
+    lines += [(f"`{record['command']}` ({record['date']}, commit {record['genlab_commit']}, CPU capability"
+               f" {record['cpu_capability']}): {record['what']}; {record['protocol']}.") for record in records]
+    runs = sorted((run for record in records for run in record["runs"]), key=lambda run: run["seed"])
+    lines.append("")
+    for sha in dict.fromkeys(score["sha256"] for run in runs for score in run["scores"]):
+        scored = [(run, score) for run in runs for score in run["scores"] if score["sha256"] == sha]
+        for iterations in sorted({run["iterations"] for run, _ in scored}):
+            values = [score["is"] for run, score in scored if run["iterations"] == iterations]
+            seeds = ", ".join(str(run["seed"]) for run, _ in scored if run["iterations"] == iterations)
+            who = f"{known.get(sha, 'a classifier not in this table')} {sha}"
+            lines.append(f"- the loop after {iterations:,} iterations, under {who}: IS {_format(values)} (seeds"
+                         f" {seeds}); {beside_dcgan_mnist(sha, iterations, values, genlab)}.")
     return lines
 
 
-def beside_dcgan_mnist(score: dict, run: dict, genlab: list[dict]) -> str:
-    """dcgan_mnist's scores by the classifier that gave the loop's `score`, on the loop's protocol, or why none."""
-    same = [entry for entry in genlab if entry["iterations"] == run["iterations"]]
+def beside_dcgan_mnist(sha: str, iterations: int, loop: list[float], genlab: list[dict]) -> str:
+    """dcgan_mnist's scores by classifier `sha` on the loop's protocol after as many iterations, set against the
+    loop's values (n, mean ± std, "not distinguishable" where the spreads overlap), or why there are none."""
+    same = [entry for entry in genlab if entry["iterations"] == iterations]
     if not same:
         return f"dcgan_mnist trained another number of iterations ({genlab[0]['iterations']:,})" if genlab else \
             "dcgan_mnist has no record"
@@ -706,17 +711,21 @@ def beside_dcgan_mnist(score: dict, run: dict, genlab: list[dict]) -> str:
     for entry in same:
         settings = (entry.get("record") or {}).get("settings") or {}
         for name, suite in settings.items():
-            if (isinstance(suite, dict) and suite.get("checkpoint_sha256") == score["sha256"]
+            if (isinstance(suite, dict) and suite.get("checkpoint_sha256") == sha
                     and suite.get("splits") == 1 and suite.get("epsilon") == 1e-10
                     and entry["scores"].get(f"{name}/is") is not None):
                 values.append(entry["scores"][f"{name}/is"])
                 suites.add(name)
     if len(suites) != 1:
         return "no dcgan_mnist score by this classifier over one split with +1e-10 to set beside it"
-    mean, std = _spread(values)
-    spread = f"{mean:.4g} ± {std:.2g} over {len(values)} training seeds, range {_span(values)}" if len(values) > 1 \
-        else f"{values[0]:.4g}, one training seed"
-    return f"dcgan_mnist's `{suites.pop()}/is` by the same classifier on the same protocol: {spread}"
+    shown = (f"dcgan_mnist's `{suites.pop()}/is` by the same classifier on the same protocol: {_format(values)}"
+             f" over {len(values)} training seed{'s' if len(values) > 1 else ''}, range {_span(values)}")
+    if min(len(loop), len(values)) < 2:
+        return f"{shown} (a spread on each side is needed to compare)"
+    (a, a_std), (b, b_std) = _spread(loop), _spread(values)
+    verdict = ("not distinguishable" if abs(a - b) <= a_std + b_std
+               else "the loop higher" if a > b else "the loop lower")
+    return f"{shown}: {verdict}"
 
 
 def write_table(output: Path, docs: Path, inception: bool) -> None:

@@ -250,10 +250,15 @@ def test_the_dcgan_loop_is_set_beside_dcgan_mnist_only_by_one_classifier_on_one_
               "cpu_capability": "AVX512", "what": "the loop", "protocol": "cell [28]", "runs": [run]}
     (docs / reproduce.NOTEBOOK_LOOP_DCGAN).write_text(json.dumps(record))
     lines = reproduce.notebook_loop_dcgan(docs, {})
-    assert ("IS 9.180; dcgan_mnist's `reference/is` by the same classifier on the same protocol: 9.1 ± 0.14 over 2"
-            " training seeds, range 9.000-9.200." in lines[-2])
-    assert lines[-1].endswith("IS 8.850; no dcgan_mnist score by this classifier over one split with +1e-10 to set"
-                              " beside it.")  # genlab's CNN IS uses 10 splits: another protocol
-    record["runs"][0] = {**run, "epochs": 10, "iterations": 4690}
-    (docs / reproduce.NOTEBOOK_LOOP_DCGAN).write_text(json.dumps(record))
+    assert ("IS 9.18 (seeds 0); dcgan_mnist's `reference/is` by the same classifier on the same protocol: 9.1 ± 0.14"
+            " over 2 training seeds, range 9.000-9.200 (a spread on each side is needed to compare)." in lines[-2])
+    assert lines[-1].endswith("IS 8.85 (seeds 0); no dcgan_mnist score by this classifier over one split with +1e-10"
+                              " to set beside it.")  # genlab's CNN IS uses 10 splits: another protocol
+    more = {**record, "runs": [{**run, "seed": 1, "scores": [{**run["scores"][0], "is": 9.6}]},
+                               {**run, "seed": 2, "scores": [{**run["scores"][0], "is": 9.7}]}]}
+    (docs / "notebook-loop-dcgan-seeds12.json").write_text(json.dumps(more))  # a second command's record adds seeds
+    lines = reproduce.notebook_loop_dcgan(docs, {})
+    assert "IS 9.493 ± 0.28 (seeds 0, 1, 2)" in lines[-2] and lines[-2].endswith(": not distinguishable.")
+    more["runs"] = [{**one, "iterations": 4690} for one in more["runs"]]
+    (docs / "notebook-loop-dcgan-seeds12.json").write_text(json.dumps(more))
     assert "dcgan_mnist trained another number of iterations (2,345)" in reproduce.notebook_loop_dcgan(docs, {})[-2]
