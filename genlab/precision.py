@@ -165,9 +165,9 @@ def spare_cores() -> int:
 
 
 def busy_load() -> str | None:
-    """Why a timing taken now says more about the neighbours than about bf16: more other tasks wanting a CPU than
-    there are spare cores (a neighbour on a core changes the measured bf16 gain itself, not only its noise:
-    benchmarks/precision_under_load.py), or a 1-minute load above the core count; None when the machine is quiet."""
+    """Why a timing taken now would measure the neighbours as much as bf16: more other tasks wanting a CPU than
+    there are spare cores (benchmarks/precision_under_load.py times the gain beside spinning neighbours), or a
+    1-minute load above the core count; None when the machine is quiet."""
     cores = os.cpu_count() or 1
     neighbours, spare = runnable_neighbours(), spare_cores()
     if neighbours is not None and neighbours > spare:
