@@ -1,6 +1,6 @@
 """The reference notebook's VAE and IS classifier as a plain PyTorch loop, and the cross table of IS scores.
 
-    python benchmarks/reference_loop.py train --seeds 0,1,2            # ~3 min per seed and part on 2 cores
+    python benchmarks/reference_loop.py train --seeds 0,1,2            # minutes per seed and part
     python benchmarks/reference_loop.py gan --seeds 0 --epochs 10      # the vanilla GAN: grids per epoch
     python benchmarks/reference_loop.py dcgan --seeds 0 --epochs 5 \
         --genlab-classifier lightning_logs/classifier_mnist_reference \
