@@ -685,10 +685,10 @@ def notebook_loop_dcgan(docs: Path, known: dict[str, str]) -> list[str]:
         return []
     genlab = records_of(docs, "dcgan_mnist")
     lines = ["", "## The notebook's DCGAN loop, from its records", ""]
-    lines += [(f"`{record['command']}` ({record['date']}, commit {record['genlab_commit']}, CPU capability"
-               f" {record['cpu_capability']}): {record['what']}; {record['protocol']}.") for record in records]
+    for record in records:
+        lines += [(f"`{record['command']}` ({record['date']}, commit {record['genlab_commit']}, CPU capability"
+                   f" {record['cpu_capability']}): {record['what']}; {record['protocol']}."), ""]
     runs = sorted((run for record in records for run in record["runs"]), key=lambda run: run["seed"])
-    lines.append("")
     for sha in dict.fromkeys(score["sha256"] for run in runs for score in run["scores"]):
         scored = [(run, score) for run in runs for score in run["scores"] if score["sha256"] == sha]
         for iterations in sorted({run["iterations"] for run, _ in scored}):
