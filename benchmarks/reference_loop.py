@@ -162,8 +162,9 @@ def score(out: Path, genlab_vaes: list[Path], genlab_classifiers: list[Path], sa
         classifier = MLPClassifier(dropout_at_eval=False)
         classifier.load_state_dict(state["classifier"])
         classifiers[f"loop MLP {path.stem}"] = classifier.eval()
+        sha = file_sha256(path)[:12]  # one file holds the seed's VAE and MLP
         for part in ("VAE", "MLP"):
-            networks[f"loop {part} {path.stem}"] = {"kind": f"loop {part}", "sha256": file_sha256(path)[:12]}
+            networks[f"loop {part} {path.stem}"] = {"kind": f"loop {part}", "sha256": sha}
     for run in genlab_vaes:
         decoders[f"genlab {run}"] = genlab_decoder(run)
         networks[f"genlab {run}"] = {"kind": "genlab VAE",

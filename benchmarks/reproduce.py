@@ -450,6 +450,11 @@ def known_classifiers(docs: Path) -> dict[str, str]:
     return known
 
 
+def classifier_name(sha: str, known: dict[str, str]) -> str:
+    """A classifier as the table names it: its row and test accuracy (or that it is none of the table's), its hash."""
+    return f"{known.get(sha, 'a classifier not in this table')} {sha}"
+
+
 def classifier_cell(found: list[dict], known: dict[str, str]) -> tuple[str, bool]:
     """The row's "scored by" cell, and whether its seeds may be summarised together (one set of classifiers)."""
     sets = {scored_by(entry) for entry in found}
@@ -457,7 +462,7 @@ def classifier_cell(found: list[dict], known: dict[str, str]) -> tuple[str, bool
         return "", True
     if len(sets) > 1:
         return "seeds scored by different classifiers: not summarised", False
-    return "; ".join(f"{known.get(sha, 'a classifier not in this table')} {sha}" for sha in next(iter(sets))), True
+    return "; ".join(classifier_name(sha, known) for sha in next(iter(sets))), True
 
 
 @dataclass(frozen=True)
@@ -495,6 +500,15 @@ def _spread(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def verdict(a: list[float], b: list[float]) -> str:
+    """`a` against `b` by their means ± sample std: "not distinguishable" where the intervals overlap, else which
+    side is higher."""
+    (a_mean, a_std), (b_mean, b_std) = _spread(a), _spread(b)
+    if abs(a_mean - b_mean) <= a_std + b_std:
+        return "not distinguishable"
+    return "higher" if a_mean > b_mean else "lower"
+
+
 def records_of(docs: Path, row: str) -> list[dict]:
     """The records of `row`'s seeds in `docs`, in seed order (another row whose name `row` begins is left out)."""
     found = [json.loads(path.read_text()) for path in sorted(docs.glob(f"{row}-seed*.json"))]
@@ -521,10 +535,8 @@ def compare(comparison: Comparison, docs: Path) -> str:
         if not all(values):
             continue
         (a, a_std), (b, b_std) = (_spread(side) for side in values)
-        overlap = abs(a - b) <= a_std + b_std
-        verdict = "not distinguishable" if overlap else ("higher" if a > b else "lower")
         shown = name if name == baseline_name else f"{name} against {baseline_name}:"
-        parts.append(f"{shown} {a:.4g} ± {a_std:.2g} against {b:.4g} ± {b_std:.2g} ({verdict})")
+        parts.append(f"{shown} {a:.4g} ± {a_std:.2g} against {b:.4g} ± {b_std:.2g} ({verdict(*values)})")
     counts = f"n = {len(sides[0])} and {len(sides[1])} training seeds, one set of classifiers"
     return f"{head} ({counts}; mean ± sample std; overlapping spreads are not distinguishable): {'; '.join(parts)}."
 
@@ -588,7 +600,7 @@ def real_data_values(docs: Path, known: dict[str, str]) -> list[str]:
     for (classifiers, split, count, reference), (scores, rows) in groups.items():
         shown = "; ".join(f"{name} {value:.4g}" for name, value in scores.items()
                           if name.split("/")[-1] in ("is", "fd", "label_tv", "precision", "recall"))
-        names = ", ".join(f"{known.get(sha, 'a classifier not in this table')} {sha}" for sha in classifiers)
+        names = ", ".join(classifier_name(sha, known) for sha in classifiers)
         lines.append(f"- scored by {names}: {count:,} {split} images against the {reference} split"
                      f" (rows {', '.join(rows)}): {shown}")
     return lines if groups else []
@@ -596,6 +608,12 @@ def real_data_values(docs: Path, known: dict[str, str]) -> list[str]:
 
 NOTEBOOK_LOOP_VAE = "notebook-loop-vae.json"  # benchmarks/reference_loop.py score --record
 NOTEBOOK_LOOP_DCGAN = "notebook-loop-dcgan.json"  # benchmarks/reference_loop.py dcgan --record
+
+
+def provenance(record: dict) -> str:
+    """What a benchmark record rests on, as a sentence: its command, date, commit, CPU, what and protocol."""
+    return (f"`{record['command']}` ({record['date']}, commit {record['genlab_commit']}, CPU capability"
+            f" {record['cpu_capability']}): {record['what']}; {record['protocol']}.")
 
 
 def _span(values: list[float]) -> str:
@@ -616,13 +634,11 @@ def notebook_loop_vae(docs: Path, known: dict[str, str]) -> list[str]:
     def label(name: str) -> str:  # genlab's classifiers by their table name and hash, every other network as named
         sha = networks[name]["sha256"]
         genlab_classifier = name in columns and not name.startswith("loop")
-        return f"{known.get(sha, 'a classifier not in this table')} {sha}" if genlab_classifier else name
+        return classifier_name(sha, known) if genlab_classifier else name
 
     lines = ["", "## The notebook's VAE loop under every classifier, from its record", "",
-             (f"`{record['command']}` ({record['date']}, commit {record['genlab_commit']}, CPU capability"
-              f" {record['cpu_capability']}): {record['what']}; {record['protocol']}. Rows: the VAE (the notebook's"
-              " cells as a plain loop, three training seeds, and genlab's); columns: the classifier. The record:"
-              f" `docs/results/{NOTEBOOK_LOOP_VAE}`."), "",
+             (f"{provenance(record)} Rows: the VAE (the notebook's cells as a plain loop, three training seeds, and"
+              f" genlab's); columns: the classifier. The record: `docs/results/{NOTEBOOK_LOOP_VAE}`."), "",
              "| samples | VAE | " + " | ".join(label(column) for column in columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for count in counts:
@@ -686,17 +702,16 @@ def notebook_loop_dcgan(docs: Path, known: dict[str, str]) -> list[str]:
     genlab = records_of(docs, "dcgan_mnist")
     lines = ["", "## The notebook's DCGAN loop, from its records", ""]
     for record in records:
-        lines += [(f"`{record['command']}` ({record['date']}, commit {record['genlab_commit']}, CPU capability"
-                   f" {record['cpu_capability']}): {record['what']}; {record['protocol']}."), ""]
+        lines += [provenance(record), ""]
     runs = sorted((run for record in records for run in record["runs"]), key=lambda run: run["seed"])
     for sha in dict.fromkeys(score["sha256"] for run in runs for score in run["scores"]):
         scored = [(run, score) for run in runs for score in run["scores"] if score["sha256"] == sha]
         for iterations in sorted({run["iterations"] for run, _ in scored}):
             values = [score["is"] for run, score in scored if run["iterations"] == iterations]
             seeds = ", ".join(str(run["seed"]) for run, _ in scored if run["iterations"] == iterations)
-            who = f"{known.get(sha, 'a classifier not in this table')} {sha}"
-            lines.append(f"- the loop after {iterations:,} iterations, under {who}: IS {_format(values)} (seeds"
-                         f" {seeds}); {beside_dcgan_mnist(sha, iterations, values, genlab)}.")
+            beside = beside_dcgan_mnist(sha, iterations, values, genlab)
+            lines.append(f"- the loop after {iterations:,} iterations, under {classifier_name(sha, known)}:"
+                         f" IS {_format(values)} (seeds {seeds}); {beside}.")
     return lines
 
 
@@ -722,10 +737,8 @@ def beside_dcgan_mnist(sha: str, iterations: int, loop: list[float], genlab: lis
              f" over {len(values)} training seed{'s' if len(values) > 1 else ''}, range {_span(values)}")
     if min(len(loop), len(values)) < 2:
         return f"{shown} (a spread on each side is needed to compare)"
-    (a, a_std), (b, b_std) = _spread(loop), _spread(values)
-    verdict = ("not distinguishable" if abs(a - b) <= a_std + b_std
-               else "the loop higher" if a > b else "the loop lower")
-    return f"{shown}: {verdict}"
+    said = verdict(loop, values)
+    return f"{shown}: {said if said == 'not distinguishable' else 'the loop ' + said}"
 
 
 def write_table(output: Path, docs: Path, inception: bool) -> None:

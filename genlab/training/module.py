@@ -33,6 +33,12 @@ from genlab.training.fused import fused_when_unset
 from genlab.training.optimizer_settings import Settings, configured_settings, reapply
 
 
+def with_latest(history: list[Any], current: Any) -> list[Any]:
+    """`history` with `current` appended unless it is already the last entry: how the weights were trained, one
+    entry per change (precision, or the whole fast path), across resumes."""
+    return history if history[-1:] == [current] else [*history, current]
+
+
 class TrainingModule(L.LightningModule):
     """A LightningModule with exact resume, a divergence guard and an iteration counter.
 
@@ -176,17 +182,13 @@ class TrainingModule(L.LightningModule):
 
     def precisions_trained_in(self, current: str) -> list[str]:
         """`training_precisions` with the precision of the training now running appended if it differs."""
-        if self.training_precisions[-1:] == [current]:
-            return self.training_precisions
-        return [*self.training_precisions, current]
+        return with_latest(self.training_precisions, current)
 
     def fast_paths_trained_in(self) -> list[dict[str, Any]]:
         """`training_fast_paths` with the path of the fit now running (`fast_path`, set by the CLI) appended if it
         differs: a `genlab test` record says the layout and reason the weights were trained with, not only its own."""
         current = getattr(self, "fast_path", None)
-        if current is None or self.training_fast_paths[-1:] == [current]:
-            return self.training_fast_paths
-        return [*self.training_fast_paths, current]
+        return self.training_fast_paths if current is None else with_latest(self.training_fast_paths, current)
 
     def build_optimizer(self, factory: Any, parameters: Any, key: str) -> torch.optim.Optimizer:
         """Instantiate a YAML-chosen optimizer, turning bad settings (a negative lr, …) into one line; fused where
